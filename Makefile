@@ -1,0 +1,32 @@
+# The two commands of the README's quick start: `make eval` and `make test`.
+# Each one creates .venv if needed, installs the package into it, then runs.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.PHONY: install install-hf eval test test-all docker-up
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+install: $(BIN)/python
+	$(BIN)/pip install -q -e '.[test]'
+
+install-hf: install
+	$(BIN)/pip install -q -e '.[hf,test]'
+
+eval: install-hf
+	$(BIN)/harness eval --task gsm8k,math500 --method tir --limit 5 --max-tokens 256 --data-dir ../shared/data --output-dir runs/quickstart
+
+# Starts a Docker engine for the Docker sandbox tests when one can be started; the tests say so loudly when not.
+docker-up:
+	@if [ -x scripts/docker-up.sh ]; then scripts/docker-up.sh || echo "WARNING: no Docker engine: Docker sandbox tests will be skipped"; fi
+
+# pytest exits 5 when it collected nothing: that is a failure here, not a pass.
+test: install-hf docker-up
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test-all: PYTEST_ARGS += -m ''
+test-all: test

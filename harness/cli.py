@@ -1,0 +1,27 @@
+"""The `harness` command line. Heavy libraries are imported inside commands so `--help` stays instant."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(
+    name="harness",
+    help="Evaluate math language models with and without code, and train them to decide when to write code.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def _main() -> None:
+    """harness: math evaluation with tool-integrated reasoning, and adaptive tool-use training."""
+
+
+def _register_subcommands() -> None:
+    from harness.grading.cli import grade
+
+    app.command(name="grade")(grade)
+
+
+_register_subcommands()
