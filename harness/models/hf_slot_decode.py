@@ -1,0 +1,188 @@
+"""The fast decode loop for Hugging Face models: continuous batching over a slot KV cache, with CUDA graphs.
+
+Plain ``model.generate`` spends most of a decode step launching hundreds of small kernels from Python and
+growing its cache by concatenation. Here:
+
+* the KV cache is preallocated (``slot_kv_cache.py``) and every decode step has the same shapes, so on CUDA
+  the whole step (model forward and token choice) is captured once as a CUDA graph and replayed;
+* each slot holds one request; when a request finishes, its slot is refilled from the queue at once, so
+  long outputs do not hold a batch of short ones hostage and the batch stays full while work remains;
+* stop strings and EOS are checked on the CPU after each step (one small device-to-host copy).
+
+On the CPU the same loop runs eagerly; the tests check that it produces exactly the tokens of the
+reference loop in ``hf_simple_decode.py``.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+from harness.models.hf_simple_decode import cache_keyword
+from harness.models.sampling import choose_next_tokens
+from harness.models.slot_kv_cache import SlotKVCache, decode_attention_mask, prefill_attention_mask
+from harness.models.stopping import FinishRules, SequenceProgress
+from harness.models.types import Generation, GenerationRequest, SamplingParams
+
+# Prompts prefilled together are padded to the longest; this bounds the padded tokens per prefill forward.
+PREFILL_TOKEN_BUDGET = 16384
+
+
+class SlotDecoder:
+    """Owns the slot cache and captured decode graphs of one model, and reuses them across calls."""
+
+    def __init__(self, model: Any, num_slots: int, use_cuda_graphs: bool, compile_step: bool = False):
+        self.model = model
+        self.num_slots = num_slots
+        self.use_cuda_graphs = use_cuda_graphs
+        self.compile_step = compile_step
+        self.cache: SlotKVCache | None = None
+        self._graphs: dict[tuple, _CapturedStep] = {}
+        self._cache_arg = cache_keyword(model)
+
+    def generate(
+        self, requests: list[GenerationRequest], params: SamplingParams, rules: FinishRules, pad_token_id: int
+    ) -> list[Generation]:
+        import torch
+
+        self._ensure_cache(max(len(r.prompt_ids) for r in requests) + params.max_new_tokens + 1)
+        slots, positions = self.num_slots, self.cache.write_positions
+        self.temperature.fill_(max(params.temperature, 1e-6))
+
+        queue = deque(range(len(requests)))
+        owner: list[int | None] = [None] * slots  # request index held by each slot
+        progress: dict[int, SequenceProgress] = {}
+        results: list[Generation | None] = [None] * len(requests)
+        host_tokens, host_positions, host_seeds = [0] * slots, [0] * slots, [0] * slots
+
+        with torch.inference_mode():
+            while True:
+                free = [s for s in range(slots) if owner[s] is None]
+                if queue and free:
+                    admitted = self._admit(requests, queue, free, params, pad_token_id)
+                    for slot, index, first_token in admitted:
+                        progress[index] = rules.new_progress()
+                        if rules.append(progress[index], first_token):
+                            results[index] = rules.to_generation(progress.pop(index))
+                            continue
+                        owner[slot] = index
+                        host_tokens[slot] = first_token
+                        host_positions[slot] = len(requests[index].prompt_ids)
+                        host_seeds[slot] = params.request_seed(requests[index], index)
+                    if queue and any(o is None for o in owner):
+                        continue  # requests finished on their first token; refill before decoding
+                if all(o is None for o in owner):
+                    break
+                self.tokens.copy_(torch.tensor(host_tokens), non_blocking=True)
+                positions.copy_(torch.tensor(host_positions), non_blocking=True)
+                self.seeds.copy_(torch.tensor(host_seeds), non_blocking=True)
+                chosen = self._step(params).tolist()
+                for slot, index in enumerate(owner):
+                    if index is None:
+                        continue
+                    if rules.append(progress[index], chosen[slot]):
+                        results[index] = rules.to_generation(progress.pop(index))
+                        owner[slot] = None
+                        host_tokens[slot] = host_positions[slot] = 0
+                    else:
+                        host_tokens[slot] = chosen[slot]
+                        host_positions[slot] += 1
+        return [r for r in results if r is not None]
+
+    def _ensure_cache(self, needed_len: int) -> None:
+        """Reuse the cache when it fits without being more than twice too long (attention reads all of it)."""
+        import torch
+
+        if self.cache is not None and needed_len <= self.cache.max_len <= 2 * needed_len:
+            return
+        self.cache, self._graphs = None, {}
+        if self.model.device.type == "cuda":
+            torch.cuda.empty_cache()
+        max_len = -(-needed_len // 128) * 128
+        device = self.model.device
+        # The decode step reads its inputs from these fixed tensors (updated in place before each step),
+        # so that a captured graph sees the current values.
+        self.tokens = torch.zeros(self.num_slots, dtype=torch.int64, device=device)
+        self.seeds = torch.zeros(self.num_slots, dtype=torch.int64, device=device)
+        self.temperature = torch.ones((), dtype=torch.float32, device=device)
+        positions = torch.zeros(self.num_slots, dtype=torch.int64, device=device)
+        self.cache = SlotKVCache(self.num_slots, max_len, positions)
+
+    def _admit(
+        self, requests: list[GenerationRequest], queue: deque, free: list[int], params: SamplingParams, pad_id: int
+    ) -> list[tuple[int, int, int]]:
+        """Prefill waiting requests into free slots; returns (slot, request index, first token) for each."""
+        import torch
+
+        taken: list[tuple[int, int]] = []
+        width = 0
+        while queue and len(taken) < len(free):
+            new_width = max(width, len(requests[queue[0]].prompt_ids))
+            if taken and new_width * (len(taken) + 1) > PREFILL_TOKEN_BUDGET:
+                break
+            width = new_width
+            taken.append((free[len(taken)], queue.popleft()))
+        device, dtype = self.model.device, self.model.dtype
+        input_ids = torch.full((len(taken), width), pad_id, dtype=torch.int64)
+        pads = []
+        for row, (_, index) in enumerate(taken):
+            prompt = requests[index].prompt_ids
+            input_ids[row, width - len(prompt) :] = torch.tensor(prompt, dtype=torch.int64)
+            pads.append(width - len(prompt))
+        position_ids = (torch.arange(width)[None, :] - torch.tensor(pads)[:, None]).clamp(min=0)
+        with self.cache.prefilling([(slot, pad) for (slot, _), pad in zip(taken, pads)]):
+            logits = self.model(
+                input_ids=input_ids.to(device), position_ids=position_ids.to(device),
+                attention_mask=prefill_attention_mask(pads, width, dtype, device),
+                use_cache=True, logits_to_keep=1, **{self._cache_arg: self.cache},
+            ).logits[:, -1, :]
+        seeds = torch.tensor([params.request_seed(requests[i], i) for _, i in taken], device=device)
+        first_positions = torch.tensor([len(requests[i].prompt_ids) for _, i in taken], device=device)
+        first = choose_next_tokens(logits, params.temperature, params.top_p, seeds, first_positions, params.greedy)
+        return [(slot, index, token) for (slot, index), token in zip(taken, first.tolist())]
+
+    def _decode_step(self, params: SamplingParams) -> Any:
+        """One token for every slot (idle slots compute too: fixed shapes are what make graphs possible)."""
+        positions = self.cache.write_positions
+        logits = self.model(
+            input_ids=self.tokens[:, None], position_ids=positions[:, None],
+            attention_mask=decode_attention_mask(positions, self.cache.max_len, self.model.dtype),
+            use_cache=True, logits_to_keep=1, **{self._cache_arg: self.cache},
+        ).logits[:, -1, :]
+        return choose_next_tokens(logits, self.temperature, params.top_p, self.seeds, positions + 1, params.greedy)
+
+    def _step(self, params: SamplingParams) -> Any:
+        if not self.use_cuda_graphs:
+            return self._decode_step(params)
+        key = (params.greedy, params.top_p)
+        if key not in self._graphs:
+            step = lambda: self._decode_step(params)  # noqa: E731  (captured with this call's params)
+            if self.compile_step:
+                import torch
+
+                step = torch.compile(step, mode="max-autotune-no-cudagraphs", dynamic=False)
+            self._graphs[key] = _CapturedStep(step)
+        return self._graphs[key].replay()
+
+
+class _CapturedStep:
+    """A decode step recorded once as a CUDA graph; replaying it re-runs every kernel on the current inputs."""
+
+    def __init__(self, step: Any, warmup_runs: int = 2):
+        import torch
+
+        # Warm-up runs (on a side stream, as graph capture requires) repeat a real step: they write the same
+        # keys and values at the same positions, so they leave the cache as the step itself would.
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(warmup_runs):
+                step()
+        torch.cuda.current_stream().wait_stream(side)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self.output = step()
+
+    def replay(self) -> Any:
+        self.graph.replay()
+        return self.output
