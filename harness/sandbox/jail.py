@@ -1,0 +1,196 @@
+"""A session's jail on Linux: fresh namespaces, a minimal read-only root, an unprivileged uid.
+
+Standard library and ctypes only: it runs in the zygote's forked children. The order of operations is
+the security argument, so it is kept in one place:
+  1. the launcher unshares pid, network, mount, IPC and UTS namespaces (plus a user namespace when the
+     harness is not root); its next child is pid 1 of the new pid namespace;
+  2. that child mounts a tmpfs root holding only bind mounts of the shared libraries, the interpreter's
+     standard library and the allowed packages (all read-only), /dev/{null,zero,...}, a fresh /proc and
+     a private /tmp; pivots into it and detaches the old root, so no host path stays reachable;
+  3. it drops to the session's own uid (or, in a user namespace, drops every capability) with
+     no_new_privs set, and the kernel applies rlimits before running any cell.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import platform
+import sys
+import sysconfig
+from dataclasses import dataclass, field
+
+CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC = 0x00020000, 0x04000000, 0x08000000
+CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x10000000, 0x20000000, 0x40000000
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 0x1, 0x2, 0x4, 0x8
+MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 0x20, 0x1000, 0x4000, 0x40000
+MNT_DETACH = 0x2
+PR_SET_PDEATHSIG, PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS = 1, 36, 38
+PIVOT_ROOT_SYSCALL = {"x86_64": 155, "aarch64": 41}
+LIBRARY_DIRS = ("/usr/lib", "/usr/lib64", "/usr/lib32", "/lib", "/lib64", "/lib32")
+LOADER_FILES = ("/etc/ld.so.cache",)
+DEVICES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom")
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _check(result: int, what: str) -> None:
+    if result != 0:
+        error = ctypes.get_errno()
+        raise OSError(error, f"{what}: {os.strerror(error)}")
+
+
+def unshare(flags: int) -> None:
+    _check(_libc.unshare(ctypes.c_int(flags)), "unshare")
+
+
+def mount(source: str, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
+    args = [s.encode() if s is not None else None for s in (source, target, fstype, data)]
+    _check(_libc.mount(args[0], args[1], args[2], ctypes.c_ulong(flags), args[3]), f"mount {target}")
+
+
+def prctl(option: int, value: int) -> None:
+    _check(_libc.prctl(option, ctypes.c_ulong(value), 0, 0, 0), f"prctl {option}")
+
+
+@dataclass
+class RootPlan:
+    """What a session's root contains, computed once in the zygote and reused by every session."""
+
+    read_only: list[str] = field(default_factory=list)  # bound at the same path, read-only
+    masked: list[str] = field(default_factory=list)  # hidden under an empty read-only tmpfs
+    symlinks: dict[str, str] = field(default_factory=dict)  # recreated as-is (/lib -> usr/lib)
+
+    def mounts(self) -> list[tuple[str, str]]:
+        """(kind, path), parents before children, so a package inside a masked dir is bound after the mask."""
+        entries = [("bind", path) for path in self.read_only] + [("mask", path) for path in self.masked]
+        return sorted(entries, key=lambda entry: entry[1].rstrip("/").count("/"))
+
+
+def plan_root(package_dirs: list[str]) -> RootPlan:
+    plan = RootPlan()
+    for path in LIBRARY_DIRS:
+        if os.path.islink(path):
+            plan.symlinks[path] = os.readlink(path)
+        elif os.path.isdir(path):
+            plan.read_only.append(path)
+    plan.read_only += [path for path in LOADER_FILES if os.path.isfile(path)]
+    stdlib = sysconfig.get_paths()["stdlib"]
+    libdir = sysconfig.get_config_var("LIBDIR") or ""
+    # libpython lives next to the standard library in shared builds; dlopen of extension modules needs it.
+    plan.read_only.append(libdir if os.path.isdir(libdir) and os.path.dirname(stdlib) == libdir else stdlib)
+    base_site = os.path.join(stdlib, "site-packages")
+    if os.path.isdir(base_site):  # the base interpreter's packages are not the allowed ones
+        plan.masked.append(base_site)
+    covered = tuple(plan.read_only)
+    plan.read_only += [path for path in package_dirs if not path.startswith(covered) or base_site in path]
+    return plan
+
+
+def package_paths(names: list[str]) -> list[str]:
+    """Directories (or single files) of already-imported top-level packages, plus their vendored `.libs`."""
+    paths = []
+    for name in names:
+        module = sys.modules.get(name) or __import__(name)
+        location = list(getattr(module, "__path__", [])) or [module.__file__]
+        for path in location:
+            paths.append(path)
+            vendored = path.rstrip("/") + ".libs"
+            if os.path.isdir(vendored):
+                paths.append(vendored)
+    return paths
+
+
+def enter_namespaces(user_namespace: bool, inside_uid_maps_to: int) -> None:
+    """Called by the session launcher: its next fork() becomes pid 1 of a fresh pid namespace."""
+    flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS
+    if user_namespace:
+        gid = inside_uid_maps_to if os.geteuid() == 0 else os.getegid()
+        unshare(flags | CLONE_NEWUSER)
+        with open("/proc/self/setgroups", "w") as handle:
+            handle.write("deny")
+        with open("/proc/self/uid_map", "w") as handle:
+            handle.write(f"0 {inside_uid_maps_to} 1")
+        with open("/proc/self/gid_map", "w") as handle:
+            handle.write(f"0 {gid} 1")
+    else:
+        unshare(flags)
+
+
+def build_root(plan: RootPlan, new_root: str, owner_uid: int, scratch_mb: int) -> None:
+    """Mount the session's root at new_root and pivot into it; runs as pid 1 of the new namespaces."""
+    mount("none", "/", None, MS_REC | MS_PRIVATE)
+    mount("tmpfs", new_root, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0755")
+    writable_tmpfs = [new_root]
+    for kind, path in plan.mounts():
+        target = new_root + path
+        if kind == "mask":
+            mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, "size=64k,mode=0755")
+            writable_tmpfs.append(target)
+            continue
+        _make_mountpoint(target, os.path.isdir(path))
+        mount(path, target, None, MS_BIND | MS_REC)
+        mount("none", target, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
+    for link, destination in plan.symlinks.items():
+        os.symlink(destination, new_root + link)
+    for device in DEVICES:
+        if os.path.exists(device):
+            _make_mountpoint(new_root + device, is_dir=False)
+            mount(device, new_root + device, None, MS_BIND)
+            mount("none", new_root + device, None, MS_BIND | MS_REMOUNT | MS_NOSUID | MS_NOEXEC)
+    os.makedirs(new_root + "/proc")
+    mount("proc", new_root + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    os.makedirs(new_root + "/tmp")
+    mount("tmpfs", new_root + "/tmp", "tmpfs", MS_NOSUID | MS_NODEV,
+          f"size={scratch_mb}m,mode=0700,uid={owner_uid},gid={owner_uid}")
+    for path in reversed(writable_tmpfs):
+        mount("none", path, None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
+    _pivot_into(new_root)
+    _libc.sethostname(b"sandbox", 7)
+
+
+def _make_mountpoint(target: str, is_dir: bool) -> None:
+    if is_dir:
+        os.makedirs(target, exist_ok=True)
+    else:
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        if not os.path.exists(target):
+            os.close(os.open(target, os.O_CREAT | os.O_WRONLY, 0o644))
+
+
+def _pivot_into(new_root: str) -> None:
+    os.chdir(new_root)
+    number = PIVOT_ROOT_SYSCALL.get(platform.machine())
+    if number is None:  # no pivot_root number known: chroot is safe only because every host fd is closed later
+        os.chroot(".")
+    else:
+        _check(_libc.syscall(number, b".", b"."), "pivot_root")
+        _check(_libc.umount2(b".", MNT_DETACH), "umount old root")
+    os.chdir("/")
+
+
+def drop_privileges(uid: int, in_user_namespace: bool) -> None:
+    """Become an unprivileged uid with no capabilities and no way to regain any."""
+    if in_user_namespace:
+        _drop_all_capabilities()
+    else:
+        os.setgroups([])
+        os.setresgid(uid, uid, uid)
+        os.setresuid(uid, uid, uid)
+    prctl(PR_SET_NO_NEW_PRIVS, 1)
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
+
+
+def _drop_all_capabilities() -> None:
+    for capability in range(64):  # the bounding set first (that needs CAP_SETPCAP), so nothing can come back
+        _libc.prctl(24, capability, 0, 0, 0)  # PR_CAPBSET_DROP; EINVAL past the last capability is fine
+    header = _CapHeader(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3
+    data = (_CapData * 2)()
+    _check(_libc.capset(ctypes.byref(header), data), "capset")
