@@ -20,6 +20,7 @@ import json
 import linecache
 import os
 import resource
+import shutil
 import signal
 import struct
 import sys
@@ -208,6 +209,7 @@ def serve_fds(kernel: Kernel, control_fd: int) -> None:
 
 def serve_stream(kernel: Kernel, sentinel: bytes, frames_fd: int) -> None:
     """Docker backend: frames on frames_fd; each cell ends with the sentinel on stdout and sentinel+status on stderr."""
+    write_all(SAVED_STDOUT_FD, sentinel)
     write_all(SAVED_STDERR_FD, sentinel + json.dumps({"ready": True}).encode() + b"\n")
     while True:
         request = read_frame(frames_fd)
@@ -223,6 +225,11 @@ def container_main() -> None:
     config = read_frame(0)
     if config is None:
         return
+    sys.path.extend(config.get("sys_path", []))
+    os.umask(0o077)  # sessions sharing a container must not read each other's files
+    home = config.get("home", "/tmp")
+    os.makedirs(home, mode=0o700, exist_ok=True)
+    os.chdir(home)
     for name in config.get("preload", []):
         __import__(name)
     kernel = Kernel(owns_every_process=True)  # before the rlimits: its saved descriptors sit above RLIMIT_NOFILE
@@ -233,7 +240,11 @@ def container_main() -> None:
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
     os.close(null)
-    serve_stream(kernel, config["sentinel"].encode(), frames_fd)
+    try:
+        serve_stream(kernel, config["sentinel"].encode(), frames_fd)
+    finally:
+        kernel.kill_leftover_processes()
+        shutil.rmtree(home, ignore_errors=True)
 
 
 if __name__ == "__main__":

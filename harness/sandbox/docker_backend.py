@@ -1,0 +1,227 @@
+"""The Docker backend: one REPL process per session inside a pooled container, driven over the exec socket.
+
+The host side enforces everything: the deadline and the byte cap while reading the exec stream, and on
+expiry a kill of every process of the session's uid (the REPL and whatever it started), followed by a
+replay in a fresh REPL. docker-py has no exec timeout and no exec kill, hence this module.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import select
+import secrets
+import struct
+import threading
+import time
+
+from harness.sandbox.base import Sandbox
+from harness.sandbox.docker_pool import ContainerPool, PooledContainer, reap_containers
+from harness.sandbox.image import DEFAULT_IMAGE, KERNEL_IN_IMAGE, build_image
+from harness.sandbox.kernel import encode_frame
+from harness.sandbox.limits import SandboxLimits
+from harness.sandbox.local import DEFAULT_PACKAGES
+from harness.sandbox.session import CellOutcome, OutputCapture, Session
+
+STREAM_HEADER = struct.Struct(">BxxxL")  # Docker's multiplexed stream: stream id (1 stdout, 2 stderr), length
+START_TIMEOUT_S = 120.0
+# Starting a REPL imports sympy and numpy (~0.6 s of CPU); too many at once starve the running cells.
+REPL_STARTS = threading.BoundedSemaphore(max(2, (os.cpu_count() or 2)))
+KILL_UID = "import os, shutil, signal, sys\ntry: os.kill(-1, signal.SIGKILL)\nexcept ProcessLookupError: pass\nshutil.rmtree(sys.argv[1], ignore_errors=True)"
+
+
+class SentinelStream:
+    """One of stdout/stderr: passes bytes through until the end-of-cell sentinel, which it swallows."""
+
+    def __init__(self, sentinel: bytes, with_status: bool) -> None:
+        self.sentinel, self.with_status = sentinel, with_status
+        self.pending = bytearray()
+        self.status_line: bytes | None = None
+        self.finished = False
+
+    def feed(self, data: bytes) -> bytes:
+        """Append data; returns the part that is certainly cell output."""
+        self.pending += data
+        if self.finished:
+            return b""
+        at = self.pending.find(self.sentinel)
+        if at < 0:
+            keep = len(self.sentinel) - 1  # the sentinel may be split across chunks
+            cut = max(len(self.pending) - keep, 0)
+            output = bytes(self.pending[:cut])
+            del self.pending[:cut]
+            return output
+        output = bytes(self.pending[:at])
+        rest = self.pending[at + len(self.sentinel):]
+        if self.with_status:
+            newline = rest.find(b"\n")
+            if newline < 0:
+                self.pending = bytearray(self.pending[at:])
+                return output
+            self.status_line = bytes(rest[:newline])
+            rest = rest[newline + 1:]
+        self.pending, self.finished = bytearray(rest), True
+        return output
+
+    def reset(self) -> None:
+        self.finished, self.status_line = False, None
+
+
+class DockerKernel:
+    """One REPL (`python kernel.py`) in a container, as uid `uid`, reached through a hijacked exec socket."""
+
+    def __init__(self, pool: ContainerPool, entry: PooledContainer, uid: int, preload: tuple[str, ...]) -> None:
+        self.pool, self.entry, self.uid, self.limits = pool, entry, uid, pool.limits
+        self.api = pool.client.api
+        self.home = f"/tmp/session-{uid}"
+        self.sentinel = b"\x00\x1b" + secrets.token_hex(16).encode() + b"\x1b\x00"
+        self.streams = {1: SentinelStream(self.sentinel, False), 2: SentinelStream(self.sentinel, True)}
+        self.buffer = bytearray()
+        self.eof = False
+        with REPL_STARTS:
+            self.exec_id = self.api.exec_create(
+                entry.container.id, [entry.python, "-I", "-B", KERNEL_IN_IMAGE], stdin=True, user=f"{uid}:{uid}",
+                environment={"HOME": self.home, "TMPDIR": self.home}, workdir="/tmp")["Id"]
+            self.socket = self.api.exec_start(self.exec_id, socket=True)._sock
+            config = {"sentinel": self.sentinel.decode(), "preload": list(preload), "sys_path": list(entry.sys_path),
+                      "home": self.home, "memory_mb": self.limits.memory_mb, "cpu_s": self.limits.cpu_s,
+                      "pids": self.limits.pids, "file_mb": self.limits.scratch_mb, "open_files": self.limits.open_files}
+            self.socket.sendall(encode_frame(config))
+            ready = self._collect(time.monotonic() + START_TIMEOUT_S, OutputCapture(1 << 20))
+        if ready != "done" or json.loads(self.streams[2].status_line or b"{}").get("ready") is not True:
+            self.close()
+            raise RuntimeError(f"the docker sandbox REPL did not start ({ready})")
+
+    def run_cell(self, code: str, timeout_s: float, display_last_expr: bool) -> CellOutcome:
+        deadline = time.monotonic() + timeout_s
+        capture = OutputCapture(self.limits.max_output_bytes)
+        for stream in self.streams.values():
+            stream.reset()
+        try:
+            self.socket.sendall(encode_frame({"code": code, "display_last_expr": display_last_expr}))
+        except OSError:
+            return self._died(capture)
+        ended = self._collect(deadline, capture)
+        outcome = dict(stdout=bytes(capture.parts["stdout"]), stderr=bytes(capture.parts["stderr"]),
+                       truncated=capture.overflowed)
+        if ended == "done":
+            reply = json.loads(self.streams[2].status_line)
+            return CellOutcome(reply["status"], traceback=reply.get("traceback"), **outcome)
+        if ended == "eof":
+            return self._died(capture)
+        self.kill()
+        return CellOutcome("timeout" if ended == "deadline" else "output_limit", **outcome)
+
+    def _collect(self, deadline: float, capture: OutputCapture) -> str:
+        """Read the exec stream until the cell's end ("done"), "eof", "deadline" or "overflow"."""
+        names = {1: "stdout", 2: "stderr"}
+        while not (self.streams[1].finished and self.streams[2].finished):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return "deadline"
+            if self.eof:
+                return "eof"
+            readable, _, _ = select.select([self.socket], [], [], remaining)
+            if not readable:
+                continue
+            try:
+                data = self.socket.recv(1 << 16)
+            except OSError:
+                data = b""
+            if not data:
+                self.eof = True
+            self.buffer += data
+            while len(self.buffer) >= STREAM_HEADER.size:
+                stream_id, size = STREAM_HEADER.unpack_from(self.buffer)
+                if len(self.buffer) < STREAM_HEADER.size + size:
+                    break
+                payload = bytes(self.buffer[STREAM_HEADER.size: STREAM_HEADER.size + size])
+                del self.buffer[: STREAM_HEADER.size + size]
+                if stream_id in self.streams:
+                    capture.add(names[stream_id], self.streams[stream_id].feed(payload))
+            if capture.overflowed:
+                return "overflow"
+        return "done"
+
+    def _died(self, capture: OutputCapture) -> CellOutcome:
+        exit_code, oom = None, False
+        try:
+            exit_code = self.api.exec_inspect(self.exec_id).get("ExitCode")
+            self.entry.container.reload()
+            oom = bool(self.entry.container.attrs["State"].get("OOMKilled"))
+        except Exception:  # the container itself is gone
+            self.pool.mark_broken(self.entry)
+        if exit_code is not None and exit_code > 128:
+            exit_code = -(exit_code - 128)  # a shell-style status: killed by signal (status - 128)
+        self.kill()
+        return CellOutcome("died", bytes(capture.parts["stdout"]), bytes(capture.parts["stderr"]),
+                           truncated=capture.overflowed, exit_code=exit_code, oom_killed=oom or exit_code == -9)
+
+    def kill(self) -> None:
+        """Kill every process of this session's uid in the container (the REPL and anything it left)."""
+        try:
+            sweep = self.api.exec_create(self.entry.container.id, [self.entry.python, "-I", "-S", "-c", KILL_UID,
+                                                                   self.home], user=f"{self.uid}:{self.uid}")
+            self.api.exec_start(sweep["Id"])
+        except Exception:  # the container is unusable: retire it rather than trust what is left in it
+            self.pool.mark_broken(self.entry)
+        self.close()
+
+    def close(self) -> None:
+        if self.socket.fileno() != -1:
+            self.socket.close()  # the REPL reads EOF and exits, removing its home directory
+
+
+class DockerSandbox(Sandbox):
+    """Sessions as REPLs in a pool of long-lived containers (see docker_pool.py for their settings)."""
+
+    backend = "docker"
+
+    def __init__(self, limits: SandboxLimits | None = None, image: str = DEFAULT_IMAGE, containers: int = 4,
+                 sessions_per_container: int = 8, runtime: str | None = None, cpus: float = 1.0,
+                 packages: tuple[str, ...] = DEFAULT_PACKAGES, preload: tuple[str, ...] = ("sympy", "numpy"),
+                 build: bool = True, client=None) -> None:
+        super().__init__(limits)
+        import docker
+
+        self.client = client or docker.from_env(timeout=120)
+        self.client.ping()
+        reap_containers(self.client)  # containers of harness processes that died without cleaning up
+        if build:
+            try:
+                self.client.images.get(image)
+            except docker.errors.ImageNotFound:
+                build_image(self.client, image, packages=packages)
+        self.preload = preload
+        self.pool = ContainerPool(self.client, image, self.limits, containers, sessions_per_container, runtime, cpus,
+                                  tuple(dict.fromkeys(packages + preload)))
+        self._uid_base = random.randrange(100_000, 1_000_000_000)
+        self._uid_counter = 0
+
+    def _start_kernel_factory(self):
+        with self._lock:
+            self._uid_counter += 1
+            uid = self._uid_base + self._uid_counter
+        entry = self.pool.acquire(uid)
+
+        def start() -> DockerKernel:
+            return DockerKernel(self.pool, entry, uid, self.preload)
+
+        return entry, uid, start
+
+    def _new_session(self, display_last_expr: bool) -> Session:
+        entry, uid, start = self._start_kernel_factory()
+
+        def on_close(session: Session) -> None:
+            self.pool.release(entry, uid)
+            self._forget(session)
+
+        try:
+            return Session(start, self.limits, display_last_expr, on_close=on_close)
+        except BaseException:
+            self.pool.release(entry, uid)
+            raise
+
+    def _shutdown(self) -> None:
+        self.pool.close()

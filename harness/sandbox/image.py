@@ -1,0 +1,128 @@
+"""The Docker backend's image, built without a registry when the engine runs on this host.
+
+Two kinds, told apart by the image's `harness.sandbox.kind` label:
+  * "hostpy" (offline, the default for a local engine): an image of empty directories, made with
+    `docker import` in well under a second; each container mounts this host's interpreter, shared
+    libraries and the allowed packages read-only (see `host_mounts`), exactly like the local backend.
+  * "dockerfile" (`--base python:3.11-slim`, needs a registry): a normal self-contained image with its
+    own interpreter, sympy and numpy, for engines on other machines.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import os
+import sysconfig
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.sandbox.jail import DEVICES, LIBRARY_DIRS, LOADER_FILES
+
+DEFAULT_IMAGE = "harness-sandbox:latest"
+KERNEL_SCRIPT = Path(__file__).with_name("kernel.py")
+KERNEL_IN_IMAGE = "/opt/harness/kernel.py"
+KIND_LABEL = "harness.sandbox.kind"
+PYTHON_LABEL = "harness.sandbox.python"
+DOCKERFILE = """\
+FROM {base}
+RUN pip install --no-cache-dir {packages} && python -m compileall -q /usr/local/lib
+COPY kernel.py {kernel}
+LABEL {kind_label}=dockerfile {python_label}=/usr/local/bin/python3
+"""
+
+
+@dataclass(frozen=True)
+class HostMounts:
+    """Read-only bind mounts (host path == container path), dirs hidden under tmpfs, and where the packages are."""
+
+    read_only: tuple[str, ...]
+    masked: tuple[str, ...]
+    python: str
+    sys_path: tuple[str, ...]
+
+
+def host_mounts(packages: tuple[str, ...]) -> HostMounts:
+    """What a hostpy container needs from this host to run its interpreter with the allowed packages."""
+    paths = [path for path in LIBRARY_DIRS if os.path.isdir(path) and not os.path.islink(path)]
+    paths += [path for path in LOADER_FILES if os.path.isfile(path)]
+    stdlib = sysconfig.get_paths()["stdlib"]
+    libdir = sysconfig.get_config_var("LIBDIR") or ""
+    paths.append(libdir if os.path.dirname(stdlib) == libdir else stdlib)
+    python = os.path.realpath(sysconfig.get_config_var("BINDIR") + "/python3")
+    paths.append(python)
+    package_dirs, sys_path = [], []
+    for name in packages:
+        spec = importlib.util.find_spec(name)
+        if spec is None:
+            raise RuntimeError(f"package {name!r} is not installed in {sysconfig.get_paths()['purelib']}")
+        for location in spec.submodule_search_locations or [spec.origin]:
+            package_dirs.append(location)
+            if os.path.isdir(location.rstrip("/") + ".libs"):
+                package_dirs.append(location.rstrip("/") + ".libs")
+            sys_path.append(os.path.dirname(location.rstrip("/")))
+    base_site = os.path.join(stdlib, "site-packages")
+    return HostMounts(tuple(dict.fromkeys(paths + package_dirs)), (base_site,) if os.path.isdir(base_site) else (),
+                      python, tuple(dict.fromkeys(sys_path)))
+
+
+def skeleton_tar() -> bytes:
+    """An image root of empty mount points plus the /lib-style symlinks of this host; no file content at all."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        def add_dir(name: str, mode: int = 0o755) -> None:
+            info = tarfile.TarInfo(name.lstrip("/"))
+            info.type, info.mode = tarfile.DIRTYPE, mode
+            tar.addfile(info)
+
+        for name in ("/tmp", "/proc", "/dev", "/sys", "/etc", "/opt", "/opt/harness", "/usr"):
+            add_dir(name, 0o1777 if name == "/tmp" else 0o755)
+        for path in LIBRARY_DIRS:
+            if os.path.islink(path):
+                info = tarfile.TarInfo(path.lstrip("/"))
+                info.type, info.linkname = tarfile.SYMTYPE, os.readlink(path)
+                tar.addfile(info)
+        for name, text in (("etc/passwd", "nobody:x:65534:65534:nobody:/tmp:/nonexistent\n"),
+                           ("etc/group", "nogroup:x:65534:\n")):
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), 0o644
+            tar.addfile(info, io.BytesIO(data))
+        data = KERNEL_SCRIPT.read_bytes()
+        info = tarfile.TarInfo(KERNEL_IN_IMAGE.lstrip("/"))
+        info.size, info.mode = len(data), 0o644
+        tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def engine_is_local(client) -> bool:
+    return client.api.base_url.startswith(("http+docker://localhost", "http+docker://localunixsocket"))
+
+
+def build_image(client, tag: str = DEFAULT_IMAGE, base: str | None = None,
+                packages: tuple[str, ...] = ("sympy", "mpmath", "numpy")) -> str:
+    """Build the sandbox image; returns its kind. Without `base`, a local engine gets the offline hostpy image."""
+    if base is None and not engine_is_local(client):
+        base = "python:3.11-slim"  # a remote engine cannot see this host's interpreter
+    if base is None:
+        repository, _, version = tag.partition(":")
+        changes = [f"LABEL {KIND_LABEL}=hostpy", f"LABEL {PYTHON_LABEL}={host_mounts(packages).python}"]
+        with tempfile.NamedTemporaryFile(suffix=".tar") as tarball:
+            tarball.write(skeleton_tar())
+            tarball.flush()
+            with open(tarball.name, "rb") as handle:
+                client.api.import_image_from_data(handle.read(), repository=repository, tag=version or "latest",
+                                                  changes=changes)
+        return "hostpy"
+    with tempfile.TemporaryDirectory() as context:
+        Path(context, "kernel.py").write_bytes(KERNEL_SCRIPT.read_bytes())
+        Path(context, "Dockerfile").write_text(DOCKERFILE.format(
+            base=base, packages=" ".join(packages), kernel=KERNEL_IN_IMAGE, kind_label=KIND_LABEL,
+            python_label=PYTHON_LABEL))
+        client.images.build(path=context, tag=tag, rm=True, pull=True)
+    return "dockerfile"
+
+
+__all__ = ["DEFAULT_IMAGE", "DEVICES", "HostMounts", "build_image", "host_mounts", "skeleton_tar"]
