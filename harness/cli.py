@@ -20,8 +20,10 @@ def _main() -> None:
 
 def _register_subcommands() -> None:
     from harness.grading.cli import grade
+    from harness.sandbox.cli import sandbox_app
 
     app.command(name="grade")(grade)
+    app.add_typer(sandbox_app, name="sandbox")
 
 
 _register_subcommands()

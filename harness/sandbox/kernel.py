@@ -88,6 +88,8 @@ class Kernel:
         self.owns_every_process = owns_every_process
         self.namespace: dict = {"__name__": "__main__", "__builtins__": builtins}
         self.cell_count = 0
+        self.pid = os.getpid()
+        sys.argv[:] = [""]
         os.dup2(1, SAVED_STDOUT_FD, inheritable=False)
         os.dup2(2, SAVED_STDERR_FD, inheritable=False)
         self.stdout = self.stderr = None
@@ -132,6 +134,8 @@ class Kernel:
                     stream.flush()
                 except BaseException:
                     pass
+            if os.getpid() != self.pid:  # a process the cell forked got here: it must never speak the protocol
+                os._exit(1)
         self.restore_stdio()
         self.kill_leftover_processes()
         return {"status": status, "traceback": tb_text}
