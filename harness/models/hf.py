@@ -66,7 +66,7 @@ class HFBackend(ModelBackend):
             model = AutoModelForCausalLM.from_pretrained(
                 path, dtype=dtype, attn_implementation=args.get("attn_implementation", "sdpa"), **load_args
             )
-        except OSError as error:
+        except (OSError, ValueError) as error:
             first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             raise BackendError(f"could not load hf model {model_path!r}: {first_line}") from None
         self.model = model.to(self.device).eval()

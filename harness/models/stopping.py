@@ -32,7 +32,10 @@ class StopStringMatcher:
         self.tokenizer = tokenizer
         self.stop_strings = [s for s in stop_strings if s]
         longest = max((len(s) for s in self.stop_strings), default=0)
-        self.window_tokens = 4 * longest + 2
+        # A window's garbled left edge shows U+FFFD, so a stop string containing it needs the whole output
+        # (a window of 0 tokens means everything: ids[-0:] is the whole list).
+        garbled_edge_matters = any(_REPLACEMENT_CHAR in s for s in self.stop_strings)
+        self.window_tokens = 0 if garbled_edge_matters else 4 * longest + 2
         self._final_chars = {s[-1] for s in self.stop_strings}
         self._filter_tokens = not any(c.isspace() for c in self._final_chars)
         self._may_complete: dict[int, bool] = {}
@@ -44,9 +47,9 @@ class StopStringMatcher:
         if self._filter_tokens and not self._may_complete_a_stop(generated_ids[-1]):
             return None
         window = self.tokenizer.decode(generated_ids[-self.window_tokens :], skip_special_tokens=False)
-        # Several stop strings can appear at once (e.g. "```" and "```output"); the one that ends first wins,
-        # and among those the longest, since that is what the text shows.
-        found = [(window.find(s) + len(s), -len(s), s) for s in self.stop_strings if s in window]
+        # Several stop strings can appear at once (e.g. "```" and "```output"): the one that ends first wins,
+        # ties going to the earlier in the list (vLLM's rule, so backends agree).
+        found = [(window.find(s) + len(s), i, s) for i, s in enumerate(self.stop_strings) if s in window]
         return min(found)[2] if found else None
 
     def _may_complete_a_stop(self, token_id: int) -> bool:
