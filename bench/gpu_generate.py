@@ -180,6 +180,7 @@ def main() -> None:
         "prompt_tokens": {"min": min(map(len, prompts)), "max": max(map(len, prompts))},
         "setup_seconds": setup_s,
         "hf_backend_slots": fast,
+        "cuda_graphs_used": bool(backend._slot_decoder and backend._slot_decoder.use_cuda_graphs),
         "plain_generate": plain,
         "speedup_steps_per_s": fast["steps_per_s"] / plain["steps_per_s"],
         "roofline": limits,

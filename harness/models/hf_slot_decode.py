@@ -15,6 +15,7 @@ reference loop in ``hf_simple_decode.py``.
 
 from __future__ import annotations
 
+import warnings
 from collections import deque
 from typing import Any
 
@@ -161,7 +162,13 @@ class SlotDecoder:
                 import torch
 
                 step = torch.compile(step, mode="max-autotune-no-cudagraphs", dynamic=False)
-            self._graphs[key] = _CapturedStep(step)
+            try:
+                self._graphs[key] = _CapturedStep(step)
+            except RuntimeError as error:
+                # Some model code cannot be captured (host syncs, dynamic shapes); eager still works.
+                warnings.warn(f"CUDA graph capture failed, decoding eagerly: {str(error).splitlines()[0]}")
+                self.use_cuda_graphs = False
+                return self._decode_step(params)
         return self._graphs[key].replay()
 
 
