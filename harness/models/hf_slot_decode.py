@@ -32,9 +32,10 @@ PREFILL_TOKEN_BUDGET = 16384
 class SlotDecoder:
     """Owns the slot cache and captured decode graphs of one model, and reuses them across calls."""
 
-    def __init__(self, model: Any, num_slots: int, use_cuda_graphs: bool, compile_step: bool = False):
+    def __init__(self, model: Any, max_slots: int, use_cuda_graphs: bool, compile_step: bool = False):
         self.model = model
-        self.num_slots = num_slots
+        self.max_slots = max_slots
+        self.num_slots = 0
         self.use_cuda_graphs = use_cuda_graphs
         self.compile_step = compile_step
         self.cache: SlotKVCache | None = None
@@ -46,8 +47,11 @@ class SlotDecoder:
     ) -> list[Generation]:
         import torch
 
-        self._ensure_cache(max(len(r.prompt_ids) for r in requests) + params.max_new_tokens + 1)
-        slots, positions = self.num_slots, self.cache.write_positions
+        # Idle slots still cost attention reads, so a call with few requests gets a smaller power-of-two
+        # batch (one captured graph per size) rather than the full one.
+        slots = min(self.max_slots, 1 << (len(requests) - 1).bit_length())
+        self._ensure_cache(slots, max(len(r.prompt_ids) for r in requests) + params.max_new_tokens + 1)
+        positions = self.cache.write_positions
         self.temperature.fill_(max(params.temperature, 1e-6))
 
         queue = deque(range(len(requests)))
@@ -90,13 +94,13 @@ class SlotDecoder:
                         host_positions[slot] += 1
         return [r for r in results if r is not None]
 
-    def _ensure_cache(self, needed_len: int) -> None:
-        """Reuse the cache when it fits without being more than twice too long (attention reads all of it)."""
+    def _ensure_cache(self, slots: int, needed_len: int) -> None:
+        """Reuse the cache when it has ``slots`` rows and fits without being more than twice too long."""
         import torch
 
-        if self.cache is not None and needed_len <= self.cache.max_len <= 2 * needed_len:
+        if self.cache is not None and slots == self.num_slots and needed_len <= self.cache.max_len <= 2 * needed_len:
             return
-        self.cache, self._graphs = None, {}
+        self.cache, self._graphs, self.num_slots = None, {}, slots
         if self.model.device.type == "cuda":
             torch.cuda.empty_cache()
         max_len = -(-needed_len // 128) * 128

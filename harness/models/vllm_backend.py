@@ -116,20 +116,19 @@ class VLLMBackend(ModelBackend):
     def load_weights(self, weights: Iterable[tuple[str, Any]]) -> None:
         """Replace the engine's weights with ``(name, tensor)`` pairs named as in the HF checkpoint.
 
-        In-process engines (``colocate=true``) receive the tensors directly; with worker processes vLLM must
-        serialise the call, which it only allows with ``VLLM_ALLOW_INSECURE_SERIALIZATION=1``. The prefix
-        cache holds keys and values computed with the old weights, so it is cleared.
+        Uses the workers' ``reload_weights`` (present in vLLM 0.32), which re-runs the post-load processing that
+        kernels need (repacking, fusing); calling the model's ``load_weights`` directly only works before
+        that processing, so it is the fallback for older vLLM. In-process engines (``colocate=true``) get
+        the tensors without copies; with worker processes vLLM serialises them. The prefix cache holds keys
+        and values computed with the old weights, so it is cleared.
         """
         weights = list(weights)
         try:
+            self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": weights, "is_checkpoint_format": True})
+        except (AttributeError, NotImplementedError) as error:
+            if "reload_weights" not in str(error):
+                raise
             self.llm.apply_model(functools.partial(_load_weights_into, weights=weights))
-        except (TypeError, ValueError, RuntimeError) as error:
-            if "serializ" in str(error).lower():
-                raise BackendError(
-                    "vLLM runs in worker processes: load_backend(..., model_args={'colocate': True}) "
-                    "or set VLLM_ALLOW_INSECURE_SERIALIZATION=1 to push weights"
-                ) from error
-            raise
         self.llm.reset_prefix_cache()
 
     def close(self) -> None:

@@ -30,7 +30,9 @@ def main() -> int:
 
     started = time.time()
     hf = load_backend("smollm2", {"device": "cpu", "dtype": "float32"})
-    vllm_args = {"dtype": os.environ.get("VLLM_SUITE_DTYPE", "float32"), "max_model_len": 1024, "colocate": True}
+    vllm_args = {"dtype": os.environ.get("VLLM_SUITE_DTYPE", "float32"), "max_model_len": 1024, "colocate": True,
+                 # vLLM's CPU compile path bakes weights into the compiled graph, so reloads need eager mode.
+                 "enforce_eager": os.environ.get("VLLM_SUITE_EAGER", "1") == "1"}
     vl = load_backend(f"vllm:{converted_model_dir()}", vllm_args)
     loaded = time.time()
     requests = [GenerationRequest(hf.encode(hf.chat_prompt([{"role": "user", "content": q}]))) for q in QUESTIONS]
