@@ -119,8 +119,9 @@ class VLLMBackend(ModelBackend):
         Uses the workers' ``reload_weights`` (present in vLLM 0.32), which re-runs the post-load processing that
         kernels need (repacking, fusing); calling the model's ``load_weights`` directly only works before
         that processing, so it is the fallback for older vLLM. In-process engines (``colocate=true``) get
-        the tensors without copies; with worker processes vLLM serialises them. The prefix cache holds keys
-        and values computed with the old weights, so it is cleared.
+        the tensors without copies; with worker processes vLLM serialises them. Tied weights are one tensor
+        in vLLM: ``lm_head.weight`` and ``embed_tokens.weight`` both write it, the later one winning. The
+        prefix cache holds keys and values computed with the old weights, so it is cleared.
         """
         weights = list(weights)
         try:
