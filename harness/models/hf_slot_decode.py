@@ -7,7 +7,8 @@ growing its cache by concatenation. Here:
   the whole step (model forward and token choice) is captured once as a CUDA graph and replayed;
 * each slot holds one request; when a request finishes, its slot is refilled from the queue at once, so
   long outputs do not hold a batch of short ones hostage and the batch stays full while work remains;
-* stop strings and EOS are checked on the CPU after each step (one small device-to-host copy).
+* stop strings and EOS are checked on the CPU while the GPU computes the next step (one small
+  device-to-host copy per step).
 
 On the CPU the same loop runs eagerly; the tests check that it produces exactly the tokens of the
 reference loop in ``hf_simple_decode.py``.
@@ -55,44 +56,60 @@ class SlotDecoder:
         self.temperature.fill_(max(params.temperature, 1e-6))
 
         queue = deque(range(len(requests)))
-        owner: list[int | None] = [None] * slots  # request index held by each slot
-        progress: dict[int, SequenceProgress] = {}
-        results: list[Generation | None] = [None] * len(requests)
-        host_tokens, host_positions, host_seeds = [0] * slots, [0] * slots, [0] * slots
+        self._owner: list[int | None] = [None] * slots  # request index held by each slot
+        self._progress: dict[int, SequenceProgress] = {}
+        self._results: list[Generation | None] = [None] * len(requests)
+        self._host = {"tokens": [0] * slots, "positions": [0] * slots, "seeds": [0] * slots}
+        owner, host = self._owner, self._host
 
         with torch.inference_mode():
+            unjudged: list[tuple[int, int]] = []  # (slot, token) from the last step, not yet checked
             while True:
-                free = [s for s in range(slots) if owner[s] is None]
-                if queue and free:
-                    admitted = self._admit(requests, queue, free, params, pad_token_id)
-                    for slot, index, first_token in admitted:
-                        progress[index] = rules.new_progress()
-                        if rules.append(progress[index], first_token):
-                            results[index] = rules.to_generation(progress.pop(index))
-                            continue
-                        owner[slot] = index
-                        host_tokens[slot] = first_token
-                        host_positions[slot] = len(requests[index].prompt_ids)
-                        host_seeds[slot] = params.request_seed(requests[index], index)
-                    if queue and any(o is None for o in owner):
-                        continue  # requests finished on their first token; refill before decoding
-                if all(o is None for o in owner):
+                self._fill_free_slots(requests, queue, params, rules, pad_token_id)
+                active = [slot for slot in range(slots) if owner[slot] is not None]
+                if not active:
                     break
-                self.tokens.copy_(torch.tensor(host_tokens), non_blocking=True)
-                positions.copy_(torch.tensor(host_positions), non_blocking=True)
-                self.seeds.copy_(torch.tensor(host_seeds), non_blocking=True)
-                chosen = self._step(params).tolist()
-                for slot, index in enumerate(owner):
-                    if index is None:
-                        continue
-                    if rules.append(progress[index], chosen[slot]):
-                        results[index] = rules.to_generation(progress.pop(index))
-                        owner[slot] = None
-                        host_tokens[slot] = host_positions[slot] = 0
-                    else:
-                        host_tokens[slot] = chosen[slot]
-                        host_positions[slot] += 1
-        return [r for r in results if r is not None]
+                self.tokens.copy_(torch.tensor(host["tokens"]), non_blocking=True)
+                positions.copy_(torch.tensor(host["positions"]), non_blocking=True)
+                self.seeds.copy_(torch.tensor(host["seeds"]), non_blocking=True)
+                # On CUDA the step is only queued here: the previous step's tokens are checked for stop
+                # strings while the GPU computes, so the CPU work costs no GPU time. A sequence found
+                # finished has this step's token discarded (one wasted row-step, never a wrong token).
+                output = self._step(params)
+                for slot, token in unjudged:
+                    self._judge(slot, token, rules)
+                chosen = output.tolist()
+                unjudged = []
+                for slot in active:
+                    if owner[slot] is not None:
+                        host["tokens"][slot] = chosen[slot]
+                        host["positions"][slot] += 1
+                        unjudged.append((slot, chosen[slot]))
+        return [r for r in self._results if r is not None]
+
+    def _judge(self, slot: int, token: int, rules: FinishRules) -> None:
+        """Append a generated token to its sequence; a finished sequence gives up its slot."""
+        index = self._owner[slot]
+        if rules.append(self._progress[index], token):
+            self._results[index] = rules.to_generation(self._progress.pop(index))
+            self._owner[slot] = None
+            self._host["tokens"][slot] = self._host["positions"][slot] = 0
+
+    def _fill_free_slots(
+        self, requests: list[GenerationRequest], queue: deque, params: SamplingParams, rules: FinishRules, pad_id: int
+    ) -> None:
+        """Prefill waiting requests into free slots until either runs out (some finish on their first token)."""
+        while queue:
+            free = [slot for slot, index in enumerate(self._owner) if index is None]
+            if not free:
+                return
+            for slot, index, first_token in self._admit(requests, queue, free, params, pad_id):
+                self._owner[slot] = index
+                self._progress[index] = rules.new_progress()
+                self._host["tokens"][slot] = first_token
+                self._host["positions"][slot] = len(requests[index].prompt_ids)
+                self._host["seeds"][slot] = params.request_seed(requests[index], index)
+                self._judge(slot, first_token, rules)
 
     def _ensure_cache(self, slots: int, needed_len: int) -> None:
         """Reuse the cache when it has ``slots`` rows and fits without being more than twice too long."""

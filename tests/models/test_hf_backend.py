@@ -174,3 +174,11 @@ def test_errors_are_one_line_backend_errors(tiny_model_dirs, tmp_path):
 def test_empty_prompt_is_rejected(backend):
     with pytest.raises(ValueError, match="at least one prompt token"):
         backend.generate([GenerationRequest([])], GREEDY)
+
+
+@pytest.mark.parametrize("engine", ["simple", "slots"])
+def test_one_token_requests_never_enter_the_decode_loop(backend, engine):
+    generations = with_engine(backend, engine).generate(requests_for(backend), SamplingParams(max_new_tokens=1, stop=[], ignore_eos=True))
+    greedy = with_engine(backend, "simple").generate(requests_for(backend), GREEDY)
+    assert [g.token_ids for g in generations] == [g.token_ids[:1] for g in greedy]
+    assert all(g.finish_reason == "length" for g in generations)
