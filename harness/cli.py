@@ -19,9 +19,13 @@ def _main() -> None:
 
 
 def _register_subcommands() -> None:
+    from harness.eval.cli import eval_command, score_command, tasks_command
     from harness.grading.cli import grade
     from harness.sandbox.cli import sandbox_app
 
+    app.command(name="eval")(eval_command)
+    app.command(name="score")(score_command)
+    app.command(name="tasks")(tasks_command)
     app.command(name="grade")(grade)
     app.add_typer(sandbox_app, name="sandbox")
 

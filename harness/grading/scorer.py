@@ -26,6 +26,8 @@ from harness.grading.extract import (
     strip_think,
 )
 
+# Bump when extraction or equivalence rules change: it is part of every task version.
+GRADER_VERSION = "1"
 TASKS = ("math500", "gsm8k", "aime24", "aime25", "amc23")
 STATUSES = ("correct", "incorrect", "no_answer", "parse_error", "timeout", "gold_unscorable")
 

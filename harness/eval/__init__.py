@@ -1,0 +1,1 @@
+"""Evaluation: tasks, methods, the rollout engine, run directories, metrics and reports."""

@@ -1,0 +1,194 @@
+"""`harness eval`, `harness score` and `harness tasks`."""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from harness.io import fail
+
+ModelOpt = Annotated[str, typer.Option("--model", "-m", help="hf:PATH, vllm:NAME, openai:MODEL@URL, or smollm2 (the embedded default).")]
+ModelArgsOpt = Annotated[str, typer.Option("--model-args", help="Backend arguments as k=v,k=v (e.g. device=cpu,dtype=float32).")]
+TaskOpt = Annotated[str, typer.Option("--task", "-t", help="Comma-separated built-in tasks (see `harness tasks`), or a JSONL/parquet path or hub id.")]
+MethodOpt = Annotated[str, typer.Option("--method", help="cot, tir, tora, auto, code-trigger, cot-trigger, or a prompt file (.toml).")]
+OutputOpt = Annotated[Path, typer.Option("--output-dir", "-o", help="Runs go to OUTPUT_DIR/<model>/<task>/<method>/.")]
+DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", envvar="HARNESS_DATA_DIR", help="Folder with the tasks' local JSONL files.")]
+
+
+def parse_model_args(text: str) -> dict[str, str]:
+    args = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            fail(f"--model-args item {item!r} is not k=v")
+        args[key.strip()] = value.strip()
+    return args
+
+
+def environment() -> dict:
+    import importlib.metadata as metadata
+
+    import harness
+
+    versions = {}
+    for package in ("torch", "transformers", "vllm", "math-verify", "sympy", "docker"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            continue
+    try:
+        commit = subprocess.run(["git", "-C", str(Path(harness.__file__).parent), "rev-parse", "HEAD"],
+                                capture_output=True, text=True, timeout=5).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        commit = None
+    return {"harness_version": harness.__version__, "python": platform.python_version(), "packages": versions, "git_commit": commit}
+
+
+def _progress_bar():
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("acc {task.fields[acc]}"),
+                    TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn())
+
+
+def _summary_row(results: dict) -> list:
+    metrics, tools, run = results["metrics"], results["tools"], results["run"]
+    return [run["task"]["name"], run["method"]["name"], metrics.get("problems", 0),
+            f"{100 * metrics.get('accuracy', 0):.1f} ± {100 * metrics.get('accuracy_stderr', 0):.1f}",
+            f"{100 * tools.get('code_rate', 0):.0f}%", f"{tools.get('calls_per_problem', 0):.2f}",
+            f"{tools.get('tokens_per_problem', 0):.0f}", f"{tools.get('seconds_per_problem', 0):.2f}"]
+
+
+SUMMARY_HEADERS = ["task", "method", "n", "accuracy %", "code rate", "calls/problem", "tokens/problem", "s/problem"]
+
+
+def eval_command(
+    model: ModelOpt = "smollm2",
+    model_args: ModelArgsOpt = "",
+    task: TaskOpt = "gsm8k",
+    method: MethodOpt = "cot",
+    samples: Annotated[int, typer.Option("--samples", "-n", min=1, help="Attempts per problem (avg@n, maj@n, pass@k).")] = 1,
+    temperature: Annotated[float, typer.Option(min=0.0, help="0 = greedy.")] = 0.0,
+    top_p: Annotated[float, typer.Option(min=0.0, max=1.0)] = 1.0,
+    max_tokens: Annotated[int, typer.Option(min=1, help="Response token budget per attempt (model and tool tokens).")] = 1024,
+    max_tool_calls: Annotated[int, typer.Option(min=0, help="Executed code cells per attempt.")] = 4,
+    limit: Annotated[int | None, typer.Option(min=1, help="Only the first L problems of each task.")] = None,
+    seed: Annotated[int, typer.Option(help="Run seed; each attempt's seed derives from it.")] = 0,
+    sandbox: Annotated[str, typer.Option(help="local or docker.")] = "local",
+    sandbox_timeout: Annotated[float, typer.Option(min=0.1, help="Seconds per code cell.")] = 10.0,
+    batch_size: Annotated[int, typer.Option(min=1, help="Problems per generation batch (and per checkpoint).")] = 16,
+    output_dir: OutputOpt = Path("runs"),
+    data_dir: DataDirOpt = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace a run of another configuration in the same folder.")] = False,
+    question_field: Annotated[str | None, typer.Option(help="Custom task: the question column.")] = None,
+    answer_field: Annotated[str | None, typer.Option(help="Custom task: the answer column.")] = None,
+    id_field: Annotated[str | None, typer.Option(help="Custom task: a unique id column.")] = None,
+) -> None:
+    """Run a model on math tasks with a method; resumable, graded, with code-usage statistics."""
+    from tabulate import tabulate
+
+    from harness.eval.metacognition import write_if_complete
+    from harness.eval.methods import MethodError, load_method
+    from harness.eval.results import build_results
+    from harness.eval.runner import EvalConfig, EvalRun
+    from harness.eval.store import RunMismatchError
+    from harness.eval.tasks import TaskError, load_samples, load_task
+    from harness.models import BackendError, load_backend
+
+    if sandbox not in ("local", "docker"):
+        fail(f"--sandbox must be local or docker, not {sandbox!r}")
+    try:
+        chosen_method = load_method(method)
+        tasks = [load_task(name, question_field=question_field, answer_field=answer_field, id_field=id_field)
+                 for name in filter(None, task.split(","))]
+        datasets = [load_samples(spec, data_dir) for spec in tasks]
+    except (TaskError, MethodError) as exc:
+        fail(str(exc))
+    args = parse_model_args(model_args)
+    try:
+        backend = load_backend(model, args)
+    except BackendError as exc:
+        fail(str(exc))
+    box = _open_sandbox(sandbox, sandbox_timeout) if chosen_method.tools else None
+    env, rows = environment(), []
+    try:
+        for spec, (samples_list, fingerprint) in zip(tasks, datasets):
+            config = EvalConfig(model=model, model_args=args, task=spec.name, method=chosen_method.name, samples=samples,
+                                temperature=temperature, top_p=top_p, max_tokens=max_tokens, max_tool_calls=max_tool_calls,
+                                seed=seed, sandbox=sandbox, sandbox_timeout=sandbox_timeout, limit=limit,
+                                batch_size=batch_size, output_dir=str(output_dir), data_dir=str(data_dir) if data_dir else None)
+            run = EvalRun(config, spec, chosen_method, samples_list, fingerprint, backend, box)
+            started = time.perf_counter()
+            with _progress_bar() as bar:
+                bar_task = bar.add_task(f"{spec.name}/{chosen_method.name}", total=None, acc="-")
+
+                def report(done: int, total: int, correct: int) -> None:
+                    bar.update(bar_task, completed=done, total=total, acc=f"{correct / done:.1%}" if done else "-")
+
+                try:
+                    records = run.execute(env, overwrite=overwrite, progress=report)
+                except RunMismatchError as exc:
+                    fail(str(exc))
+            info = json.loads(run.store.run_file.read_text())
+            info["config"]["limit"] = limit
+            results = build_results(info, records, round(time.perf_counter() - started, 2))
+            results["rollout"] = vars(run.engine_stats)
+            run.store.write_results(results)
+            rows.append(_summary_row(results))
+            write_if_complete(run.directory.parent)
+            typer.echo(f"wrote {run.directory}/results.json")
+    except KeyboardInterrupt:
+        typer.echo("interrupted: finished samples are saved; run the same command again to resume", err=True)
+        raise typer.Exit(130) from None
+    finally:
+        if box is not None:
+            box.close()
+        backend.close()
+    typer.echo(f"\nmodel: {backend.name}\n" + tabulate(rows, headers=SUMMARY_HEADERS, tablefmt="github"))
+
+
+def _open_sandbox(kind: str, timeout: float):
+    from harness.sandbox import SandboxLimits, get_sandbox
+
+    try:
+        return get_sandbox(kind, limits=SandboxLimits(timeout_s=timeout))
+    except Exception as exc:  # noqa: BLE001 - any engine failure becomes one line for the user
+        fail(f"the {kind} sandbox is unavailable ({type(exc).__name__}: {exc}); see `harness sandbox doctor`")
+
+
+def score_command(run_dirs: Annotated[list[Path], typer.Argument(help="Run directories (with run.json and samples.jsonl).")]) -> None:
+    """Grade stored responses again with the current grader, without generating."""
+    from tabulate import tabulate
+
+    from harness.eval.results import rescore
+
+    rows = []
+    for directory in run_dirs:
+        try:
+            rows.append(_summary_row(rescore(directory)))
+        except (FileNotFoundError, KeyError, json.JSONDecodeError) as exc:
+            fail(f"{directory}: cannot re-score ({exc})")
+    typer.echo(tabulate(rows, headers=SUMMARY_HEADERS, tablefmt="github"))
+
+
+def tasks_command(data_dir: DataDirOpt = None) -> None:
+    """List the built-in tasks with their sizes and sources."""
+    from tabulate import tabulate
+
+    from harness.eval.tasks import TaskError, available_tasks, load_samples, load_task, task_data_dir
+
+    rows = []
+    for name in available_tasks():
+        spec = load_task(name)
+        try:
+            size = len(load_samples(spec, data_dir)[0]) if task_data_dir(data_dir) else "?"
+        except TaskError:
+            size = "missing"
+        rows.append([name, size, spec.version, spec.local_file, spec.hub["path"] if spec.hub else "", spec.description])
+    typer.echo(tabulate(rows, headers=["task", "size", "version", "local file", "hub", "description"], tablefmt="github"))

@@ -1,0 +1,82 @@
+"""results.json: a superset of lm-eval's results layout, built only from run.json and the sample records.
+
+lm-eval keys (``results.<task>.<metric>,<filter>``, ``versions``, ``n-samples``, ``config``,
+``git_hash``, ...) are kept so existing tooling reads our files; our own keys sit beside them:
+``metrics`` (flat, unprefixed), ``tools`` (code usage), ``breakdown`` (per level/subject) and
+``run`` (the run's identity: config hash, task and method versions, dataset fingerprint).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+
+from harness.eval.metrics import accuracy_metrics, breakdown, tool_metrics
+from harness.eval.store import RunStore, read_samples
+from harness.io import atomic_write_text
+
+_NOT_METRICS = ("problems", "unscorable_problems", "samples_per_problem")
+
+
+def select(records: list[dict], run_info: dict) -> list[dict]:
+    """The records the run's current limit and sample count cover (a run can be resumed with fewer)."""
+    config = run_info["config"]
+    limit = config.get("limit")
+    ids: list[str] = []
+    for record in records:
+        if record["doc_id"] not in ids:
+            ids.append(record["doc_id"])
+    keep = set(ids[:limit] if limit else ids)
+    return [r for r in records if r["doc_id"] in keep and r["attempt"] < config["samples"]]
+
+
+def build_results(run_info: dict, records: list[dict], elapsed_s: float | None = None) -> dict:
+    records = select(records, run_info)
+    task = run_info["task"]["name"]
+    accuracy = accuracy_metrics(records)
+    tools = tool_metrics(records)
+    lm_eval_style = {"alias": task}
+    for name, value in accuracy.items():
+        if name not in _NOT_METRICS:
+            lm_eval_style[f"{name},none"] = value
+    keys = sorted({key for record in records for key in record.get("metadata", {})})
+    return {
+        "results": {task: lm_eval_style},
+        "versions": {task: run_info["task"]["version"]},
+        "n-samples": {task: {"original": run_info.get("dataset_size"), "effective": accuracy.get("problems", 0)}},
+        "higher_is_better": {task: {name: True for name in accuracy if name not in _NOT_METRICS and not name.endswith("_stderr")}},
+        "config": {**run_info["config"], "model_name": run_info["model_name"]},
+        "git_hash": run_info.get("git_commit"),
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "harness_version": run_info.get("harness_version"),
+        "total_evaluation_time_seconds": elapsed_s,
+        "run": {
+            "config_hash": run_info["config_hash"],
+            "model": run_info["model_name"],
+            "task": run_info["task"],
+            "method": {key: run_info["method"][key] for key in ("name", "version", "tools")},
+            "dataset_fingerprint": run_info["dataset_fingerprint"],
+        },
+        "metrics": accuracy,
+        "tools": tools,
+        "breakdown": breakdown(records, keys),
+    }
+
+
+def rescore(directory: Path) -> dict:
+    """Grade every stored response again with the current grader; rewrite samples and results."""
+    from harness.grading import grade_batch
+
+    store = RunStore(directory)
+    if not store.run_file.is_file():
+        raise FileNotFoundError(f"{directory} is not a run directory (no run.json)")
+    run_info = json.loads(store.run_file.read_text(encoding="utf-8"))
+    records = read_samples(store.samples_file)
+    grades = grade_batch([(r["response"], r["gold"], run_info["task"]["grader"]) for r in records])
+    records = [{**record, **grade.to_dict()} for record, grade in zip(records, grades)]
+    atomic_write_text(store.samples_file, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+    previous = json.loads(store.results_file.read_text()) if store.results_file.is_file() else {}
+    results = build_results(run_info, records, previous.get("total_evaluation_time_seconds"))
+    store.write_results(results)
+    return results

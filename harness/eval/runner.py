@@ -1,0 +1,137 @@
+"""Run one (model, task, method): prompts through the rollout engine, grading, and the run directory.
+
+Problems are processed in chunks (``batch_size`` problems x ``samples`` attempts); each finished
+chunk is graded and appended to samples.jsonl, so an interrupted run resumes where it stopped.
+Every attempt has its own seed, derived from the run seed, the problem id and the attempt number,
+so a resumed run reproduces what an uninterrupted one would have generated.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from harness.eval.methods import Method
+from harness.eval.rollout import RolloutEngine
+from harness.eval.store import RunStore
+from harness.eval.tasks import Sample, TaskSpec
+
+
+@dataclass
+class EvalConfig:
+    """Everything that decides what a run generates (all of it goes into the config hash but ``limit``,
+    ``batch_size`` and the folders, which change how much or how fast, not what)."""
+
+    model: str = "smollm2"
+    model_args: dict = field(default_factory=dict)
+    task: str = "gsm8k"
+    method: str = "cot"
+    samples: int = 1
+    temperature: float = 0.0
+    top_p: float = 1.0
+    max_tokens: int = 1024
+    max_tool_calls: int = 4
+    seed: int = 0
+    sandbox: str = "local"
+    sandbox_timeout: float = 10.0
+    limit: int | None = None
+    batch_size: int = 16
+    output_dir: str = "runs"
+    data_dir: str | None = None
+
+    def hashed(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if k not in ("limit", "batch_size", "output_dir", "data_dir")}
+
+
+def attempt_seed(run_seed: int, doc_id: str, attempt: int) -> int:
+    digest = hashlib.sha256(f"{run_seed}:{doc_id}:{attempt}".encode()).digest()
+    return int.from_bytes(digest[:4], "little") % (2**31 - 1)
+
+
+def safe_name(name: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name).strip("._") or "model"
+
+
+def config_hash(config: EvalConfig, task: TaskSpec, method: Method, fingerprint: str) -> str:
+    payload = {"config": config.hashed(), "task_version": task.version, "method_version": method.version, "data": fingerprint}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _record(sample: Sample, attempt: int, prompt: str, trajectory, seconds: float) -> dict:
+    return {
+        "doc_id": sample.id,
+        "attempt": attempt,
+        "seed": trajectory.seed,
+        "question": sample.question,
+        "gold": sample.answer,
+        "metadata": sample.metadata,
+        "prompt": prompt,
+        "prompt_ids": trajectory.prompt_ids,
+        "response": trajectory.response_text,
+        "tokens": len(trajectory.response_ids),
+        "seconds": round(seconds, 4),
+        "used_code": trajectory.used_code,
+        **trajectory.to_dict(),
+    }
+
+
+class EvalRun:
+    """One run directory being filled. ``progress`` is called with (done, total, correct) after each chunk."""
+
+    def __init__(self, config: EvalConfig, task: TaskSpec, method: Method, samples: list[Sample], fingerprint: str, backend, sandbox):
+        self.config, self.task, self.method, self.backend, self.sandbox = config, task, method, backend, sandbox
+        self.samples = samples[: config.limit] if config.limit else samples
+        self.fingerprint = fingerprint
+        self.directory = Path(config.output_dir) / safe_name(backend.name) / safe_name(task.name) / safe_name(method.name)
+        self.store = RunStore(self.directory)
+        self.hash = config_hash(config, task, method, fingerprint)
+
+    def run_info(self, environment: dict) -> dict:
+        return {
+            "config": asdict(self.config),
+            "config_hash": self.hash,
+            "model_name": self.backend.name,
+            "task": {"name": self.task.name, "version": self.task.version, "source": self.task.source, "grader": self.task.grader},
+            "method": {"name": self.method.name, "version": self.method.version, "system": self.method.system,
+                       "user": self.method.user, "tools": self.method.tools},
+            "dataset_fingerprint": self.fingerprint,
+            "dataset_size": len(self.samples),
+            **environment,
+        }
+
+    def execute(self, environment: dict, overwrite: bool = False, progress=None) -> list[dict]:
+        """Generate and grade every missing (problem, attempt); returns all records of the run."""
+        from harness.grading import grade_batch
+        from harness.models import SamplingParams
+
+        records = self.store.open(self.run_info(environment), overwrite)
+        done = {(r["doc_id"], r["attempt"]) for r in records}
+        todo = [(s, a) for s in self.samples for a in range(self.config.samples) if (s.id, a) not in done]
+        params = SamplingParams(temperature=self.config.temperature, top_p=self.config.top_p,
+                                max_new_tokens=self.config.max_tokens, seed=self.config.seed)
+        engine = RolloutEngine(self.backend, params, tools=self.method.tools, sandbox=self.sandbox,
+                               max_tool_calls=self.config.max_tool_calls, max_tokens=self.config.max_tokens)
+        prompts = {s.id: self.backend.chat_prompt(self.method.messages(s.question)) for s, _ in todo}
+        total = len(self.samples) * self.config.samples
+        if progress:
+            progress(len(done), total, sum(bool(r["correct"]) for r in records))
+        chunk = max(1, self.config.batch_size) * self.config.samples
+        for start in range(0, len(todo), chunk):
+            batch = todo[start : start + chunk]
+            began = time.perf_counter()
+            trajectories = engine.run([self.backend.encode(prompts[s.id]) for s, _ in batch],
+                                      [attempt_seed(self.config.seed, s.id, a) for s, a in batch])
+            seconds = (time.perf_counter() - began) / len(batch)
+            grades = grade_batch([(t.response_text, s.answer, self.task.grader) for (s, _), t in zip(batch, trajectories)])
+            new = []
+            for (sample, attempt), trajectory, result in zip(batch, trajectories, grades):
+                new.append({**_record(sample, attempt, prompts[sample.id], trajectory, seconds), **result.to_dict()})
+            self.store.append(new)
+            records.extend(new)
+            if progress:
+                progress(len(records), total, sum(bool(r["correct"]) for r in records))
+        self.engine_stats = engine.stats
+        return records
