@@ -11,7 +11,9 @@ import json
 import os
 import random
 import select
+import signal
 import secrets
+import socket
 import struct
 import threading
 import time
@@ -160,17 +162,46 @@ class DockerKernel:
 
     def kill(self) -> None:
         """Kill every process of this session's uid in the container (the REPL and anything it left)."""
+        # Hang up first: an unread stream stalls the engine's copy of this exec, and with it the next exec.
+        self.eof = True
+        if self.socket.fileno() != -1:
+            self.socket.close()
+        if self.pool.local_engine and os.geteuid() == 0:
+            killed_here = kill_uid_on_host(self.uid)  # fast and needs no help from the engine
+        else:
+            killed_here = False
         try:
+            # Detached: an attached exec_start can wait forever on a stream the engine never closes.
             sweep = self.api.exec_create(self.entry.container.id, [self.entry.python, "-I", "-S", "-c", KILL_UID,
                                                                    self.home], user=f"{self.uid}:{self.uid}")
-            self.api.exec_start(sweep["Id"])
+            self.api.exec_start(sweep["Id"], detach=True)
+            deadline = time.monotonic() + (0 if killed_here else 10)  # only wait when the sweep is the kill
+            while time.monotonic() < deadline:
+                state = self.api.exec_inspect(sweep["Id"])
+                if not state.get("Running", True) and state.get("ExitCode") is not None:
+                    break
+                time.sleep(0.01)
+            else:
+                if not killed_here:
+                    raise TimeoutError("the kill sweep did not finish")
         except Exception:  # the container is unusable: retire it rather than trust what is left in it
             self.pool.mark_broken(self.entry)
-        self.close()
 
     def close(self) -> None:
-        if self.socket.fileno() != -1:
-            self.socket.close()  # the REPL reads EOF and exits, removing its home directory
+        """End the REPL: EOF on its stdin makes it exit; if it does not within a second, kill its uid's processes."""
+        if self.socket.fileno() == -1:
+            return
+        try:
+            self.socket.shutdown(socket.SHUT_WR)  # only a half-close reaches the process as EOF
+            deadline = time.monotonic() + 1.0
+            while not self.eof and time.monotonic() < deadline:
+                if select.select([self.socket], [], [], max(deadline - time.monotonic(), 0))[0]:
+                    self.eof = not self.socket.recv(1 << 16)
+        except OSError:
+            self.eof = True
+        self.socket.close()
+        if not self.eof:
+            self.kill()
 
 
 class DockerSandbox(Sandbox):
@@ -225,3 +256,25 @@ class DockerSandbox(Sandbox):
 
     def _shutdown(self) -> None:
         self.pool.close()
+
+
+def kill_uid_on_host(uid: int, patience_s: float = 5.0) -> bool:
+    """SIGKILL every host process running as uid until none is left (the engine is local and we are root)."""
+    deadline = time.monotonic() + patience_s
+    while time.monotonic() < deadline:
+        found = False
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/status") as handle:
+                    owner = next(int(line.split()[1]) for line in handle if line.startswith("Uid:"))
+                if owner == uid:
+                    found = True
+                    os.kill(int(entry), signal.SIGKILL)
+            except (OSError, StopIteration, ValueError):
+                continue
+        if not found:
+            return True
+        time.sleep(0.005)
+    return False
