@@ -99,13 +99,17 @@ def tool_metrics(records: list[dict]) -> dict:
 
 
 def breakdown(records: list[dict], keys: list[str] | tuple[str, ...]) -> dict:
-    """Accuracy per value of each metadata key (MATH500: level and subject)."""
+    """Accuracy and code rate per value of each metadata key (MATH500: level and subject)."""
     result = {}
     for key in keys:
         groups: dict[str, list[dict]] = defaultdict(list)
         for record in records:
             if key in record.get("metadata", {}):
                 groups[str(record["metadata"][key])].append(record)
-        result[key] = {value: {"n": metrics["problems"], "accuracy": metrics.get("accuracy", 0.0), "accuracy_stderr": metrics.get("accuracy_stderr", 0.0)}
-                       for value, group in sorted(groups.items()) for metrics in [accuracy_metrics(group)]}
+        result[key] = {}
+        for value, group in sorted(groups.items()):
+            metrics = accuracy_metrics(group)
+            result[key][value] = {"n": metrics["problems"], "accuracy": metrics.get("accuracy", 0.0),
+                                  "accuracy_stderr": metrics.get("accuracy_stderr", 0.0),
+                                  "code_rate": mean(float(bool(r["tool_calls"])) for r in group)}
     return result

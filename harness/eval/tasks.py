@@ -1,8 +1,9 @@
 """Tasks: a declarative definition (``tasks/<name>.toml``) plus the scorer's rules for its answers.
 
 A definition names where the data comes from (a local JSONL file under ``--data-dir`` /
-``$HARNESS_DATA_DIR``, else a Hugging Face hub dataset), which fields hold the id, question and
-answer, and which metadata fields results are broken down by. Any other dataset is a custom task:
+``$HARNESS_DATA_DIR``, else a Hugging Face hub dataset, or a ``generator`` function
+``"module:function"`` called with ``generator_args`` for procedural tasks), which fields hold the
+id, question and answer, and which metadata fields results are broken down by. Any other dataset is a custom task:
 a JSONL/parquet path or hub id plus field names, graded with MATH rules.
 
 A task's version is its declared version plus a hash of its definition and the grader's rules,
@@ -45,6 +46,8 @@ class TaskSpec:
     hub: dict | None = None
     breakdown: tuple[str, ...] = ()
     source: str = ""
+    generator: str | None = None
+    generator_args: dict = field(default_factory=dict)
 
 
 def _version(declared: object, definition: str) -> str:
@@ -72,6 +75,8 @@ def load_task(name: str, **custom_fields: str | None) -> TaskSpec:
             hub=spec.get("hub"),
             breakdown=tuple(spec.get("breakdown", ())),
             source=str(tasks[name]),
+            generator=spec.get("generator"),
+            generator_args=spec.get("generator_args", {}),
         )
     fields = {"question": custom_fields.get("question_field") or "question", "answer": custom_fields.get("answer_field") or "answer"}
     if custom_fields.get("id_field"):
@@ -126,8 +131,21 @@ def task_data_dir(data_dir: str | Path | None) -> Path | None:
     return Path(chosen) if chosen else None
 
 
+def _generate(task: TaskSpec) -> list[dict]:
+    import importlib
+
+    module_name, _, function_name = task.generator.partition(":")
+    try:
+        function = getattr(importlib.import_module(module_name), function_name)
+    except (ImportError, AttributeError) as exc:
+        raise TaskError(f"task {task.name}: cannot load its generator {task.generator!r} ({exc})") from None
+    return list(function(**task.generator_args))
+
+
 def load_samples(task: TaskSpec, data_dir: str | Path | None = None) -> tuple[list[Sample], str]:
     """The task's samples and a fingerprint of the data they came from."""
+    if task.generator:
+        return _to_samples(task, _generate(task))
     directory = task_data_dir(data_dir)
     local = None
     if task.local_file:
@@ -145,6 +163,10 @@ def load_samples(task: TaskSpec, data_dir: str | Path | None = None) -> tuple[li
             raise TaskError(f"{exc}{where}: {hint}") from None
     else:
         raise TaskError(f"task {task.name} has no data: pass --data-dir with {task.local_file}")
+    return _to_samples(task, rows)
+
+
+def _to_samples(task: TaskSpec, rows: list[dict]) -> tuple[list[Sample], str]:
     samples = []
     for index, row in enumerate(rows):
         missing = [role for role in ("question", "answer") if task.fields[role] not in row]
