@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: install install-hf eval test test-all docker-up
+.PHONY: install install-hf eval test test-all docker-up browser-up
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,8 +27,12 @@ eval: install-hf
 docker-up:
 	@if [ -x scripts/docker-up.sh ]; then scripts/docker-up.sh || echo "WARNING: no Docker engine: Docker sandbox tests will be skipped"; fi
 
+# Headless Chromium for the leaderboard's rendering test; the test skips loudly without it.
+browser-up:
+	@if [ -x scripts/install-chromium.sh ]; then scripts/install-chromium.sh || echo "WARNING: no Chromium: the HTML rendering test will be skipped"; fi
+
 # pytest exits 5 when it collected nothing: that is a failure here, not a pass.
-test: install-hf docker-up
+test: install-hf docker-up browser-up
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test-all: PYTEST_ARGS += -m ''
