@@ -68,15 +68,11 @@ def cap_text(text: str, max_chars: int, marker: str = "\n... [{n} characters cut
         return text
     if max_chars <= 0:
         return ""
-    note = marker.format(n=len(text) - max_chars)
-    if len(note) >= max_chars:
+    keep = max_chars - len(marker.format(n=len(text)))  # the longest the note can be
+    if keep <= 0:
         return text[:max_chars]
-    keep = max_chars - len(note)
-    head = keep - keep // 2
-    tail = keep // 2
-    # The note itself takes room, so slightly more is cut than it says; it stays an honest upper bound.
-    note = marker.format(n=len(text) - keep)
-    return text[:head] + note + (text[len(text) - tail:] if tail else "")
+    head, tail = keep - keep // 2, keep // 2
+    return text[:head] + marker.format(n=len(text) - keep) + (text[len(text) - tail:] if tail else "")
 
 
 def last_traceback_line(traceback_text: str) -> str:
