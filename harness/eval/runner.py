@@ -105,8 +105,10 @@ class EvalRun:
     def execute(self, environment: dict, overwrite: bool = False, progress=None) -> list[dict]:
         """Generate and grade every missing (problem, attempt); returns all records of the run."""
         from harness.grading import grade_batch
+        from harness.grading.pool import shared_pool
         from harness.models import SamplingParams
 
+        shared_pool()  # start the grading workers now: they warm up while the first chunk generates
         records = self.store.open(self.run_info(environment), overwrite)
         done = {(r["doc_id"], r["attempt"]) for r in records}
         todo = [(s, a) for s in self.samples for a in range(self.config.samples) if (s.id, a) not in done]
