@@ -101,16 +101,17 @@ def package_paths(names: list[str]) -> list[str]:
     return paths
 
 
-def enter_namespaces(user_namespace: bool, inside_uid_maps_to: int) -> None:
+def enter_namespaces(user_namespace: bool) -> None:
     """Called by the session launcher: its next fork() becomes pid 1 of a fresh pid namespace."""
     flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS
     if user_namespace:
-        gid = inside_uid_maps_to if os.geteuid() == 0 else os.getegid()
+        # A process may map only its own ids into the namespace it just entered: root inside is the caller outside.
+        uid, gid = os.geteuid(), os.getegid()
         unshare(flags | CLONE_NEWUSER)
         with open("/proc/self/setgroups", "w") as handle:
             handle.write("deny")
         with open("/proc/self/uid_map", "w") as handle:
-            handle.write(f"0 {inside_uid_maps_to} 1")
+            handle.write(f"0 {uid} 1")
         with open("/proc/self/gid_map", "w") as handle:
             handle.write(f"0 {gid} 1")
     else:

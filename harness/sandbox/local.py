@@ -236,8 +236,9 @@ class LocalSandbox(Sandbox):
         report = local_isolation()
         self.isolation = report.mode if isolation == "auto" else isolation
         if self.isolation == "none":
-            message = ("harness sandbox: Linux namespaces are unavailable here (" + "; ".join(report.reasons) +
-                       "): model code runs WITHOUT filesystem, network or process isolation, only rlimits")
+            why = "; ".join(report.reasons) if isolation == "auto" else "isolation='none' was requested"
+            message = (f"harness sandbox: no Linux namespaces ({why}): model code runs WITHOUT filesystem, network "
+                       "or process isolation, only rlimits and a scratch directory")
             warnings.warn(message, RuntimeWarning, stacklevel=2)
             print(f"WARNING: {message}", file=sys.stderr)
         self._uid_base = random.randrange(2_000_000, 2_000_000_000)

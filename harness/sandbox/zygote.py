@@ -94,7 +94,7 @@ def launch_session(request: dict, fds: list[int], config: dict, plan, new_root: 
         jail.prctl(jail.PR_SET_PDEATHSIG, signal.SIGKILL)
         user_namespace = config["isolation"] == "user-namespace"
         if plan is not None:
-            jail.enter_namespaces(user_namespace, request["uid"])
+            jail.enter_namespaces(user_namespace)
         else:
             jail.prctl(jail.PR_SET_CHILD_SUBREAPER, 1)  # without a pid namespace, escaped grandchildren come here
         scratch = None if plan is not None else tempfile.mkdtemp(prefix="harness-sandbox-scratch-")

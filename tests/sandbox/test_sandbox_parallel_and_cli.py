@@ -53,3 +53,30 @@ def test_cli_run_prints_one_json_object_and_exits_zero(backend, tmp_path, reques
     assert {"status", "stdout", "stderr", "duration_s", "truncated"} <= payload.keys()
     assert (payload["status"], payload["stdout"]) == ("error", "out\n")
     assert "KeyError: 'missing'" in payload["stderr"]
+
+
+@pytest.mark.docker
+def test_reaper_removes_containers_of_dead_harness_processes(docker_sandbox):
+    import socket as socket_module
+
+    from harness.sandbox.docker_pool import HOST_LABEL, LABEL, PID_LABEL, RUN_LABEL, reap_containers
+
+    probe = subprocess.Popen(["true"])
+    probe.wait()
+    dead_pid = probe.pid  # exited and reaped: nobody owns this pid now (reuse within the test is improbable)
+    entry = docker_sandbox.pool.pool[0] if docker_sandbox.pool.pool else None
+    image = docker_sandbox.pool.image_name
+    python = entry.python if entry else docker_sandbox.pool.python
+    orphan = docker_sandbox.client.containers.create(
+        image, [python, "-c", "pass"], network_mode="none",
+        labels={LABEL: "1", RUN_LABEL: "orphan", HOST_LABEL: socket_module.gethostname(), PID_LABEL: str(dead_pid)})
+    try:
+        removed = reap_containers(docker_sandbox.client)
+        assert orphan.name in removed
+        live = [c.name for c in docker_sandbox.client.containers.list(all=True, filters={"label": RUN_LABEL})]
+        assert all(entry.container.name in live for entry in docker_sandbox.pool.pool)  # ours are untouched
+    finally:
+        try:
+            orphan.remove(force=True)
+        except Exception:
+            pass
