@@ -230,28 +230,27 @@ class DockerSandbox(Sandbox):
         self._uid_base = random.randrange(100_000, 1_000_000_000)
         self._uid_counter = 0
 
-    def _start_kernel_factory(self):
+    def _allocate_uid(self) -> int:
         with self._lock:
             self._uid_counter += 1
-            uid = self._uid_base + self._uid_counter
-        entry = self.pool.acquire(uid)
-
-        def start() -> DockerKernel:
-            return DockerKernel(self.pool, entry, uid, self.preload)
-
-        return entry, uid, start
+            return self._uid_base + self._uid_counter
 
     def _new_session(self, display_last_expr: bool) -> Session:
-        entry, uid, start = self._start_kernel_factory()
+        entry = self.pool.acquire()
+
+        def start() -> DockerKernel:
+            # A fresh uid per kernel, even when rebuilding one session: a detached kill sweep of the previous
+            # kernel may still be running as the old uid.
+            return DockerKernel(self.pool, entry, self._allocate_uid(), self.preload)
 
         def on_close(session: Session) -> None:
-            self.pool.release(entry, uid)
+            self.pool.release(entry)
             self._forget(session)
 
         try:
             return Session(start, self.limits, display_last_expr, on_close=on_close)
         except BaseException:
-            self.pool.release(entry, uid)
+            self.pool.release(entry)
             raise
 
     def _shutdown(self) -> None:

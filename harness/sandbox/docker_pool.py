@@ -12,7 +12,7 @@ import socket
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from harness.sandbox.image import KERNEL_IN_IMAGE, KERNEL_SCRIPT, KIND_LABEL, PYTHON_LABEL, engine_is_local, host_mounts
 from harness.sandbox.limits import SandboxLimits
@@ -31,7 +31,6 @@ class PooledContainer:
     sessions: int = 0
     served: int = 0
     broken: bool = False
-    uids: set[int] = field(default_factory=set)
 
 
 def pid_alive(pid: int) -> bool:
@@ -82,7 +81,7 @@ class ContainerPool:
         self.changed = threading.Condition()
         self.closed = False
 
-    def acquire(self, uid: int, timeout_s: float = 600.0) -> PooledContainer:
+    def acquire(self, timeout_s: float = 600.0) -> PooledContainer:
         deadline = time.monotonic() + timeout_s
         with self.changed:
             while True:
@@ -102,13 +101,11 @@ class ContainerPool:
                                        f"({self.max_containers} containers x {self.per_container} sessions)")
             entry.sessions += 1
             entry.served += 1
-            entry.uids.add(uid)
             return entry
 
-    def release(self, entry: PooledContainer, uid: int) -> None:
+    def release(self, entry: PooledContainer) -> None:
         with self.changed:
             entry.sessions -= 1
-            entry.uids.discard(uid)
             retire = entry.sessions == 0 and (entry.broken or entry.served >= self.recycle_after or self.closed)
             if retire and entry in self.pool:
                 self.pool.remove(entry)

@@ -142,18 +142,27 @@ class Kernel:
 
     def kill_leftover_processes(self) -> None:
         """Processes a cell started do not outlive it: a setsid() grandchild included."""
+        killed = False
         if self.owns_every_process:
             try:
                 os.kill(-1, signal.SIGKILL)
+                killed = True  # ESRCH (nothing to kill) is the common, free case
             except ProcessLookupError:
                 pass
         else:
             for pid in descendants(os.getpid()):
                 try:
                     os.kill(pid, signal.SIGKILL)
+                    killed = True
                 except ProcessLookupError:
                     pass
         reap_children()
+        # SIGKILL lands asynchronously: wait until the victims are really gone, so the next cell starts clean.
+        deadline = time.monotonic() + 2.0
+        still_there = other_live_processes_of_my_uid if self.owns_every_process else lambda: descendants(os.getpid())
+        while killed and time.monotonic() < deadline and still_there():
+            time.sleep(0.001)
+            reap_children()
 
 
 def compile_cell(code: str, filename: str, display_last_expr: bool):
@@ -188,6 +197,23 @@ def descendants(root: int) -> list[int]:
         found.extend(children)
         frontier.extend(children)
     return found
+
+
+def other_live_processes_of_my_uid() -> bool:
+    me, uid = os.getpid(), os.getuid()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == me:
+            continue
+        try:
+            if os.stat(f"/proc/{entry}").st_uid != uid:
+                continue
+            with open(f"/proc/{entry}/stat") as handle:
+                state = handle.read().rpartition(")")[2].split()[0]
+        except OSError:
+            continue
+        if state not in ("Z", "X"):
+            return True
+    return False
 
 
 def reap_children() -> None:
