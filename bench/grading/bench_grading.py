@@ -1,6 +1,10 @@
 """Throughput of harness's grader against calling math-verify directly, on the same cases, same run.
 
-    .venv/bin/python bench/grading/bench_grading.py [--cases ../shared/data/grader_cases.jsonl] [--repeat 1]
+    .venv/bin/python bench/grading/bench_grading.py [--workload grader-cases|math500-solutions] [--repeat 1]
+
+Workloads: ``grader-cases`` (the 418 public-suite cases; agreement on the ``core`` ones) and
+``math500-solutions`` (the 500 MATH500 reference solutions as responses against their answers: a
+realistic eval workload, where every verdict should be "correct").
 
 math-verify is called the way the notes measured it (bare answers wrapped in $...$, boxed priority 0,
 its own timeouts on: it runs in this main thread), one pair after another, as harnesses call it.
@@ -21,8 +25,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 
 
-def load_cases(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+def load_cases(data_dir: Path, workload: str) -> list[dict]:
+    if workload == "grader-cases":
+        return [json.loads(line) for line in (data_dir / "grader_cases.jsonl").read_text().splitlines() if line.strip()]
+    rows = [json.loads(line) for line in (data_dir / "math500.jsonl").read_text().splitlines() if line.strip()]
+    return [{"pred": row["solution"], "gold": row["answer"], "expected": True, "core": True,
+             "pred_kind": "response", "gold_kind": "answer"} for row in rows]
 
 
 def run_math_verify(cases: list[dict]) -> tuple[list[bool], list[float]]:
@@ -79,15 +87,17 @@ def agreement(cases: list[dict], verdicts: list) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cases", type=Path, default=REPO.parent / "shared" / "data" / "grader_cases.jsonl")
+    parser.add_argument("--data-dir", type=Path, default=REPO.parent / "shared" / "data")
+    parser.add_argument("--workload", choices=["grader-cases", "math500-solutions"], default="grader-cases")
     parser.add_argument("--repeat", type=int, default=1, help="pass over the cases this many times")
     args = parser.parse_args()
-    cases = load_cases(args.cases) * args.repeat
+    cases = load_cases(args.data_dir, args.workload) * args.repeat
 
     mv_verdicts, mv_seconds = run_math_verify(cases)
     hv_verdicts, hv_elapsed, hv_startup, hv_slowest = run_harness(cases)
     mv_elapsed = sum(mv_seconds)
     report = {
+        "workload": args.workload,
         "cases": len(cases),
         "cores": os.cpu_count(),
         "math_verify": {
