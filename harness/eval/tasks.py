@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.grading.scorer import GRADER_VERSION
+from harness.io import read_jsonl
 from harness.resources import resource_dir
 
 
@@ -102,18 +103,10 @@ def _read_rows(path: Path) -> list[dict]:
         import datasets
 
         return list(datasets.load_dataset("parquet", data_files=str(path), split="train"))
-    rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise TaskError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
-        if not isinstance(row, dict):
-            raise TaskError(f"{path}:{number}: each line must be a JSON object")
-        rows.append(row)
-    return rows
+    try:
+        return [row for _, row in read_jsonl(path)]
+    except ValueError as exc:
+        raise TaskError(str(exc)) from None
 
 
 def _read_hub(hub: dict) -> list[dict]:

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from harness.io import atomic_write_text, fail
+from harness.io import atomic_write_text, fail, read_jsonl
 
 
 def _read_cases(path: Path) -> list[dict]:
@@ -16,15 +16,13 @@ def _read_cases(path: Path) -> list[dict]:
 
     if not path.is_file():
         fail(f"input file not found: {path}")
+    try:
+        rows = read_jsonl(path)
+    except ValueError as exc:
+        fail(str(exc))
     cases = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            case = json.loads(line)
-        except json.JSONDecodeError as exc:
-            fail(f"{path}:{number}: not valid JSON ({exc.msg})")
-        if not isinstance(case, dict) or "pred" not in case or "gold" not in case:
+    for number, case in rows:
+        if "pred" not in case or "gold" not in case:
             fail(f"{path}:{number}: each line needs an object with 'pred' and 'gold'")
         task = case.get("task", "math500")
         if task not in TASKS:
