@@ -123,6 +123,11 @@ def build_root(plan: RootPlan, new_root: str, owner_uid: int, scratch_mb: int) -
     mount("none", "/", None, MS_REC | MS_PRIVATE)
     mount("tmpfs", new_root, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0755")
     writable_tmpfs = [new_root]
+    # The scratch /tmp comes first: an interpreter or virtualenv that itself lives under /tmp (a CI
+    # checkout, say) is then bound read-only on top of it instead of being hidden by it.
+    os.makedirs(new_root + "/tmp")
+    mount("tmpfs", new_root + "/tmp", "tmpfs", MS_NOSUID | MS_NODEV,
+          f"size={scratch_mb}m,mode=0700,uid={owner_uid},gid={owner_uid}")
     for kind, path in plan.mounts():
         target = new_root + path
         if kind == "mask":
@@ -141,9 +146,6 @@ def build_root(plan: RootPlan, new_root: str, owner_uid: int, scratch_mb: int) -
             mount("none", new_root + device, None, MS_BIND | MS_REMOUNT | MS_NOSUID | MS_NOEXEC)
     os.makedirs(new_root + "/proc")
     mount("proc", new_root + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
-    os.makedirs(new_root + "/tmp")
-    mount("tmpfs", new_root + "/tmp", "tmpfs", MS_NOSUID | MS_NODEV,
-          f"size={scratch_mb}m,mode=0700,uid={owner_uid},gid={owner_uid}")
     for path in reversed(writable_tmpfs):
         mount("none", path, None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
     _pivot_into(new_root)
