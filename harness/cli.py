@@ -21,6 +21,7 @@ def _main() -> None:
 def _register_subcommands() -> None:
     from harness.eval.cli import eval_command, score_command, tasks_command
     from harness.grading.cli import grade
+    from harness.rl.cli import train_rl_command
     from harness.sandbox.cli import sandbox_app
 
     app.command(name="eval")(eval_command)
@@ -28,6 +29,7 @@ def _register_subcommands() -> None:
     app.command(name="tasks")(tasks_command)
     app.command(name="grade")(grade)
     app.add_typer(sandbox_app, name="sandbox")
+    app.command(name="train-rl")(train_rl_command)
 
 
 _register_subcommands()

@@ -59,6 +59,17 @@ def aggregate(values: torch.Tensor, mask: torch.Tensor, mode: str = "token") -> 
     raise ValueError(f"aggregation must be token or sequence, not {mode!r}")
 
 
+def clipped_objective(
+    logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: torch.Tensor, clip_low: float = 0.2, clip_high: float = 0.28
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token -min(r*A, clip(r, 1-clip_low, 1+clip_high)*A), r = pi/pi_old; and where clipping bound."""
+    ratio = torch.exp(logprobs - old_logprobs)
+    per_sequence_advantage = advantages.unsqueeze(-1).to(ratio.dtype)
+    unclipped = ratio * per_sequence_advantage
+    clipped = torch.clamp(ratio, 1 - clip_low, 1 + clip_high) * per_sequence_advantage
+    return -torch.minimum(unclipped, clipped), (clipped < unclipped).detach()
+
+
 def clipped_policy_loss(
     logprobs: torch.Tensor,
     old_logprobs: torch.Tensor,
@@ -68,16 +79,10 @@ def clipped_policy_loss(
     clip_high: float = 0.28,
     aggregation: str = "token",
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """-min(r*A, clip(r, 1-clip_low, 1+clip_high)*A), r = pi/pi_old per token; returns (loss, stats)."""
-    ratio = torch.exp(logprobs - old_logprobs)
-    per_sequence_advantage = advantages.unsqueeze(-1).to(ratio.dtype)
-    unclipped = ratio * per_sequence_advantage
-    clipped = torch.clamp(ratio, 1 - clip_low, 1 + clip_high) * per_sequence_advantage
-    loss = aggregate(-torch.minimum(unclipped, clipped), mask, aggregation)
-    with torch.no_grad():
-        was_clipped = (clipped < unclipped).to(ratio.dtype)
-        clip_ratio = aggregate(was_clipped, mask, "token").item()
-    return loss, {"clip_ratio": clip_ratio}
+    """The clipped surrogate averaged with ``aggregation``; returns (loss, {"clip_ratio": ...})."""
+    per_token, was_clipped = clipped_objective(logprobs, old_logprobs, advantages, clip_low, clip_high)
+    loss = aggregate(per_token, mask, aggregation)
+    return loss, {"clip_ratio": aggregate(was_clipped.to(per_token.dtype), mask, "token").item()}
 
 
 def truncated_is_loss(

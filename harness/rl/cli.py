@@ -1,0 +1,57 @@
+"""`harness train-rl`: the vanilla RL baseline (GRPO-style, code execution inside rollouts)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from harness.io import fail
+
+
+def train_rl_command(
+    model: Annotated[str | None, typer.Option(help="Policy to start from (a Hugging Face model folder).")] = None,
+    config_file: Annotated[Path | None, typer.Option("--config", help="YAML file with RLConfig fields.")] = None,
+    preset_name: Annotated[str | None, typer.Option("--preset", help="tiny (testbed) or qwen2.5-7b (real GPUs).")] = None,
+    task: Annotated[str | None, typer.Option(help="Training task (built-in name or JSONL path).")] = None,
+    steps: Annotated[int | None, typer.Option(min=1)] = None,
+    output_dir: Annotated[Path | None, typer.Option("--output-dir", "-o")] = None,
+    seed: Annotated[int | None, typer.Option()] = None,
+    device: Annotated[str | None, typer.Option(help="auto, cpu or cuda.")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue from the latest checkpoint in --output-dir.")] = False,
+    help_config: Annotated[bool, typer.Option("--help-config", help="List every config field and exit.")] = False,
+) -> None:
+    """On-policy RL with outcome reward and real tool calls in the rollouts; logs TRL's metric names."""
+    from harness.rl.config import RLConfig, help_text, preset
+
+    if help_config:
+        typer.echo(help_text())
+        return
+    try:
+        config = preset(preset_name) if preset_name else RLConfig()
+        if config_file:
+            config = RLConfig.from_yaml(config_file, base=config)
+        config = config.updated(model=model, task=task, steps=steps, seed=seed, device=device,
+                                output_dir=str(output_dir) if output_dir else None)
+    except (ValueError, OSError) as exc:
+        fail(str(exc))
+    if not config.model or not Path(config.model).is_dir():
+        fail(f"--model must be a model folder (got {config.model!r}); make one with `harness model init` and `harness train-sft`")
+    from harness.rl.trainer import RLTrainer
+
+    try:
+        trainer = RLTrainer(config)
+    except (ValueError, OSError) as exc:
+        fail(str(exc))
+    from rich.progress import Progress
+
+    with Progress() as progress:
+        bar = progress.add_task("train-rl", total=config.steps)
+
+        def show(metrics: dict) -> None:
+            progress.update(bar, completed=metrics["step"],
+                            description=f"train-rl reward {metrics['reward']:.2f} code {metrics['code_rate']:.2f}")
+
+        trainer.train(resume=resume, on_step=show)
+    typer.echo(f"done: {config.steps} steps; checkpoints and metrics.jsonl in {config.output_dir}")

@@ -1,0 +1,117 @@
+"""`train-rl`'s configuration: one dataclass, loadable from YAML, with presets.
+
+Every field has help text (``help_text()`` lists it); a YAML file holds any subset of the fields,
+and unknown keys are an error rather than silently ignored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+
+
+def _field(default, help: str):
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata={"help": help})
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class RLConfig:
+    model: str = _field("", "policy to start from: a Hugging Face model folder")
+    task: str = _field("arith", "training task: a built-in task (its train split) or a JSONL path")
+    task_args: dict = _field({}, "generator arguments for procedural tasks, e.g. {split: train, n: 2000}")
+    data_dir: str | None = _field(None, "folder with the tasks' local JSONL files")
+    method: str = _field("auto", "rollout prompt (a method of baselines/): auto lets the model decide on code")
+    steps: int = _field(50, "policy updates to run")
+    prompts_per_step: int = _field(8, "distinct prompts per step")
+    group_size: int = _field(8, "rollouts per prompt (G); advantages are normalised within each group")
+    max_tokens: int = _field(256, "response token budget per rollout (model and tool tokens)")
+    max_tool_calls: int = _field(2, "executed code cells per rollout")
+    temperature: float = _field(1.0, "rollout sampling temperature")
+    top_p: float = _field(1.0, "rollout nucleus sampling")
+    learning_rate: float = _field(1e-6, "AdamW learning rate")
+    lr_schedule: str = _field("constant", "constant or cosine (after warmup)")
+    warmup_steps: int = _field(0, "linear warmup steps")
+    weight_decay: float = _field(0.0, "AdamW weight decay")
+    max_grad_norm: float = _field(1.0, "gradient clipping norm (0: off)")
+    clip_low: float = _field(0.2, "PPO ratio clip below 1 (1 - clip_low)")
+    clip_high: float = _field(0.28, "PPO ratio clip above 1 (1 + clip_high; DAPO's clip-higher)")
+    aggregation: str = _field("token", "token (DAPO: pooled over all tokens) or sequence (GRPO: per-sequence mean)")
+    advantage_scale: str = _field("group", "group (GRPO), batch, or none (Dr.GRPO)")
+    kl_weight: float = _field(0.0, "weight of the k3 KL to the frozen starting policy (0: no reference model)")
+    updates_per_batch: int = _field(1, "optimisation passes over each batch of rollouts (PPO epochs)")
+    micro_batch_size: int = _field(8, "sequences per forward/backward pass")
+    format_reward: float = _field(0.0, "bonus for a response with a \\boxed{} answer (off by default)")
+    tool_reward: float = _field(0.0, "bonus for a response that executed code (off by default)")
+    seed: int = _field(0, "seed for prompt order, rollouts and initialisation")
+    output_dir: str = _field("runs/rl", "checkpoints, logs and the final model go here")
+    save_every: int = _field(10, "steps between checkpoints (and at the end)")
+    report_to: list = _field(["jsonl"], "loggers: jsonl (always written), tensorboard, wandb")
+    sandbox: str = _field("local", "local or docker")
+    sandbox_timeout: float = _field(5.0, "seconds per code cell")
+    device: str = _field("auto", "auto, cpu or cuda")
+    dtype: str = _field("auto", "auto (bfloat16 on GPU, float32 on CPU), float32 or bfloat16")
+    gradient_checkpointing: bool = _field(False, "recompute activations in backward to save memory")
+
+    def __post_init__(self) -> None:
+        checks = {
+            "aggregation": self.aggregation in ("token", "sequence"),
+            "advantage_scale": self.advantage_scale in ("group", "batch", "none"),
+            "lr_schedule": self.lr_schedule in ("constant", "cosine"),
+            "group_size": self.group_size >= 2,
+            "steps": self.steps >= 1,
+            "micro_batch_size": self.micro_batch_size >= 1,
+            "sandbox": self.sandbox in ("local", "docker"),
+        }
+        for name, ok in checks.items():
+            if not ok:
+                raise ValueError(f"invalid {name}: {getattr(self, name)!r}")
+
+    @classmethod
+    def from_dict(cls, values: dict) -> RLConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown config keys: {', '.join(unknown)} (see `harness train-rl --help-config`)")
+        return cls(**values)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, base: RLConfig | None = None) -> RLConfig:
+        """The fields a YAML file sets, over ``base`` (a preset) or the defaults."""
+        import yaml
+
+        values = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        if not isinstance(values, dict):
+            raise ValueError(f"{path}: a config file is a mapping of field: value")
+        return cls.from_dict({**(base.to_dict() if base else {}), **values})
+
+    def updated(self, **overrides) -> RLConfig:
+        return replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def help_text() -> str:
+    defaults = RLConfig().to_dict()
+    return "\n".join(f"{f.name} (default {defaults[f.name]!r}): {f.metadata['help']}" for f in fields(RLConfig))
+
+
+PRESETS = {
+    # The testbed: a warmed-up tiny model on `arith`, minutes on 2 CPU cores.
+    "tiny": dict(task="arith", task_args={"split": "train", "n": 2000}, method="auto", steps=30, prompts_per_step=8,
+                 group_size=8, max_tokens=96, max_tool_calls=1, temperature=1.0, learning_rate=3e-4,
+                 micro_batch_size=32, save_every=10, sandbox_timeout=2.0),
+    # The documented recipe for real GPUs (ToRL/DAPO-style: outcome reward, no KL, clip-higher, token-level loss).
+    "qwen2.5-7b": dict(task="gsm8k", method="auto", steps=500, prompts_per_step=64, group_size=16, max_tokens=4096,
+                       max_tool_calls=4, temperature=1.0, learning_rate=1e-6, micro_batch_size=4, clip_low=0.2,
+                       clip_high=0.28, kl_weight=0.0, dtype="bfloat16", gradient_checkpointing=True, save_every=50,
+                       report_to=["jsonl", "tensorboard"]),
+}
+
+
+def preset(name: str) -> RLConfig:
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    return RLConfig.from_dict(PRESETS[name])

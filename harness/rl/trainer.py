@@ -1,0 +1,240 @@
+"""`harness train-rl`: on-policy RL with code execution inside the rollouts (the paper's vanilla RL baseline).
+
+One step:
+  1. pick ``prompts_per_step`` training prompts (a pure function of seed and step, so a resumed run
+     picks the same ones) and roll each out ``group_size`` times through the shared rollout engine
+     (real sandbox, real tool calls; ``method`` auto by default: the model decides on code);
+  2. reward = the scorer (1/0), plus optional format / tool bonuses (off by default);
+  3. advantages normalised within each prompt's group;
+  4. ``updates_per_batch`` passes of the PPO clipped surrogate (separate low/high clip), token-level
+     averaging, tool tokens masked, optional k3 KL to the frozen starting policy;
+  5. log TRL's metric names plus code rate per task kind; checkpoint every ``save_every`` steps.
+
+Distributed: run under ``accelerate launch``; each process rolls out its share of the prompts, and
+losses are normalised by the token (or sequence) count of the whole global batch, so N processes
+compute the same gradient as one process on the same batch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import time
+from pathlib import Path
+
+import torch
+
+from harness.rl.batch import Batch, batch_logprobs, build_batch
+from harness.rl.checkpoint import load_checkpoint, save_checkpoint
+from harness.rl.config import RLConfig
+from harness.rl.logging import MetricLogger
+from harness.rl.losses import clipped_objective, group_advantages, kl_k3
+
+
+def step_seed(seed: int, step: int, index: int) -> int:
+    return (seed * 1_000_003 + step * 10_007 + index) % (2**31 - 1)
+
+
+def choose_prompts(num_samples: int, count: int, seed: int, step: int) -> list[int]:
+    return random.Random(step_seed(seed, step, -1)).sample(range(num_samples), min(count, num_samples))
+
+
+def policy_loss(model, batch: Batch, old_logprobs, advantages, ref_logprobs, config: RLConfig, normaliser: float):
+    """This micro-batch's share of the global loss: masked sums divided by the global ``normaliser``."""
+    logprobs = batch_logprobs(model, batch)
+    mask = batch.mask.to(logprobs.device)
+    per_token, was_clipped = clipped_objective(logprobs, old_logprobs.to(logprobs.device), advantages.to(logprobs.device),
+                                               config.clip_low, config.clip_high)
+    kl = kl_k3(logprobs, ref_logprobs.to(logprobs.device)) if ref_logprobs is not None else torch.zeros_like(per_token)
+    per_token = per_token + config.kl_weight * kl
+    if config.aggregation == "sequence":
+        per_token = per_token / mask.sum(-1, keepdim=True).clamp(min=1)
+    loss = (per_token * mask).sum() / normaliser
+    stats = {"clipped_tokens": float((was_clipped * mask).sum()), "kl_sum": float((kl.detach() * mask).sum())}
+    return loss, stats
+
+
+class RLTrainer:
+    def __init__(self, config: RLConfig, accelerator=None) -> None:
+        from accelerate import Accelerator
+
+        self.config = config
+        self.accelerator = accelerator or Accelerator(cpu=config.device == "cpu")
+        self.out = Path(config.output_dir)
+        torch.manual_seed(config.seed)
+        self._load_policy()
+        self._load_task()
+        self.logger = MetricLogger(self.out, config.report_to, enabled=self.accelerator.is_main_process)
+        self.step = 0
+
+    def _load_policy(self) -> None:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        from harness.models.hf import HFBackend
+
+        config = self.config
+        dtype = {"auto": None, "float32": torch.float32, "bfloat16": torch.bfloat16}[config.dtype]
+        if dtype is None:
+            dtype = torch.bfloat16 if self.accelerator.device.type == "cuda" else torch.float32
+        self.tokenizer = AutoTokenizer.from_pretrained(config.model)
+        model = AutoModelForCausalLM.from_pretrained(config.model, dtype=dtype)
+        if config.gradient_checkpointing:
+            model.gradient_checkpointing_enable()
+        self.reference = None
+        if config.kl_weight > 0:
+            self.reference = AutoModelForCausalLM.from_pretrained(config.model, dtype=dtype).to(self.accelerator.device).eval()
+            self.reference.requires_grad_(False)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self._lr_factor)
+        self.model, self.optimizer, self.scheduler = self.accelerator.prepare(model, optimizer, scheduler)
+        # Rollouts run on the very module being trained: every update is visible to the next rollout.
+        self.backend = HFBackend.from_loaded(self.accelerator.unwrap_model(self.model), self.tokenizer, Path(config.model).name)
+
+    def _lr_factor(self, step: int) -> float:
+        import math
+
+        warmup, total = self.config.warmup_steps, self.config.steps
+        if warmup and step < warmup:
+            return (step + 1) / warmup
+        if self.config.lr_schedule == "cosine":
+            progress = (step - warmup) / max(1, total - warmup)
+            return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+        return 1.0
+
+    def _load_task(self) -> None:
+        from harness.eval.methods import load_method
+        from harness.eval.tasks import load_samples, load_task
+
+        task = load_task(self.config.task)
+        if self.config.task_args:
+            if task.generator:
+                task = dataclasses.replace(task, generator_args={**task.generator_args, **self.config.task_args})
+            elif "local_file" in self.config.task_args:
+                task = dataclasses.replace(task, local_file=self.config.task_args["local_file"])
+        self.task = task
+        self.samples, _ = load_samples(task, self.config.data_dir)
+        self.method = load_method(self.config.method)
+
+    def rollouts(self, step: int):
+        """This process's share of the step's prompts, each rolled out group_size times."""
+        from harness.eval.rollout import RolloutEngine
+        from harness.grading import grade_batch
+        from harness.models import SamplingParams
+
+        config = self.config
+        chosen = choose_prompts(len(self.samples), config.prompts_per_step, config.seed, step)
+        mine = chosen[self.accelerator.process_index :: self.accelerator.num_processes]
+        samples = [self.samples[i] for i in mine for _ in range(config.group_size)]
+        prompts = [self.backend.encode(self.backend.chat_prompt(self.method.messages(s.question))) for s in samples]
+        seeds = [step_seed(config.seed, step, i * config.group_size + g) for i in mine for g in range(config.group_size)]
+        params = SamplingParams(temperature=config.temperature, top_p=config.top_p, max_new_tokens=config.max_tokens)
+        engine = RolloutEngine(self.backend, params, tools=self.method.tools, sandbox=self.sandbox,
+                               max_tool_calls=config.max_tool_calls, max_tokens=config.max_tokens)
+        self.model.eval()
+        trajectories = engine.run(prompts, seeds)
+        grades = grade_batch([(t.response_text, s.answer, self.task.grader) for s, t in zip(samples, trajectories)])
+        rewards = [float(bool(g.correct)) + config.format_reward * (g.status != "no_answer") + config.tool_reward * t.used_code
+                   for g, t in zip(grades, trajectories)]
+        groups = [s.id for s in samples]
+        return samples, prompts, trajectories, rewards, groups, engine.stats
+
+    def update(self, batch: Batch, advantages: torch.Tensor) -> dict:
+        config, accelerator = self.config, self.accelerator
+        with torch.no_grad():
+            old = torch.cat([batch_logprobs(self.model, batch.rows(slice(i, i + config.micro_batch_size)))
+                             for i in range(0, len(batch.input_ids), config.micro_batch_size)]).cpu()
+            ref = None
+            if self.reference is not None:
+                ref = torch.cat([batch_logprobs(self.reference, batch.rows(slice(i, i + config.micro_batch_size)))
+                                 for i in range(0, len(batch.input_ids), config.micro_batch_size)]).cpu()
+        local = batch.tokens if config.aggregation == "token" else int((batch.mask.sum(-1) > 0).sum())
+        normaliser = float(accelerator.reduce(torch.tensor(float(local), device=accelerator.device), "sum"))
+        # DDP averages gradients over processes; multiplying back by the process count makes the sum exact.
+        normaliser = max(normaliser, 1.0) / accelerator.num_processes
+        totals = {"loss": 0.0, "clipped_tokens": 0.0, "kl_sum": 0.0, "grad_norm": 0.0}
+        self.model.train()
+        for _ in range(config.updates_per_batch):
+            for i in range(0, len(batch.input_ids), config.micro_batch_size):
+                rows = slice(i, i + config.micro_batch_size)
+                loss, stats = policy_loss(self.model, batch.rows(rows), old[rows], advantages[rows],
+                                          None if ref is None else ref[rows], config, normaliser)
+                accelerator.backward(loss)
+                totals["loss"] += loss.item()
+                totals["clipped_tokens"] += stats["clipped_tokens"]
+                totals["kl_sum"] += stats["kl_sum"]
+            if config.max_grad_norm > 0:
+                totals["grad_norm"] = float(accelerator.clip_grad_norm_(self.model.parameters(), config.max_grad_norm))
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+        tokens = max(batch.tokens, 1) * config.updates_per_batch
+        return {"loss": totals["loss"] / config.updates_per_batch, "clip_ratio": totals["clipped_tokens"] / tokens,
+                "kl": totals["kl_sum"] / tokens, "grad_norm": totals["grad_norm"]}
+
+    def train_step(self, step: int) -> dict:
+        started = time.perf_counter()
+        samples, prompts, trajectories, rewards, groups, stats = self.rollouts(step)
+        rollout_s = time.perf_counter() - started
+        advantages = group_advantages(rewards, groups, self.config.advantage_scale)
+        batch = build_batch(prompts, [t.response_ids for t in trajectories], [t.loss_mask for t in trajectories],
+                            self.backend.pad_token_id)
+        started = time.perf_counter()
+        update = self.update(batch, advantages)
+        metrics = {"step": step + 1, **update, **rollout_metrics(samples, trajectories, rewards, groups),
+                   "learning_rate": self.scheduler.get_last_lr()[0], "time/rollout_s": rollout_s,
+                   "time/generate_s": stats.generate_s, "time/tools_s": stats.tool_s,
+                   "time/update_s": time.perf_counter() - started}
+        return metrics
+
+    def train(self, resume: bool = False, on_step=None) -> list[dict]:
+        from harness.sandbox import SandboxLimits, get_sandbox
+
+        if resume:
+            self.step = load_checkpoint(self.out, self.accelerator.unwrap_model(self.model), self.optimizer, self.scheduler)
+        history = []
+        with get_sandbox(self.config.sandbox, limits=SandboxLimits(timeout_s=self.config.sandbox_timeout)) as sandbox:
+            self.sandbox = sandbox
+            while self.step < self.config.steps:
+                metrics = self.train_step(self.step)
+                self.step += 1
+                self.logger.log(metrics, self.step)
+                history.append(metrics)
+                if on_step:
+                    on_step(metrics)
+                if self.step % self.config.save_every == 0 or self.step == self.config.steps:
+                    self.accelerator.wait_for_everyone()
+                    if self.accelerator.is_main_process:
+                        save_checkpoint(self.out, self.step, self.accelerator.unwrap_model(self.model), self.tokenizer,
+                                        self.optimizer, self.scheduler, self.config.to_dict())
+        self.logger.close()
+        return history
+
+
+def rollout_metrics(samples, trajectories, rewards, groups) -> dict:
+    """TRL's names where they exist (reward, reward_std, completions/*, tools/*), plus code rate per task kind."""
+    n = len(trajectories)
+    calls = [len(t.tool_calls) for t in trajectories]
+    failed = sum(call.status != "ok" for t in trajectories for call in t.tool_calls)
+    by_group: dict = {}
+    for group, reward in zip(groups, rewards):
+        by_group.setdefault(group, []).append(reward)
+    mean_reward = sum(rewards) / n
+    metrics = {
+        "reward": mean_reward,
+        "reward_std": (sum((r - mean_reward) ** 2 for r in rewards) / n) ** 0.5,
+        "frac_reward_zero_std": sum(len(set(v)) == 1 for v in by_group.values()) / len(by_group),
+        "completions/mean_length": sum(sum(t.loss_mask) for t in trajectories) / n,
+        "completions/clipped_ratio": sum(t.finish_reason == "length" for t in trajectories) / n,
+        "tools/call_frequency": sum(calls) / n,
+        "tools/failure_frequency": failed / max(sum(calls), 1),
+        "code_rate": sum(c > 0 for c in calls) / n,
+    }
+    kinds: dict = {}
+    for sample, trajectory, reward in zip(samples, trajectories, rewards):
+        kind = sample.metadata.get("kind")
+        if kind is not None:
+            kinds.setdefault(kind, []).append((trajectory.used_code, reward))
+    for kind, values in sorted(kinds.items()):
+        metrics[f"code_rate/{kind}"] = sum(used for used, _ in values) / len(values)
+        metrics[f"reward/{kind}"] = sum(r for _, r in values) / len(values)
+    return metrics
