@@ -48,3 +48,10 @@ def batch_logprobs(model, batch: Batch) -> torch.Tensor:
     input_ids, attention = batch.input_ids.to(device), batch.attention_mask.to(device)
     logits = model(input_ids=input_ids, attention_mask=attention, use_cache=False).logits[:, :-1]
     return token_logprobs(logits, input_ids[:, 1:])
+
+
+def chunked_logprobs(model, batch: Batch, rows_per_pass: int):
+    """batch_logprobs without gradient, ``rows_per_pass`` rows at a time (bounded memory), on the CPU."""
+    with torch.no_grad():
+        return torch.cat([batch_logprobs(model, batch.rows(slice(i, i + rows_per_pass))).cpu()
+                          for i in range(0, len(batch.input_ids), rows_per_pass)])

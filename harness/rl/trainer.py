@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from harness.rl.batch import Batch, batch_logprobs, build_batch
+from harness.rl.batch import Batch, batch_logprobs, build_batch, chunked_logprobs
 from harness.rl.checkpoint import load_checkpoint, save_checkpoint
 from harness.rl.config import RLConfig
 from harness.rl.logging import MetricLogger
@@ -52,6 +52,25 @@ def policy_loss(model, batch: Batch, old_logprobs, advantages, ref_logprobs, con
     loss = (per_token * mask).sum() / normaliser
     stats = {"clipped_tokens": float((was_clipped * mask).sum()), "kl_sum": float((kl.detach() * mask).sum())}
     return loss, stats
+
+
+def accumulate_gradients(model, accelerator, batch: Batch, old_logprobs, advantages, ref_logprobs, config: RLConfig) -> dict:
+    """Backward over the batch in micro-batches. Losses are normalised by the token (or sequence) count of
+    the *global* batch, all processes together, so the gradient does not depend on how rows are split."""
+    local = batch.tokens if config.aggregation == "token" else int((batch.mask.sum(-1) > 0).sum())
+    normaliser = float(accelerator.reduce(torch.tensor(float(local), device=accelerator.device), "sum"))
+    # DDP averages gradients over processes; dividing the normaliser by the process count undoes that.
+    normaliser = max(normaliser, 1.0) / accelerator.num_processes
+    totals = {"loss": 0.0, "clipped_tokens": 0.0, "kl_sum": 0.0}
+    for i in range(0, len(batch.input_ids), config.micro_batch_size):
+        rows = slice(i, i + config.micro_batch_size)
+        loss, stats = policy_loss(model, batch.rows(rows), old_logprobs[rows], advantages[rows],
+                                  None if ref_logprobs is None else ref_logprobs[rows], config, normaliser)
+        accelerator.backward(loss)
+        totals["loss"] += loss.item()
+        totals["clipped_tokens"] += stats["clipped_tokens"]
+        totals["kl_sum"] += stats["kl_sum"]
+    return totals
 
 
 class RLTrainer:
@@ -140,28 +159,13 @@ class RLTrainer:
 
     def update(self, batch: Batch, advantages: torch.Tensor) -> dict:
         config, accelerator = self.config, self.accelerator
-        with torch.no_grad():
-            old = torch.cat([batch_logprobs(self.model, batch.rows(slice(i, i + config.micro_batch_size)))
-                             for i in range(0, len(batch.input_ids), config.micro_batch_size)]).cpu()
-            ref = None
-            if self.reference is not None:
-                ref = torch.cat([batch_logprobs(self.reference, batch.rows(slice(i, i + config.micro_batch_size)))
-                                 for i in range(0, len(batch.input_ids), config.micro_batch_size)]).cpu()
-        local = batch.tokens if config.aggregation == "token" else int((batch.mask.sum(-1) > 0).sum())
-        normaliser = float(accelerator.reduce(torch.tensor(float(local), device=accelerator.device), "sum"))
-        # DDP averages gradients over processes; multiplying back by the process count makes the sum exact.
-        normaliser = max(normaliser, 1.0) / accelerator.num_processes
-        totals = {"loss": 0.0, "clipped_tokens": 0.0, "kl_sum": 0.0, "grad_norm": 0.0}
+        old = chunked_logprobs(self.model, batch, config.micro_batch_size)
+        ref = chunked_logprobs(self.reference, batch, config.micro_batch_size) if self.reference is not None else None
         self.model.train()
+        totals = {"loss": 0.0, "clipped_tokens": 0.0, "kl_sum": 0.0, "grad_norm": 0.0}
         for _ in range(config.updates_per_batch):
-            for i in range(0, len(batch.input_ids), config.micro_batch_size):
-                rows = slice(i, i + config.micro_batch_size)
-                loss, stats = policy_loss(self.model, batch.rows(rows), old[rows], advantages[rows],
-                                          None if ref is None else ref[rows], config, normaliser)
-                accelerator.backward(loss)
-                totals["loss"] += loss.item()
-                totals["clipped_tokens"] += stats["clipped_tokens"]
-                totals["kl_sum"] += stats["kl_sum"]
+            for key, value in accumulate_gradients(self.model, accelerator, batch, old, advantages, ref, config).items():
+                totals[key] += value
             if config.max_grad_norm > 0:
                 totals["grad_norm"] = float(accelerator.clip_grad_norm_(self.model.parameters(), config.max_grad_norm))
             self.optimizer.step()
