@@ -73,6 +73,25 @@ def accumulate_gradients(model, accelerator, batch: Batch, old_logprobs, advanta
     return totals
 
 
+def update_policy(model, optimizer, scheduler, accelerator, reference, batch: Batch, advantages, config: RLConfig) -> dict:
+    """``updates_per_batch`` optimiser steps on one batch of rollouts; returns loss, clip_ratio, kl, grad_norm."""
+    old = chunked_logprobs(model, batch, config.micro_batch_size)
+    ref = chunked_logprobs(reference, batch, config.micro_batch_size) if reference is not None else None
+    model.train()
+    totals = {"loss": 0.0, "clipped_tokens": 0.0, "kl_sum": 0.0, "grad_norm": 0.0}
+    for _ in range(config.updates_per_batch):
+        for key, value in accumulate_gradients(model, accelerator, batch, old, advantages, ref, config).items():
+            totals[key] += value
+        if config.max_grad_norm > 0:
+            totals["grad_norm"] = float(accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm))
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    scheduler.step()
+    tokens = max(batch.tokens, 1) * config.updates_per_batch
+    return {"loss": totals["loss"] / config.updates_per_batch, "clip_ratio": totals["clipped_tokens"] / tokens,
+            "kl": totals["kl_sum"] / tokens, "grad_norm": totals["grad_norm"]}
+
+
 class RLTrainer:
     def __init__(self, config: RLConfig, accelerator=None) -> None:
         from accelerate import Accelerator
@@ -158,22 +177,8 @@ class RLTrainer:
         return samples, prompts, trajectories, rewards, groups, engine.stats
 
     def update(self, batch: Batch, advantages: torch.Tensor) -> dict:
-        config, accelerator = self.config, self.accelerator
-        old = chunked_logprobs(self.model, batch, config.micro_batch_size)
-        ref = chunked_logprobs(self.reference, batch, config.micro_batch_size) if self.reference is not None else None
-        self.model.train()
-        totals = {"loss": 0.0, "clipped_tokens": 0.0, "kl_sum": 0.0, "grad_norm": 0.0}
-        for _ in range(config.updates_per_batch):
-            for key, value in accumulate_gradients(self.model, accelerator, batch, old, advantages, ref, config).items():
-                totals[key] += value
-            if config.max_grad_norm > 0:
-                totals["grad_norm"] = float(accelerator.clip_grad_norm_(self.model.parameters(), config.max_grad_norm))
-            self.optimizer.step()
-            self.optimizer.zero_grad(set_to_none=True)
-        self.scheduler.step()
-        tokens = max(batch.tokens, 1) * config.updates_per_batch
-        return {"loss": totals["loss"] / config.updates_per_batch, "clip_ratio": totals["clipped_tokens"] / tokens,
-                "kl": totals["kl_sum"] / tokens, "grad_norm": totals["grad_norm"]}
+        return update_policy(self.model, self.optimizer, self.scheduler, self.accelerator, self.reference, batch,
+                             advantages, self.config)
 
     def train_step(self, step: int) -> dict:
         started = time.perf_counter()
