@@ -20,7 +20,7 @@ def _field(default, help: str):
 class RLConfig:
     model: str = _field("", "policy to start from: a Hugging Face model folder")
     task: str = _field("arith", "training task: a built-in task (its train split) or a JSONL path")
-    task_args: dict = _field({}, "generator arguments for procedural tasks, e.g. {split: train, n: 2000}")
+    task_args: dict = _field({}, "generator arguments for procedural tasks, e.g. {split: train, size: 2000}")
     data_dir: str | None = _field(None, "folder with the tasks' local JSONL files")
     method: str = _field("auto", "rollout prompt (a method of baselines/): auto lets the model decide on code")
     steps: int = _field(50, "policy updates to run")
@@ -100,7 +100,7 @@ def help_text() -> str:
 
 PRESETS = {
     # The testbed: a warmed-up tiny model on `arith`, minutes on 2 CPU cores.
-    "tiny": dict(task="arith", task_args={"split": "train", "n": 2000}, method="auto", steps=30, prompts_per_step=8,
+    "tiny": dict(task="arith", task_args={"split": "train", "size": 2000}, method="auto", steps=30, prompts_per_step=8,
                  group_size=8, max_tokens=96, max_tool_calls=1, temperature=1.0, learning_rate=3e-4,
                  micro_batch_size=32, save_every=10, sandbox_timeout=2.0),
     # The documented recipe for real GPUs (ToRL/DAPO-style: outcome reward, no KL, clip-higher, token-level loss).
