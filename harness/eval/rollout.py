@@ -129,8 +129,13 @@ class RolloutEngine:
         self.tool_workers = tool_workers
         self.stats = RolloutStats()
 
-    def run(self, prompts: list[list[int]], seeds: list[int]) -> list[Trajectory]:
+    def run(self, prompts: list[list[int]], seeds: list[int], prefixes: list[list[int]] | None = None) -> list[Trajectory]:
+        """Roll out every prompt. A prefix forces how the response starts (the EM E-step forces the decision
+        to use code this way): it becomes the first model segment, trained on like any model token."""
         trajectories = [Trajectory(list(prompt), seed) for prompt, seed in zip(prompts, seeds, strict=True)]
+        for trajectory, prefix in zip(trajectories, prefixes or [], strict=False):
+            if prefix:
+                trajectory.segments.append(Segment("model", list(prefix), self.backend.decode(prefix)))
         sessions: dict[int, object] = {}
         try:
             round_index = 0

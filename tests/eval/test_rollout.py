@@ -140,3 +140,13 @@ def test_last_code_block(text, code):
 def test_tool_segment_text_closes_the_block():
     assert tool_segment_text("...```output", "5\n") == "\n5\n```\n"
     assert tool_segment_text("...```output\n", "5") == "5\n```\n"
+
+
+def test_a_forced_prefix_starts_the_response_and_is_a_model_segment(sandbox):
+    backend = ScriptedBackend(lambda text: "```python\nprint(7)\n```\n```output" if TOOL_STOP not in text else "\\boxed{7}")
+    engine = RolloutEngine(backend, SamplingParams(), tools=True, sandbox=sandbox)
+    prefix = backend.encode("Let's write a program.\n")
+    [trajectory] = engine.run([backend.encode("Q")], [0], prefixes=[prefix])
+    assert trajectory.response_text.startswith("Let's write a program.\n```python")
+    assert trajectory.loss_mask[: len(prefix)] == [1] * len(prefix)
+    assert trajectory.tool_calls[0].feedback.strip() == "7"
