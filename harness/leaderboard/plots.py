@@ -1,0 +1,101 @@
+"""Leaderboard plots as PNG bytes: accuracy vs code rate per task, and accuracy by difficulty level.
+
+Only measured runs are plotted (reported rows lack code rates and stderr for most cells).
+matplotlib is imported inside the functions so that `harness --help` does not pay for it.
+"""
+
+from __future__ import annotations
+
+import io
+
+from harness.leaderboard.board import Board
+
+METHOD_COLORS = {"cot": "#1f77b4", "tir": "#d62728", "auto": "#2ca02c", "tora": "#9467bd",
+                 "code-trigger": "#ff7f0e", "cot-trigger": "#17becf"}
+MODEL_MARKERS = "osD^vP*X"
+
+
+def _figure(columns: int):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt, *plt.subplots(1, columns, figsize=(4.6 * columns, 4.0), squeeze=False, dpi=110)
+
+
+def _png(plt, figure) -> bytes:
+    buffer = io.BytesIO()
+    figure.tight_layout()
+    figure.savefig(buffer, format="png")
+    plt.close(figure)
+    return buffer.getvalue()
+
+
+def _color(method: str) -> str:
+    return METHOD_COLORS.get(method, "#7f7f7f")
+
+
+def accuracy_vs_code_rate(board: Board) -> bytes | None:
+    """One panel per task: each measured model × method at (code rate, accuracy ± stderr)."""
+    records = [r for r in board.main if r["kind"] == "measured" and r["accuracy"] is not None]
+    if not records:
+        return None
+    tasks = [task for task in board.tasks if any(r["task"] == task for r in records)]
+    models = sorted({r["model"] for r in records})
+    plt, figure, axes = _figure(len(tasks))
+    for axis, task in zip(axes[0], tasks):
+        for record in (r for r in records if r["task"] == task):
+            marker = MODEL_MARKERS[models.index(record["model"]) % len(MODEL_MARKERS)]
+            label = record["method"] if len(models) == 1 else f"{record['model']} / {record['method']}"
+            axis.errorbar(record["code_rate"] or 0.0, record["accuracy"], yerr=record["stderr"] or 0.0, fmt=marker,
+                          color=_color(record["method"]), capsize=3, markersize=8, label=label)
+        axis.set_title(f"{task} (n={max(r['n'] for r in records if r['task'] == task)})")
+        axis.set_xlabel("code rate (% of responses with code)")
+        axis.set_ylabel("accuracy %")
+        axis.set_xlim(-5, 105)
+        axis.set_ylim(bottom=0)
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=8, loc="best")
+    figure.suptitle("Accuracy vs code rate (measured runs)")
+    return _png(plt, figure)
+
+
+def accuracy_by_level(board: Board, task: str) -> bytes | None:
+    """Accuracy per difficulty level, one line per model × method."""
+    records = [r for r in board.levels if r["task"] == task]
+    if not records:
+        return None
+    models = sorted({r["model"] for r in records})
+    plt, figure, axes = _figure(1)
+    axis = axes[0][0]
+    series: dict[tuple, list[dict]] = {}
+    for record in records:
+        series.setdefault((record["model"], record["method"]), []).append(record)
+    for (model, method), points in sorted(series.items()):
+        # MATH levels are "1".."5": numbers on the axis keep every series in the same order.
+        levels = [int(r["level"]) if r["level"].isdigit() else r["level"] for r in points]
+        marker = MODEL_MARKERS[models.index(model) % len(MODEL_MARKERS)]
+        label = method if len(models) == 1 else f"{model} / {method}"
+        axis.errorbar(levels, [r["accuracy"] for r in points], yerr=[r["stderr"] or 0 for r in points],
+                      marker=marker, color=_color(method), capsize=3, label=label)
+    axis.set_title(f"{task}: accuracy by level")
+    axis.set_xlabel("level")
+    axis.set_ylabel("accuracy %")
+    axis.set_ylim(bottom=0)
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8)
+    return _png(plt, figure)
+
+
+def all_plots(board: Board) -> dict[str, tuple[str, bytes]]:
+    """File-name suffix -> (caption, PNG bytes), for every plot this board has data for."""
+    plots = {}
+    png = accuracy_vs_code_rate(board)
+    if png:
+        plots["accuracy-vs-code"] = ("Accuracy vs code rate per task, one point per method", png)
+    for task in sorted({r["task"] for r in board.levels}):
+        png = accuracy_by_level(board, task)
+        if png:
+            plots[f"{task}-levels"] = (f"{task} accuracy by level per method", png)
+    return plots
