@@ -21,6 +21,7 @@ def _main() -> None:
 def _register_subcommands() -> None:
     from harness.eval.cli import eval_command, score_command, tasks_command
     from harness.grading.cli import grade
+    from harness.leaderboard.cli import leaderboard_command
     from harness.rl.cli import train_rl_command
     from harness.sandbox.cli import sandbox_app
 
@@ -28,6 +29,7 @@ def _register_subcommands() -> None:
     app.command(name="score")(score_command)
     app.command(name="tasks")(tasks_command)
     app.command(name="grade")(grade)
+    app.command(name="leaderboard")(leaderboard_command)
     app.add_typer(sandbox_app, name="sandbox")
     app.command(name="train-rl")(train_rl_command)
 
