@@ -19,6 +19,7 @@ def _main() -> None:
 
 
 def _register_subcommands() -> None:
+    from harness.em.cli import train_em_command
     from harness.eval.cli import eval_command, score_command, tasks_command
     from harness.grading.cli import grade
     from harness.leaderboard.cli import leaderboard_command
@@ -32,6 +33,7 @@ def _register_subcommands() -> None:
     app.command(name="leaderboard")(leaderboard_command)
     app.add_typer(sandbox_app, name="sandbox")
     app.command(name="train-rl")(train_rl_command)
+    app.command(name="train-em")(train_em_command)
 
 
 _register_subcommands()

@@ -92,6 +92,30 @@ def update_policy(model, optimizer, scheduler, accelerator, reference, batch: Ba
             "kl": totals["kl_sum"] / tokens, "grad_norm": totals["grad_norm"]}
 
 
+def load_policy(path: str, dtype: str, device):
+    """(model, tokenizer) from a Hugging Face folder; ``dtype`` auto = bfloat16 on GPU, float32 on CPU."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch_dtype = {"auto": None, "float32": torch.float32, "bfloat16": torch.bfloat16}[dtype]
+    if torch_dtype is None:
+        torch_dtype = torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
+    return AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype).to(device), AutoTokenizer.from_pretrained(path)
+
+
+def load_training_task(config):
+    """(task, samples, method) for a trainer config with ``task``, ``task_args``, ``data_dir`` and ``method``."""
+    from harness.eval.methods import load_method
+    from harness.eval.tasks import load_samples, load_task
+
+    task = load_task(config.task)
+    if config.task_args:
+        if task.generator:
+            task = dataclasses.replace(task, generator_args={**task.generator_args, **config.task_args})
+        elif "local_file" in config.task_args:
+            task = dataclasses.replace(task, local_file=config.task_args["local_file"])
+    return task, load_samples(task, config.data_dir)[0], load_method(config.method)
+
+
 class RLTrainer:
     def __init__(self, config: RLConfig, accelerator=None) -> None:
         from accelerate import Accelerator
@@ -106,21 +130,15 @@ class RLTrainer:
         self.step = 0
 
     def _load_policy(self) -> None:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
         from harness.models.hf import HFBackend
 
         config = self.config
-        dtype = {"auto": None, "float32": torch.float32, "bfloat16": torch.bfloat16}[config.dtype]
-        if dtype is None:
-            dtype = torch.bfloat16 if self.accelerator.device.type == "cuda" else torch.float32
-        self.tokenizer = AutoTokenizer.from_pretrained(config.model)
-        model = AutoModelForCausalLM.from_pretrained(config.model, dtype=dtype)
+        model, self.tokenizer = load_policy(config.model, config.dtype, self.accelerator.device)
         if config.gradient_checkpointing:
             model.gradient_checkpointing_enable()
         self.reference = None
         if config.kl_weight > 0:
-            self.reference = AutoModelForCausalLM.from_pretrained(config.model, dtype=dtype).to(self.accelerator.device).eval()
+            self.reference = load_policy(config.model, config.dtype, self.accelerator.device)[0].eval()
             self.reference.requires_grad_(False)
         optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self._lr_factor)
@@ -140,18 +158,7 @@ class RLTrainer:
         return 1.0
 
     def _load_task(self) -> None:
-        from harness.eval.methods import load_method
-        from harness.eval.tasks import load_samples, load_task
-
-        task = load_task(self.config.task)
-        if self.config.task_args:
-            if task.generator:
-                task = dataclasses.replace(task, generator_args={**task.generator_args, **self.config.task_args})
-            elif "local_file" in self.config.task_args:
-                task = dataclasses.replace(task, local_file=self.config.task_args["local_file"])
-        self.task = task
-        self.samples, _ = load_samples(task, self.config.data_dir)
-        self.method = load_method(self.config.method)
+        self.task, self.samples, self.method = load_training_task(self.config)
 
     def rollouts(self, step: int):
         """This process's share of the step's prompts, each rolled out group_size times."""

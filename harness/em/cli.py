@@ -1,0 +1,51 @@
+"""`harness train-em`: the paper's EM method (E-step structured exploration, M-step off-policy RL)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from harness.io import fail
+
+
+def train_em_command(
+    model: Annotated[str | None, typer.Option(help="Policy to start from (a warmed-up Hugging Face model folder).")] = None,
+    config_file: Annotated[Path | None, typer.Option("--config", help="YAML file with EMConfig fields.")] = None,
+    preset_name: Annotated[str | None, typer.Option("--preset", help="tiny (testbed) or paper-7b (the paper's recipe, real GPUs).")] = None,
+    task: Annotated[str | None, typer.Option(help="Training task (built-in name or JSONL path).")] = None,
+    iterations: Annotated[int | None, typer.Option(min=1)] = None,
+    output_dir: Annotated[Path | None, typer.Option("--output-dir", "-o")] = None,
+    seed: Annotated[int | None, typer.Option()] = None,
+    device: Annotated[str | None, typer.Option(help="auto, cpu or cuda.")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue from the last checkpoint (iteration or M-step step).")] = False,
+    help_config: Annotated[bool, typer.Option("--help-config", help="List every config field and exit.")] = False,
+) -> None:
+    """EM for adaptive tool use: per query, K rollouts per decision (code forced by a prefix), Q̂ and s*,
+    a subsampled training set, then truncated-IS policy gradient + KL + decision cross-entropy."""
+    from harness.em.config import EMConfig, help_text, preset
+
+    if help_config:
+        typer.echo(help_text())
+        return
+    try:
+        config = preset(preset_name) if preset_name else EMConfig()
+        if config_file:
+            config = EMConfig.from_yaml(config_file, base=config)
+        config = config.updated(model=model, task=task, iterations=iterations, seed=seed, device=device,
+                                output_dir=str(output_dir) if output_dir else None)
+    except (ValueError, OSError) as exc:
+        fail(str(exc))
+    if not config.model or not Path(config.model).is_dir():
+        fail(f"--model must be a model folder (got {config.model!r}); make one with `harness model init` and `harness train-sft`")
+    from harness.em.trainer import EMTrainer
+
+    try:
+        reports = EMTrainer(config).train(resume=resume)
+    except (ValueError, OSError) as exc:
+        fail(str(exc))
+    for report in reports:
+        typer.echo(f"iteration {report['iteration']}: accuracy {report['accuracy']} code rate {report['code_rate']} "
+                   f"selection accuracy {report['selection_accuracy']} dropped {report['dropped_share']:.0%}")
+    typer.echo(f"done: report.jsonl, E-step samples and checkpoints in {config.output_dir}")

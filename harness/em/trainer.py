@@ -1,0 +1,289 @@
+"""`harness train-em`: the paper's EM loop, one iteration at a time.
+
+E-step (``estep``): pick ``queries_per_iteration`` queries; roll each out ``k`` times with the CoT
+prefix forced, ``k`` times with the code prefix forced, and ``free_rollouts`` times unforced, all
+through the shared rollout engine and sandbox, graded by the eval's scorer and appended to
+``OUT/iter-N/samples.jsonl`` (a resumed run skips what is there). Then Q̂(x,c), π(c|x), s*(c|x),
+the dropped queries and the subsampled training set (harness/em/estep.py).
+
+M-step (``mstep``): one pass over the training set in optimiser steps of ``batch_size`` sequences:
+truncated-IS policy gradient + k1 KL to π_old (the E-step model, whose log-probs are recomputed on the
+exact training tokens) + the decision cross-entropy toward s*, AdamW with warmup and cosine decay.
+Checkpoints every ``save_every`` steps and at the end of each iteration; ``resume`` continues from the
+last one, mid-M-step included (the training set is saved with the samples, so it is not redrawn).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from pathlib import Path
+
+import torch
+
+from harness.em.config import EMConfig
+from harness.em.estep import (
+    DECISIONS,
+    decision_policy_from_logprobs,
+    decision_policy_from_rates,
+    em_advantages,
+    keep_query,
+    reference_strategy,
+    subsample,
+    success_rates,
+)
+from harness.em.mstep import decision_cross_entropy
+from harness.io import atomic_write_text
+from harness.rl.batch import batch_logprobs, build_batch, chunked_logprobs
+from harness.rl.losses import kl_k1, truncated_is_loss
+
+
+def _seed(*parts: int) -> int:
+    value = 0
+    for part in parts:
+        value = (value * 1_000_003 + part) % (2**31 - 1)
+    return value
+
+
+class EMTrainer:
+    def __init__(self, config: EMConfig) -> None:
+        from harness.models.hf import HFBackend
+        from harness.rl.trainer import load_policy, load_training_task
+
+        self.config = config
+        self.out = Path(config.output_dir)
+        self.out.mkdir(parents=True, exist_ok=True)
+        torch.manual_seed(config.seed)
+        device = "cuda" if config.device == "cuda" or (config.device == "auto" and torch.cuda.is_available()) else "cpu"
+        self.model, self.tokenizer = load_policy(config.model, config.dtype, device)
+        self.backend = HFBackend.from_loaded(self.model, self.tokenizer, Path(config.model).name)
+        self.task, self.samples, self.method = load_training_task(config)
+        self.prefix_ids = {"cot": self.backend.encode(config.cot_prefix), "code": self.backend.encode(config.code_prefix)}
+
+    # ---------------------------------------------------------------- E-step
+    def estep(self, iteration: int, sandbox) -> dict:
+        from harness.eval.rollout import RolloutEngine
+        from harness.eval.store import RunStore
+        from harness.grading import grade_batch
+        from harness.models import SamplingParams
+
+        config = self.config
+        chosen = random.Random(_seed(config.seed, iteration, 17)).sample(range(len(self.samples)), min(config.queries_per_iteration, len(self.samples)))
+        plan = [(i, d, j) for i in chosen for d, n in (("cot", config.k), ("code", config.k), ("free", config.free_rollouts)) for j in range(n)]
+        store = RunStore(self.out / f"iter-{iteration}")
+        identity = {"config_hash": self._estep_hash(iteration), "iteration": iteration, "config": config.to_dict()}
+        done = store.open(identity, overwrite=False)
+        have = {(r["query_index"], r["decision"], r["attempt"]) for r in done}
+        todo = [item for item in plan if item not in have]
+        prompts = {i: self.backend.encode(self.backend.chat_prompt(self.method.messages(self.samples[i].question))) for i in chosen}
+        params = SamplingParams(temperature=config.temperature, top_p=config.top_p, max_new_tokens=config.max_tokens)
+        engine = RolloutEngine(self.backend, params, tools=True, sandbox=sandbox, max_tool_calls=config.max_tool_calls,
+                               max_tokens=config.max_tokens)
+        self.model.eval()
+        started = time.perf_counter()
+        chunk = 64
+        for start in range(0, len(todo), chunk):
+            batch = todo[start : start + chunk]
+            trajectories = engine.run([prompts[i] for i, _, _ in batch],
+                                      [_seed(config.seed, iteration, i, DECISIONS.index(d) if d in DECISIONS else 2, j) for i, d, j in batch],
+                                      [self.prefix_ids.get(d, []) for _, d, _ in batch])
+            grades = grade_batch([(t.response_text, self.samples[i].answer, self.task.grader) for (i, _, _), t in zip(batch, trajectories)])
+            store.append([{"query_index": i, "query": self.samples[i].id, "decision": d, "attempt": j, "kind": self.samples[i].metadata.get("kind"),
+                           "prompt_ids": prompts[i], "response_ids": t.response_ids, "loss_mask": t.loss_mask, "response": t.response_text,
+                           "used_code": t.used_code, "correct": bool(g.correct), "status": g.status}
+                          for (i, d, j), t, g in zip(batch, trajectories, grades)])
+        records = store.open(identity, overwrite=False) if todo else done
+        return self._reference(iteration, records, prompts, time.perf_counter() - started)
+
+    def _estep_hash(self, iteration: int) -> str:
+        import hashlib
+
+        settings = {k: v for k, v in self.config.to_dict().items() if k not in ("output_dir", "iterations", "save_every")}
+        return hashlib.sha256(json.dumps([settings, iteration], sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+    def _reference(self, iteration: int, records: list[dict], prompts: dict, estep_s: float) -> dict:
+        """Q̂, π, s* and the training set. π is measured once, on the E-step model, and saved: a run resumed
+        mid-M-step (with weights already updated) must rebuild the very same training set."""
+        config = self.config
+        forced = [r for r in records if r["decision"] in DECISIONS]
+        values = success_rates(forced)
+        saved = self.out / f"iter-{iteration}" / "policy.json"
+        if saved.is_file():
+            policy = json.loads(saved.read_text())
+        elif config.policy_estimate == "prefix_logprob":
+            policy = {q: decision_policy_from_logprobs(*lp) for q, lp in self._prefix_logprobs(records, prompts, grad=False).items()}
+        else:
+            policy = {}
+            for query in values:
+                free = [r["used_code"] for r in records if r["query"] == query and r["decision"] == "free"]
+                policy[query] = decision_policy_from_rates(sum(free) / len(free))
+        atomic_write_text(saved, json.dumps(policy) + "\n")
+        kept = {q: v for q, v in values.items() if keep_query(v)}
+        strategies = {q: reference_strategy(policy[q], v, config.alpha) for q, v in kept.items()}
+        chosen = subsample(forced, strategies, config.subsample, config.samples_per_query, random.Random(_seed(config.seed, len(records))))
+        return {"records": records, "values": values, "policy": policy, "strategies": strategies, "training": chosen, "estep_s": estep_s}
+
+    def _prefix_logprobs(self, records: list[dict], prompts: dict, grad: bool) -> dict:
+        """log P(prefix_c | prompt) for both decisions, per query (renormalised later over the pair)."""
+        queries = {}
+        for record in records:
+            queries.setdefault(record["query"], record["prompt_ids"])
+        rows = [(prompt, self.prefix_ids[decision]) for prompt in queries.values() for decision in DECISIONS]
+        batch = build_batch([p for p, _ in rows], [r for _, r in rows], [[1] * len(r) for _, r in rows], self.backend.pad_token_id)
+        logprobs = batch_logprobs(self.model, batch) if grad else chunked_logprobs(self.model, batch, 64)
+        sums = (logprobs * batch.mask.to(logprobs.device)).sum(-1).view(-1, 2)
+        return {query: sums[index] if grad else tuple(sums[index].tolist()) for index, query in enumerate(queries)}
+
+    # ---------------------------------------------------------------- M-step
+    def mstep(self, iteration: int, estep: dict, start_step: int = 0) -> dict:
+        from harness.rl.checkpoint import save_checkpoint
+
+        config = self.config
+        chosen = estep["training"]
+        rollouts = [r for r, _ in chosen]
+        advantages = em_advantages(rollouts, config.advantage)
+        counts: dict = {}
+        for rollout in rollouts:
+            counts[rollout["query"]] = counts.get(rollout["query"], 0) + 1
+        # A sample's subsampling weight scales its advantage; weights of one query sum to 1, so x count keeps the scale.
+        items = [(r, a * w * (counts[r["query"]] if config.subsample == "weight" else 1.0))
+                 for (r, w), a in zip(chosen, advantages) if a is not None]
+        random.Random(_seed(config.seed, iteration, 99)).shuffle(items)
+        steps = math.ceil(len(items) / config.batch_size)
+        old = self._pi_old(iteration, [r for r, _ in items])
+        optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.learning_rate, weight_decay=0.0)
+        warmup = max(1, round(config.warmup_ratio * steps))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda s: (s + 1) / warmup if s < warmup else 0.5 * (1 + math.cos(math.pi * (s - warmup) / max(1, steps - warmup))))
+        if start_step:
+            from harness.rl.checkpoint import load_checkpoint
+
+            load_checkpoint(self.out, self.model, optimizer, scheduler)
+        losses = []
+        for step in range(start_step, steps):
+            rows = slice(step * config.batch_size, (step + 1) * config.batch_size)
+            losses.append(self._optimiser_step(items[rows], old[rows], estep["strategies"], optimizer))
+            scheduler.step()
+            if (step + 1) % config.save_every == 0 or step + 1 == steps:
+                save_checkpoint(self.out, iteration * 10_000 + step + 1, self.model, self.tokenizer, optimizer, scheduler,
+                                {"iteration": iteration, "mstep_step": step + 1, "mstep_steps": steps, **config.to_dict()})
+        return {"mstep_steps": steps, "training_samples": len(items), "loss": sum(losses) / len(losses) if losses else None}
+
+    def _pi_old(self, iteration: int, rollouts: list[dict]) -> list[torch.Tensor]:
+        """Per-token log-probs of every training sample under the E-step model, on the exact training tokens;
+        computed before the first update and saved, so a resumed M-step uses the same π_old."""
+        path = self.out / f"iter-{iteration}" / "pi_old.pt"
+        if path.is_file():
+            return torch.load(path)
+        self.model.eval()
+        old = []
+        for i in range(0, len(rollouts), 64):
+            chunk = rollouts[i : i + 64]
+            batch = self._batch(chunk)
+            logprobs = chunked_logprobs(self.model, batch, self.config.micro_batch_size)
+            old += [logprobs[row, : len(r["prompt_ids"]) + len(r["response_ids"]) - 1].clone() for row, r in enumerate(chunk)]
+        torch.save(old, path)
+        return old
+
+    def _batch(self, rollouts: list[dict]):
+        return build_batch([r["prompt_ids"] for r in rollouts], [r["response_ids"] for r in rollouts],
+                           [r["loss_mask"] for r in rollouts], self.backend.pad_token_id)
+
+    def _optimiser_step(self, items, old_rows: list[torch.Tensor], strategies, optimizer) -> float:
+        config = self.config
+        rollouts = [r for r, _ in items]
+        batch = self._batch(rollouts)
+        old = torch.zeros(batch.mask.shape)
+        for row, values in enumerate(old_rows):
+            old[row, : len(values)] = values
+        advantages = torch.tensor([a for _, a in items])
+        correct = torch.tensor([float(r["correct"]) for r in rollouts])
+        self.model.train()
+        total = 0.0
+        for i in range(0, len(rollouts), config.micro_batch_size):
+            rows = slice(i, i + config.micro_batch_size)
+            micro = batch.rows(rows)
+            logprobs = batch_logprobs(self.model, micro)
+            mask = micro.mask.to(logprobs.device)
+            share = len(rollouts[rows]) / len(rollouts)
+            policy = truncated_is_loss(logprobs, old[rows].to(logprobs.device), advantages[rows].to(logprobs.device), mask, cap=config.rho_cap)
+            kl = kl_k1(logprobs, old[rows].to(logprobs.device), mask)
+            weights = torch.where(correct[rows].bool(), config.kl_weight, config.kl_weight * config.kl_discount).to(kl.device)
+            loss = share * (policy + (weights * kl).mean())
+            loss.backward()
+            total += loss.item()
+        queries = sorted({r["query"] for r in rollouts})
+        if config.decision_weight > 0 and queries:
+            prompts = {r["query"]: r["prompt_ids"] for r in rollouts}
+            logprobs = self._prefix_logprobs([{"query": q, "prompt_ids": prompts[q]} for q in queries], prompts, grad=True)
+            target = torch.tensor([[strategies[q][c] for c in DECISIONS] for q in queries])
+            decision = config.decision_weight * decision_cross_entropy(torch.stack([logprobs[q] for q in queries]), target.to(next(self.model.parameters()).device))
+            decision.backward()
+            total += decision.item()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        return total
+
+    # ---------------------------------------------------------------- loop
+    def train(self, resume: bool = False) -> list[dict]:
+        from harness.rl.checkpoint import latest_checkpoint
+        from harness.sandbox import SandboxLimits, get_sandbox
+
+        start_iteration, start_step = 0, 0
+        if resume and (checkpoint := latest_checkpoint(self.out)) is not None:
+            state = json.loads((checkpoint / "trainer.json").read_text())["config"]
+            finished = state["mstep_step"] == state["mstep_steps"]
+            start_iteration = state["iteration"] + 1 if finished else state["iteration"]
+            start_step = 0 if finished else state["mstep_step"]
+            _load_weights(checkpoint, self.model)
+        reports = []
+        with get_sandbox(self.config.sandbox, limits=SandboxLimits(timeout_s=self.config.sandbox_timeout)) as sandbox:
+            for iteration in range(start_iteration, self.config.iterations):
+                estep = self.estep(iteration, sandbox)
+                started = time.perf_counter()
+                mstep = self.mstep(iteration, estep, start_step if iteration == start_iteration else 0)
+                report = iteration_report(iteration, estep, mstep, time.perf_counter() - started)
+                reports.append(report)
+                with open(self.out / "report.jsonl", "a", encoding="utf-8") as handle:
+                    handle.write(json.dumps(report) + "\n")
+        atomic_write_text(self.out / "done.json", json.dumps({"iterations": self.config.iterations}) + "\n")
+        return reports
+
+
+def _load_weights(checkpoint: Path, model) -> None:
+    from safetensors.torch import load_file
+
+    weights = {}
+    for shard in sorted((checkpoint / "model").glob("*.safetensors")):
+        weights.update(load_file(shard))
+    model.load_state_dict(weights, strict=False)
+
+
+def iteration_report(iteration: int, estep: dict, mstep: dict, mstep_s: float) -> dict:
+    """Accuracy and code rate per task kind (from the unforced rollouts, or all when there are none), Q̂
+    statistics, the share of queries dropped, and how often π's preferred decision matches the oracle."""
+    records, values, policy = estep["records"], estep["values"], estep["policy"]
+    free = [r for r in records if r["decision"] == "free"] or records
+    kinds: dict = {}
+    for record in free:
+        kinds.setdefault(record["kind"] or "all", []).append(record)
+    judged = [q for q, v in values.items() if keep_query(v)]
+    oracle = {q: max(DECISIONS, key=lambda c: ((values[q][c] or 0.0), c == "cot")) for q in judged}
+    chosen = {q: max(DECISIONS, key=lambda c: (policy[q][c], c == "cot")) for q in judged}
+    return {
+        "iteration": iteration,
+        "accuracy": {k: sum(r["correct"] for r in v) / len(v) for k, v in sorted(kinds.items())},
+        "code_rate": {k: sum(r["used_code"] for r in v) / len(v) for k, v in sorted(kinds.items())},
+        "q_hat": {c: sum(v[c] or 0.0 for v in values.values()) / max(len(values), 1) for c in DECISIONS},
+        "code_better_share": sum((v["code"] or 0) > (v["cot"] or 0) for v in values.values()) / max(len(values), 1),
+        "dropped_share": 1 - len(judged) / max(len(values), 1),
+        "selection_accuracy": sum(oracle[q] == chosen[q] for q in judged) / len(judged) if judged else None,
+        "training_samples": mstep["training_samples"],
+        "mstep_steps": mstep["mstep_steps"],
+        "mstep_loss": mstep["loss"],
+        "time/estep_s": round(estep["estep_s"], 2),
+        "time/mstep_s": round(mstep_s, 2),
+    }

@@ -1,0 +1,100 @@
+"""The EM trainer end to end on a tiny random model: E-step files, the report, resume mid-M-step."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from harness.em.config import PRESETS, EMConfig, preset
+from harness.em.trainer import EMTrainer
+
+from .test_trainer import task_file, tiny_model_dir  # noqa: F401 - shared fixtures
+
+
+@pytest.fixture(autouse=True)
+def parity_grader(monkeypatch):
+    """A random tiny model never answers right; a deterministic stand-in verdict (even response length)
+    gives the E-step both successes and failures, so every M-step path runs."""
+    import harness.grading
+    from harness.grading.scorer import Grade
+
+    def grade_batch(items):
+        return [Grade(len(response) % 2 == 0, None, "correct" if len(response) % 2 == 0 else "incorrect") for response, *_ in items]
+
+    monkeypatch.setattr(harness.grading, "grade_batch", grade_batch)
+
+
+def config(model_dir, task, out, **overrides) -> EMConfig:
+    values = dict(model=str(model_dir), task=str(task), iterations=1, queries_per_iteration=3, k=2, free_rollouts=1,
+                  samples_per_query=3, subsample="weight", advantage="sign", batch_size=4, micro_batch_size=4,
+                  max_tokens=10, max_tool_calls=1, learning_rate=1e-2, save_every=1, output_dir=str(out), device="cpu",
+                  sandbox_timeout=2.0, alpha=1.0)
+    return EMConfig.from_dict({**values, **overrides})
+
+
+def test_one_iteration_writes_samples_policy_and_report(tiny_model_dir, task_file, tmp_path):  # noqa: F811
+    trainer = EMTrainer(config(tiny_model_dir, task_file, tmp_path))
+    [report] = trainer.train()
+    records = [json.loads(line) for line in (tmp_path / "iter-0" / "samples.jsonl").read_text().splitlines()]
+    assert len(records) == 3 * (2 + 2 + 1)
+    assert {r["decision"] for r in records} == {"cot", "code", "free"}
+    forced_code = [r for r in records if r["decision"] == "code"]
+    assert all(r["response"].startswith("Let's write a program.") for r in forced_code)
+    policy = json.loads((tmp_path / "iter-0" / "policy.json").read_text())
+    assert all(abs(sum(p.values()) - 1) < 1e-6 for p in policy.values())
+    for key in ("accuracy", "code_rate", "q_hat", "dropped_share", "selection_accuracy", "training_samples"):
+        assert key in report
+    assert json.loads((tmp_path / "report.jsonl").read_text().splitlines()[0])["iteration"] == 0
+
+
+def test_decision_cross_entropy_moves_the_prefix_probability(tiny_model_dir, task_file, tmp_path):  # noqa: F811
+    trainer = EMTrainer(config(tiny_model_dir, task_file, tmp_path, decision_weight=5.0, learning_rate=5e-2))
+    queries = [{"query": "q", "prompt_ids": trainer.backend.encode("What is 2 + 2?")}]
+    prompts = {"q": queries[0]["prompt_ids"]}
+    before = trainer._prefix_logprobs(queries, prompts, grad=False)["q"]
+    optimizer = torch.optim.SGD(trainer.model.parameters(), lr=0.05)
+    for _ in range(3):
+        logprobs = trainer._prefix_logprobs(queries, prompts, grad=True)["q"]
+        from harness.em.mstep import decision_cross_entropy
+
+        decision_cross_entropy(logprobs[None], torch.tensor([[0.0, 1.0]])).backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    after = trainer._prefix_logprobs(queries, prompts, grad=False)["q"]
+    assert (after[1] - after[0]) > (before[1] - before[0])  # code prefix gained relative to the CoT prefix
+
+
+def test_presets_and_unknowns():
+    assert set(PRESETS) == {"tiny", "paper-7b"}
+    assert preset("paper-7b").rho_cap == 1.2 and preset("tiny").alpha == float("inf")
+    with pytest.raises(ValueError, match="unknown config keys"):
+        EMConfig.from_dict({"alfa": 1})
+
+
+def test_resume_in_the_middle_of_an_m_step_matches_an_uninterrupted_run(tiny_model_dir, task_file, tmp_path, monkeypatch):  # noqa: F811
+    overrides = dict(batch_size=2, micro_batch_size=2, subsample="sample", samples_per_query=2, alpha=float("inf"))
+    straight = EMTrainer(config(tiny_model_dir, task_file, tmp_path / "straight", **overrides))
+    straight.train()
+    steps_done = json.loads((tmp_path / "straight" / "report.jsonl").read_text())["mstep_steps"]
+    assert steps_done >= 2
+
+    interrupted = EMTrainer(config(tiny_model_dir, task_file, tmp_path / "resumed", **overrides))
+    real_step = EMTrainer._optimiser_step
+    calls = {"n": 0}
+
+    def stop_after_first(self, *args):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real_step(self, *args)
+
+    monkeypatch.setattr(EMTrainer, "_optimiser_step", stop_after_first)
+    with pytest.raises(KeyboardInterrupt):
+        interrupted.train()
+    monkeypatch.setattr(EMTrainer, "_optimiser_step", real_step)
+    resumed = EMTrainer(config(tiny_model_dir, task_file, tmp_path / "resumed", **overrides))
+    resumed.train(resume=True)
+    for (name, a), (_, b) in zip(straight.model.named_parameters(), resumed.model.named_parameters()):
+        assert torch.allclose(a, b, atol=1e-5), name
