@@ -111,11 +111,13 @@ def eval_command(
     except (TaskError, MethodError) as exc:
         fail(str(exc))
     args = parse_model_args(model_args)
+    box = _open_sandbox(sandbox, sandbox_timeout) if chosen_method.tools else None
     try:
         backend = load_backend(model, args)
     except BackendError as exc:
+        if box is not None:
+            box.close()
         fail(str(exc))
-    box = _open_sandbox(sandbox, sandbox_timeout) if chosen_method.tools else None
     env, rows = environment(), []
     try:
         for spec, (samples_list, fingerprint) in zip(tasks, datasets):

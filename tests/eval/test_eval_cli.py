@@ -153,3 +153,11 @@ def test_bad_input_is_one_clear_error(args, message, data_dir, tmp_path):
     assert result.exit_code != 0
     assert message in result.output
     assert len([line for line in result.output.splitlines() if line.startswith("error:")]) == 1
+
+
+def test_an_unreachable_sandbox_is_one_clear_error(data_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-engine.sock")
+    result = runner.invoke(app, ["eval", "--method", "tir", "--sandbox", "docker", "--limit", "1",
+                                 "--data-dir", str(data_dir), "--output-dir", str(tmp_path)])
+    assert result.exit_code != 0
+    assert "docker sandbox is unavailable" in result.output and "harness sandbox doctor" in result.output
