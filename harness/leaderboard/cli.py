@@ -55,7 +55,7 @@ def leaderboard_command(
         fail(str(exc))
     command = _command_line(run_dirs, fmt, out, title, notes, reference, reference_dir)
     written = _write(board, fmt, out, title, [f"Built by: {command}", *notes,
-                                              f"{len(runs)} measured runs: {', '.join(sorted({r.model for r in runs}))}."])
+                                              f"Measured runs: {len(runs)}; models: {', '.join(sorted({r.model for r in runs}))}."])
     for path in written:
         typer.echo(f"wrote {path}")
 

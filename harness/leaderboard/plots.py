@@ -36,6 +36,12 @@ def _color(method: str) -> str:
     return METHOD_COLORS.get(method, "#7f7f7f")
 
 
+def _top(records: list[dict]) -> float:
+    """A y-axis top that shows near-zero accuracies as such instead of zooming into 0-0.05 %."""
+    highest = max((r["accuracy"] or 0.0) + (r["stderr"] or 0.0) for r in records)
+    return min(100.0, max(10.0, 1.15 * highest))
+
+
 def accuracy_vs_code_rate(board: Board) -> bytes | None:
     """One panel per task: each measured model × method at (code rate, accuracy ± stderr)."""
     records = [r for r in board.main if r["kind"] == "measured" and r["accuracy"] is not None]
@@ -54,7 +60,7 @@ def accuracy_vs_code_rate(board: Board) -> bytes | None:
         axis.set_xlabel("code rate (% of responses with code)")
         axis.set_ylabel("accuracy %")
         axis.set_xlim(-5, 105)
-        axis.set_ylim(bottom=0)
+        axis.set_ylim(0, _top([r for r in records if r["task"] == task]))
         axis.grid(alpha=0.3)
         axis.legend(fontsize=8, loc="best")
     figure.suptitle("Accuracy vs code rate (measured runs)")
@@ -82,7 +88,7 @@ def accuracy_by_level(board: Board, task: str) -> bytes | None:
     axis.set_title(f"{task}: accuracy by level")
     axis.set_xlabel("level")
     axis.set_ylabel("accuracy %")
-    axis.set_ylim(bottom=0)
+    axis.set_ylim(0, _top(records))
     axis.grid(alpha=0.3)
     axis.legend(fontsize=8)
     return _png(plt, figure)

@@ -54,7 +54,7 @@ h1 { font-size: 22px; } h2 { font-size: 18px; margin-top: 28px; border-bottom: 1
 p.intro { margin: 2px 0; color: #333; } p.desc { color: #444; max-width: 1100px; font-size: 13px; }
 table { border-collapse: collapse; font-size: 13px; margin: 8px 0; }
 th, td { border: 1px solid #bbb; padding: 4px 8px; text-align: right; white-space: nowrap; }
-th { background: #eef1f5; } td:first-child, td:nth-child(2) { text-align: left; }
+th { background: #eef1f5; } td:nth-child(-n+2), table#main td:nth-child(-n+4) { text-align: left; }
 tr.reported td { background: #fbf6e9; font-style: italic; color: #555; }
 ol.notes { font-size: 12px; color: #8a4b00; } figure { margin: 16px 0; }
 figure img { max-width: 100%; border: 1px solid #ddd; } figcaption { font-size: 13px; color: #444; }

@@ -58,10 +58,10 @@ def main_table(board: Board) -> Table:
                   "never averaged or merged with ours.", columns)
     sources: list[str] = []
     rows: dict[tuple, dict[str, dict]] = {}
-    for record in board.main:
-        key = (record["kind"] != "measured", record["model"], record["method"], record["variant"], record["protocol"])
+    for record in board.main:  # measured records come sorted, reported ones in their sources' order
+        key = (record["kind"], record["model"], record["method"], record["variant"], record["protocol"])
         rows.setdefault(key, {})[record["task"]] = record
-    for (_, model, method, variant, protocol), by_task in sorted(rows.items()):
+    for (_, model, method, variant, protocol), by_task in rows.items():
         kind = next(iter(by_task.values()))["kind"]
         label = method + (f" #{variant + 1}" if variant else "")
         if kind == "reported":
