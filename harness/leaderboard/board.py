@@ -159,11 +159,15 @@ def _metacognition(runs: list[Run]) -> list[dict]:
 
 
 def _levels(runs: list[Run]) -> list[dict]:
-    return [{"model": run.model, "method": run.method, "task": run.task, "level": level, "n": cell["n"],
-             "accuracy": _percent(cell["accuracy"]), "stderr": _percent(cell["accuracy_stderr"]),
-             "code_rate": _percent(cell.get("code_rate"))}
-            for run in sorted(runs, key=lambda r: (r.task, r.model, r.method, str(r.directory)))
-            for level, cell in sorted(run.breakdown.get("level", {}).items(), key=lambda item: item[0])]
+    records, seen = [], defaultdict(int)
+    for run in sorted(runs, key=lambda r: (r.task, r.model, r.method, str(r.directory))):
+        variant = seen[(run.model, run.method, run.task)]  # numbered as in the main table
+        seen[(run.model, run.method, run.task)] += 1
+        records += [{"model": run.model, "method": run.method, "variant": variant, "task": run.task, "level": level,
+                     "n": cell["n"], "accuracy": _percent(cell["accuracy"]), "stderr": _percent(cell["accuracy_stderr"]),
+                     "code_rate": _percent(cell.get("code_rate"))}
+                    for level, cell in sorted(run.breakdown.get("level", {}).items())]
+    return records
 
 
 def build_board(runs: list[Run], reported: list[ReportedRow]) -> Board:

@@ -53,7 +53,8 @@ def accuracy_vs_code_rate(board: Board) -> bytes | None:
     for axis, task in zip(axes[0], tasks):
         for record in (r for r in records if r["task"] == task):
             marker = MODEL_MARKERS[models.index(record["model"]) % len(MODEL_MARKERS)]
-            label = record["method"] if len(models) == 1 else f"{record['model']} / {record['method']}"
+            method = record["method"] + (f" #{record['variant'] + 1}" if record["variant"] else "")
+            label = method if len(models) == 1 else f"{record['model']} / {method}"
             axis.errorbar(record["code_rate"] or 0.0, record["accuracy"], yerr=record["stderr"] or 0.0, fmt=marker,
                           color=_color(record["method"]), capsize=3, markersize=8, label=label)
         axis.set_title(f"{task} (n={max(r['n'] for r in records if r['task'] == task)})")
@@ -77,14 +78,16 @@ def accuracy_by_level(board: Board, task: str) -> bytes | None:
     axis = axes[0][0]
     series: dict[tuple, list[dict]] = {}
     for record in records:
-        series.setdefault((record["model"], record["method"]), []).append(record)
+        method = record["method"] + (f" #{record['variant'] + 1}" if record["variant"] else "")
+        series.setdefault((record["model"], method), []).append(record)
     for (model, method), points in sorted(series.items()):
         # MATH levels are "1".."5": numbers on the axis keep every series in the same order.
         levels = [int(r["level"]) if r["level"].isdigit() else r["level"] for r in points]
         marker = MODEL_MARKERS[models.index(model) % len(MODEL_MARKERS)]
         label = method if len(models) == 1 else f"{model} / {method}"
         axis.errorbar(levels, [r["accuracy"] for r in points], yerr=[r["stderr"] or 0 for r in points],
-                      marker=marker, color=_color(method), capsize=3, label=label)
+                      marker=marker, color=_color(method.split(" #")[0]), capsize=3, label=label)
+    axis.set_xticks(sorted({int(r["level"]) for r in records if r["level"].isdigit()}))
     axis.set_title(f"{task}: accuracy by level")
     axis.set_xlabel("level")
     axis.set_ylabel("accuracy %")

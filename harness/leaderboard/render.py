@@ -23,7 +23,7 @@ CSV_COLUMNS = {
                  "paired_problems", "auto_code_rate", "flags"],
     "metacognition": ["model", "task", "problems", "cot_only", "code_only", "both", "neither", "selection_accuracy", "judged",
                       "oracle_accuracy", "auto_code_rate", "flags"],
-    "levels": ["model", "method", "task", "level", "n", "accuracy", "stderr", "code_rate"],
+    "levels": ["model", "method", "variant", "task", "level", "n", "accuracy", "stderr", "code_rate"],
 }
 
 
@@ -52,9 +52,11 @@ _STYLE = """
 body { font-family: "DejaVu Sans", Arial, sans-serif; margin: 24px; color: #1a1a1a; background: #fff; }
 h1 { font-size: 22px; } h2 { font-size: 18px; margin-top: 28px; border-bottom: 1px solid #ccc; }
 p.intro { margin: 2px 0; color: #333; } p.desc { color: #444; max-width: 1100px; font-size: 13px; }
-table { border-collapse: collapse; font-size: 13px; margin: 8px 0; }
+table { border-collapse: collapse; font-size: 12px; margin: 8px 0; }
 th, td { border: 1px solid #bbb; padding: 4px 8px; text-align: right; white-space: nowrap; }
-th { background: #eef1f5; } td:nth-child(-n+2), table#main td:nth-child(-n+4) { text-align: left; }
+th { background: #eef1f5; text-align: center; white-space: normal; max-width: 110px; } th.group { text-align: center; max-width: none; }
+div.scroll { overflow-x: auto; }
+table#main td:nth-child(4) { white-space: normal; min-width: 150px; max-width: 230px; } td:nth-child(-n+2), table#main td:nth-child(-n+4) { text-align: left; }
 tr.reported td { background: #fbf6e9; font-style: italic; color: #555; }
 ol.notes { font-size: 12px; color: #8a4b00; } figure { margin: 16px 0; }
 figure img { max-width: 100%; border: 1px solid #ddd; } figcaption { font-size: 13px; color: #444; }
@@ -70,13 +72,25 @@ window.addEventListener("load", function () {
 """
 
 
+def _html_head(table: Table) -> str:
+    if not table.groups:
+        return "<tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in table.columns) + "</tr>"
+    top, sub, start = [], [], 0
+    for label, span in table.groups:
+        top.append(f'<th colspan="{span}" class="group">{html.escape(label)}</th>')
+        for name in table.columns[start:start + span]:
+            sub.append(f"<th>{html.escape(name.removeprefix(label).strip() if label else name)}</th>")
+        start += span
+    return f"<tr>{''.join(top)}</tr><tr>{''.join(sub)}</tr>"
+
+
 def _html_table(table: Table) -> str:
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in table.columns)
+    head = _html_head(table)
     body = "".join(f'<tr class="{kind}">' + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
                    for row, kind in zip(table.rows, table.row_kinds))
     notes = "".join(f"<li>{html.escape(note)}</li>" for note in table.notes)
     return (f'<h2>{html.escape(table.title)}</h2><p class="desc">{html.escape(table.description)}</p>'
-            f'<table id="{table.key}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+            f'<div class="scroll"><table id="{table.key}"><thead>{head}</thead><tbody>{body}</tbody></table></div>'
             + (f'<p class="desc">Flags (⚠N):</p><ol class="notes">{notes}</ol>' if notes else ""))
 
 

@@ -22,6 +22,8 @@ class Table:
     rows: list[list[str]] = field(default_factory=list)
     row_kinds: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # Header groups for HTML, (label, columns spanned); a grouped column's name starts with its label.
+    groups: list[tuple[str, int]] = field(default_factory=list)
 
     def add(self, cells: list[str], kind: str = "measured") -> None:
         self.rows.append(cells)
@@ -52,10 +54,11 @@ def accuracy_cell(record: dict) -> str:
 def main_table(board: Board) -> Table:
     columns = ["model", "method", "kind", "protocol"]
     for task in board.tasks:
-        columns += [f"{task} acc % ± se (n)", f"{task} code %", f"{task} calls/problem", f"{task} tokens/problem"]
+        columns += [f"{task} acc % ± se (n)", f"{task} code %", f"{task} calls", f"{task} tokens"]
+    groups = [("", 4), *((task, 4) for task in board.tasks)]
     table = Table("main", "Accuracy and code use", "Rows are model × method. Measured rows come from our runs "
-                  "(stderr over problems); reported rows are published numbers under their own protocol, "
-                  "never averaged or merged with ours.", columns)
+                  "(stderr over problems; calls and tokens per problem); reported rows are published numbers under their own protocol, "
+                  "never averaged or merged with ours.", columns, groups=groups)
     sources: list[str] = []
     rows: dict[tuple, dict[str, dict]] = {}
     for record in board.main:  # measured records come sorted, reported ones in their sources' order
@@ -128,9 +131,9 @@ def level_tables(board: Board) -> list[Table]:
                       ["model", "method", *(f"level {level}" for level in levels)])
         rows: dict[tuple, dict[str, dict]] = {}
         for record in records:
-            rows.setdefault((record["model"], record["method"]), {})[record["level"]] = record
-        for (model, method), by_level in rows.items():
-            table.add([model, method, *(f"{by_level[lv]['accuracy']:.1f} ({by_level[lv]['n']})" if lv in by_level else DASH
+            rows.setdefault((record["model"], record["method"], record["variant"]), {})[record["level"]] = record
+        for (model, method, variant), by_level in rows.items():
+            table.add([model, method + (f" #{variant + 1}" if variant else ""), *(f"{by_level[lv]['accuracy']:.1f} ({by_level[lv]['n']})" if lv in by_level else DASH
                                         for lv in levels)])
         tables.append(table)
     return tables
