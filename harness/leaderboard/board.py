@@ -78,10 +78,18 @@ def _problem_scores(run: Run) -> dict[str, float]:
 
     from harness.eval.metrics import by_problem
     from harness.eval.results import select
-    from harness.eval.store import read_samples
 
     info = json.loads((run.directory / "run.json").read_text(encoding="utf-8"))
-    problems = by_problem(select(read_samples(run.directory / "samples.jsonl"), info))
+    info["config"]["limit"] = run.limit
+    # Read-only on purpose: store.read_samples cuts a torn last line off the file, which must not
+    # happen to a run that another process is still appending to; here a torn line is just skipped.
+    records = []
+    for line in (run.directory / "samples.jsonl").read_text(encoding="utf-8").splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    problems = by_problem(select(records, info))
     return {doc: sum(bool(a["correct"]) for a in attempts) / len(attempts)
             for doc, attempts in problems.items() if all(a["correct"] is not None for a in attempts)}
 

@@ -30,6 +30,7 @@ class Run:
     problems: int
     temperature: float
     max_tokens: int | None
+    limit: int | None  # the limit results.json was built with (run.json keeps the first run's)
     metrics: dict = field(repr=False)
     tools: dict = field(repr=False)
     breakdown: dict = field(repr=False)
@@ -64,6 +65,7 @@ def load_run(directory: Path) -> Run:
             problems=int(metrics.get("problems", 0)),
             temperature=float(config.get("temperature", 0.0)),
             max_tokens=config.get("max_tokens"),
+            limit=config.get("limit"),
             metrics=metrics,
             tools=results.get("tools", {}),
             breakdown=results.get("breakdown", {}),

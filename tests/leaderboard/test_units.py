@@ -13,7 +13,7 @@ from harness.leaderboard.reference import METHODS, load_reference_file, load_ref
 from harness.leaderboard.runs import LeaderboardError, Run, mismatches
 
 RUN = Run(directory=Path("r"), model="m", task="gsm8k", method="cot", task_version="1-abc", fingerprint="f" * 16,
-          config_hash="h", attempts=1, problems=20, temperature=0.0, max_tokens=256, metrics={}, tools={}, breakdown={})
+          config_hash="h", attempts=1, problems=20, temperature=0.0, max_tokens=256, limit=20, metrics={}, tools={}, breakdown={})
 
 
 def test_runs_that_fit_together_have_no_mismatch():
