@@ -25,6 +25,8 @@ def _register_subcommands() -> None:
     from harness.leaderboard.cli import leaderboard_command
     from harness.rl.cli import train_rl_command
     from harness.sandbox.cli import sandbox_app
+    from harness.testbed.cli import model_app, testbed_app
+    from harness.training.cli import train_sft_command
 
     app.command(name="eval")(eval_command)
     app.command(name="score")(score_command)
@@ -34,6 +36,9 @@ def _register_subcommands() -> None:
     app.add_typer(sandbox_app, name="sandbox")
     app.command(name="train-rl")(train_rl_command)
     app.command(name="train-em")(train_em_command)
+    app.add_typer(model_app, name="model")
+    app.add_typer(testbed_app, name="testbed")
+    app.command(name="train-sft")(train_sft_command)
 
 
 _register_subcommands()

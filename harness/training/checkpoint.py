@@ -1,0 +1,74 @@
+"""Checkpoints a run can resume from exactly: weights, optimizer, scheduler, step and every RNG state.
+
+Layout: ``OUTPUT/checkpoints/step-000120/`` holds the model and tokenizer (loadable on their own)
+and ``trainer_state.pt``. A checkpoint is written to a temporary folder and renamed into place, so
+a run killed mid-save leaves the previous checkpoint intact and never a half-written one.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+from pathlib import Path
+
+STATE_FILE = "trainer_state.pt"
+
+
+def rng_state() -> dict:
+    import numpy as np
+    import torch
+
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+
+
+def restore_rng_state(state: dict) -> None:
+    import numpy as np
+    import torch
+
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+
+
+def checkpoint_dir(output: Path, step: int) -> Path:
+    return Path(output) / "checkpoints" / f"step-{step:06d}"
+
+
+def save_checkpoint(output: Path, step: int, model, tokenizer, optimizer, scheduler, extra: dict | None = None, keep: int = 2) -> Path:
+    import torch
+
+    final = checkpoint_dir(output, step)
+    partial = final.with_name(final.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    model.save_pretrained(str(partial))
+    tokenizer.save_pretrained(str(partial))
+    state = {"step": step, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng_state(), "extra": extra or {}}
+    torch.save(state, partial / STATE_FILE)
+    shutil.rmtree(final, ignore_errors=True)
+    partial.rename(final)
+    for old in list_checkpoints(output)[:-keep] if keep > 0 else []:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def list_checkpoints(output: Path) -> list[Path]:
+    root = Path(output) / "checkpoints"
+    found = [p for p in root.glob("step-*") if p.is_dir() and not p.name.endswith(".partial") and (p / STATE_FILE).is_file()]
+    return sorted(found, key=lambda p: int(p.name.split("-")[1]))
+
+
+def latest_checkpoint(output: Path) -> Path | None:
+    found = list_checkpoints(output)
+    return found[-1] if found else None
+
+
+def load_trainer_state(checkpoint: Path, optimizer, scheduler) -> dict:
+    """Restore optimizer, scheduler and RNGs in place; returns the state (``step``, ``extra``)."""
+    import torch
+
+    state = torch.load(Path(checkpoint) / STATE_FILE, weights_only=False)
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    restore_rng_state(state["rng"])
+    return state

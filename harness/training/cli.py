@@ -1,0 +1,41 @@
+"""`harness train-sft`: supervised warm-up on demonstration JSONL, with checkpoints and resume."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from harness.io import fail
+
+
+def train_sft_command(
+    model: Annotated[Path, typer.Option("--model", "-m", help="Folder of the model to start from (AutoModelForCausalLM).")],
+    data: Annotated[Path, typer.Option("--data", "-d", help="Demonstration JSONL: messages or prompt, and segments or response.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where checkpoints and the final model go; rerun to resume.")],
+    steps: Annotated[int, typer.Option(min=1, help="Optimizer steps in all (a resumed run counts the ones done).")] = 1000,
+    batch_size: Annotated[int, typer.Option(min=1)] = 32,
+    learning_rate: Annotated[float, typer.Option("--lr", min=0.0)] = 3e-3,
+    warmup_steps: Annotated[int, typer.Option(min=0)] = 50,
+    weight_decay: Annotated[float, typer.Option(min=0.0)] = 0.01,
+    max_length: Annotated[int, typer.Option(min=2, help="Tokens kept per example (prompt + response).")] = 256,
+    save_every: Annotated[int, typer.Option(min=1, help="Checkpoint every N steps.")] = 200,
+    seed: Annotated[int, typer.Option()] = 0,
+    threads: Annotated[int, typer.Option(min=0, help="torch CPU threads; 0 = every core.")] = 0,
+) -> None:
+    """Fine-tune a model on demonstrations; tool-output tokens are masked out of the loss."""
+    from harness.training.sft import SFTConfig, train_sft
+
+    if not model.is_dir():
+        fail(f"--model {model} is not a folder")
+    if not data.is_file():
+        fail(f"--data {data} does not exist")
+    config = SFTConfig(model=str(model), data=str(data), output=str(output), steps=steps, batch_size=batch_size,
+                       learning_rate=learning_rate, warmup_steps=warmup_steps, weight_decay=weight_decay,
+                       max_length=max_length, save_every=save_every, seed=seed, threads=threads)
+    try:
+        summary = train_sft(config, log=typer.echo)
+    except ValueError as exc:
+        fail(str(exc))
+    typer.echo(f"wrote {summary['output']} ({summary['steps']} steps, {summary['examples']} demonstrations, {summary['seconds']}s)")
