@@ -1,0 +1,97 @@
+"""The arith task family: deterministic, right golds (checked by independent parsing), disjoint splits, labels."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from harness.eval.rollout import tool_segment_text
+from harness.eval.tasks import load_samples, load_task
+from harness.grading.scorer import score_response
+from harness.testbed import arith
+from harness.testbed.demos import code_segments, cot_segments, demonstration_rows
+
+
+def recompute(question: str) -> int:
+    """The gold from the question text alone, with Python arithmetic (independent of the generator)."""
+    if m := re.fullmatch(r"Which is larger, (\d+) or (\d+)\?", question):
+        return max(int(m[1]), int(m[2]))
+    if m := re.fullmatch(r"What is (\d+) ([+*]) (\d+)\?", question):
+        a, b = int(m[1]), int(m[3])
+        return a + b if m[2] == "+" else a * b
+    if m := re.fullmatch(r"What is the sum of ([\d, ]+)\?", question):
+        return sum(int(x) for x in m[1].split(", "))
+    if m := re.fullmatch(r"What is (\d+)\^(\d+) mod (\d+)\?", question):
+        return int(m[1]) ** int(m[2]) % int(m[3])
+    facts = dict((name, int(count)) for count, name in ((c, n) for n, c in re.findall(r"(\w+) has (\d+) \w+\.", question)))
+    asked = re.search(r"does (\w+) have\?$", question)[1]
+    return facts[asked]
+
+
+def test_same_seed_same_problems_other_seed_other_problems():
+    assert arith.generate("test", 60, seed=3) == arith.generate("test", 60, seed=3)
+    assert arith.generate("test", 60, seed=3) != arith.generate("test", 60, seed=4)
+    assert arith.problems("train", 50, seed=1) == arith.problems("train", 50, seed=1)
+
+
+@pytest.mark.parametrize("split", arith.SPLITS)
+def test_golds_match_python_arithmetic(split):
+    for problem in arith.problems(split, 450, seed=7):
+        assert problem.answer == recompute(problem.question), problem.question
+
+
+def test_splits_are_disjoint_and_test_questions_distinct():
+    test = [p.question for p in arith.problems("test", 450, seed=0)]
+    assert len(set(test)) == len(test)
+    train = {p.question for seed in range(3) for p in arith.problems("train", 2000, seed=seed)}
+    assert not train & set(test)
+
+
+def test_every_kind_and_level_is_labelled_and_present():
+    rows = arith.generate("test", 90, seed=0)
+    assert {(row["kind"], row["level"]) for row in rows} == {(k, lv) for k in arith.KINDS for lv in arith.LEVELS}
+    code_necessary = [row for row in rows if row["kind"] == "code-necessary"]
+    assert all(int(row["answer"]) >= 1000 or row["op"] == "modpow" for row in code_necessary)
+
+
+def test_the_task_loads_through_the_eval_pipeline_with_its_breakdown():
+    spec = load_task("arith")
+    samples, fingerprint = load_samples(spec)
+    assert len(samples) == spec.generator_args["size"]
+    assert set(spec.breakdown) >= {"kind", "level"}
+    assert {s.metadata["kind"] for s in samples} == set(arith.KINDS)
+    assert load_samples(spec)[1] == fingerprint
+
+
+def test_bad_arguments_are_refused():
+    with pytest.raises(ValueError, match="split"):
+        arith.problems("dev", 3)
+    with pytest.raises(ValueError, match="unknown arith kind"):
+        arith.problems("test", 3, kinds=("trivia",))
+
+
+def test_both_solution_styles_are_graded_correct_by_the_scorer():
+    for problem in arith.problems("test", 45, seed=2):
+        cot = "".join(s["text"] for s in cot_segments(problem))
+        code = code_segments(problem)
+        assert score_response(cot, str(problem.answer), "math500").correct
+        assert score_response("".join(s["text"] for s in code), str(problem.answer), "math500").correct
+        # The tool segment is what the rollout engine would append for the program's real output.
+        program_output = arith.run_program(arith.code_program(problem))
+        assert program_output.strip() == str(problem.answer)
+        assert code[1] == {"kind": "tool", "text": tool_segment_text(code[0]["text"], program_output)}
+
+
+def test_the_decision_is_the_opening_line_and_the_mix_follows_the_prompt():
+    rows = demonstration_rows(3000, seed=0, code_ratio=0.1, forced_share=0.4)
+    for row in rows:
+        opening = row["segments"][0]["text"].split("\n")[0]
+        assert opening == ("Let's write a program." if row["style"] == "code" else "Let's reason step by step.")
+        if row["method"] in ("code-trigger", "tir"):
+            assert row["style"] == "code"
+        if row["method"] in ("cot", "cot-trigger"):
+            assert row["style"] == "cot"
+    free = [row for row in rows if row["method"] == "auto"]
+    assert abs(len(free) / len(rows) - 0.6) < 0.05
+    assert abs(sum(row["style"] == "code" for row in free) / len(free) - 0.1) < 0.03
