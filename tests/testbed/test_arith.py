@@ -24,7 +24,7 @@ def recompute(question: str) -> int:
         return sum(int(x) for x in m[1].split(", "))
     if m := re.fullmatch(r"What is (\d+)\^(\d+) mod (\d+)\?", question):
         return int(m[1]) ** int(m[2]) % int(m[3])
-    facts = dict((name, int(count)) for count, name in ((c, n) for n, c in re.findall(r"(\w+) has (\d+) \w+\.", question)))
+    facts = {name: int(count) for name, count in re.findall(r"(\w+) has (\d+) \w+\.", question)}
     asked = re.search(r"does (\w+) have\?$", question)[1]
     return facts[asked]
 

@@ -40,9 +40,9 @@ def batch_loss(model, tokenizer, rows):
 
 
 def config(tiny, output, **changes):
-    base = dict(model=str(tiny / "init"), data=str(tiny / "demos.jsonl"), output=str(output), steps=30, batch_size=4,
-                learning_rate=3e-3, warmup_steps=3, save_every=15, log_every=10, threads=1)
-    return SFTConfig(**{**base, **changes})
+    base = {"model": str(tiny / "init"), "data": str(tiny / "demos.jsonl"), "output": str(output), "steps": 30,
+            "batch_size": 4, "learning_rate": 3e-3, "warmup_steps": 3, "save_every": 15, "log_every": 10, "threads": 1}
+    return SFTConfig(**(base | changes))
 
 
 def test_a_handful_of_examples_lowers_the_loss_and_changes_every_parameter(tiny, tmp_path):
