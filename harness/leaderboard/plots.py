@@ -36,6 +36,17 @@ def _color(method: str) -> str:
     return METHOD_COLORS.get(method, "#7f7f7f")
 
 
+def _size(index: int) -> float:
+    """Marker size of the index-th series drawn: each smaller than the last, so points that coincide
+    (common when several methods score 0 %) stay visible as nested markers instead of hiding each other."""
+    return max(4.0, 12.0 - 3.0 * index)
+
+
+def _ylim(axis, records: list[dict]) -> None:
+    top = _top(records)
+    axis.set_ylim(-0.03 * top, top)  # a little below 0, so markers at 0 % are not cut in half
+
+
 def _top(records: list[dict]) -> float:
     """A y-axis top that shows near-zero accuracies as such instead of zooming into 0-0.05 %."""
     highest = max((r["accuracy"] or 0.0) + (r["stderr"] or 0.0) for r in records)
@@ -51,17 +62,17 @@ def accuracy_vs_code_rate(board: Board) -> bytes | None:
     models = sorted({r["model"] for r in records})
     plt, figure, axes = _figure(len(tasks))
     for axis, task in zip(axes[0], tasks):
-        for record in (r for r in records if r["task"] == task):
+        for index, record in enumerate(r for r in records if r["task"] == task):
             marker = MODEL_MARKERS[models.index(record["model"]) % len(MODEL_MARKERS)]
             method = record["method"] + (f" #{record['variant'] + 1}" if record["variant"] else "")
             label = method if len(models) == 1 else f"{record['model']} / {method}"
             axis.errorbar(record["code_rate"] or 0.0, record["accuracy"], yerr=record["stderr"] or 0.0, fmt=marker,
-                          color=_color(record["method"]), capsize=3, markersize=8, label=label)
+                          color=_color(record["method"]), capsize=3, markersize=_size(index), label=label)
         axis.set_title(f"{task} (n={max(r['n'] for r in records if r['task'] == task)})")
         axis.set_xlabel("code rate (% of responses with code)")
         axis.set_ylabel("accuracy %")
         axis.set_xlim(-5, 105)
-        axis.set_ylim(0, _top([r for r in records if r["task"] == task]))
+        _ylim(axis, [r for r in records if r["task"] == task])
         axis.grid(alpha=0.3)
         axis.legend(fontsize=8, loc="best")
     figure.suptitle("Accuracy vs code rate (measured runs)")
@@ -80,18 +91,18 @@ def accuracy_by_level(board: Board, task: str) -> bytes | None:
     for record in records:
         method = record["method"] + (f" #{record['variant'] + 1}" if record["variant"] else "")
         series.setdefault((record["model"], method), []).append(record)
-    for (model, method), points in sorted(series.items()):
+    for index, ((model, method), points) in enumerate(sorted(series.items())):
         # MATH levels are "1".."5": numbers on the axis keep every series in the same order.
         levels = [int(r["level"]) if r["level"].isdigit() else r["level"] for r in points]
         marker = MODEL_MARKERS[models.index(model) % len(MODEL_MARKERS)]
         label = method if len(models) == 1 else f"{model} / {method}"
         axis.errorbar(levels, [r["accuracy"] for r in points], yerr=[r["stderr"] or 0 for r in points],
-                      marker=marker, color=_color(method.split(" #")[0]), capsize=3, label=label)
+                      marker=marker, markersize=_size(index), color=_color(method.split(" #")[0]), capsize=3, label=label)
     axis.set_xticks(sorted({int(r["level"]) for r in records if r["level"].isdigit()}))
     axis.set_title(f"{task}: accuracy by level")
     axis.set_xlabel("level")
     axis.set_ylabel("accuracy %")
-    axis.set_ylim(0, _top(records))
+    _ylim(axis, records)
     axis.grid(alpha=0.3)
     axis.legend(fontsize=8)
     return _png(plt, figure)
