@@ -6,7 +6,9 @@ same output folder and it resumes from the latest checkpoint: weights, AdamW mom
 rate schedule, the RNGs and the data order all continue as if it had never stopped.
 
 The data order is a function of (seed, step) alone, a fresh seeded permutation per epoch, so a
-resumed run needs only its step to know which batch comes next.
+resumed run needs only its step to know which batch comes next. Within each run of
+``GROUP_BATCHES`` consecutive batches the examples are sorted by length, so a batch pads little:
+on a CPU the forward pass costs the padded length, and random batches waste about a third.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from harness.training.checkpoint import (
     save_checkpoint,
 )
 from harness.training.sequences import collate, encode_example, token_loss
+
+GROUP_BATCHES = 16
 
 
 @dataclass
@@ -54,16 +58,20 @@ def lr_factor(step: int, warmup: int, total: int, floor: float) -> float:
     return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def batch_indices(step: int, batch_size: int, size: int, seed: int) -> list[int]:
-    """The example indices of one step: consecutive slices of per-epoch seeded permutations."""
+def batch_indices(step: int, batch_size: int, lengths: list[int], seed: int) -> list[int]:
+    """The example indices of one step: slices of per-epoch seeded permutations, length-sorted per group."""
     import torch
 
-    indices = []
-    for position in range(step * batch_size, (step + 1) * batch_size):
+    size, group = len(lengths), batch_size * GROUP_BATCHES
+    first = (step * batch_size // group) * group
+    members = []
+    for position in range(first, first + group):
         epoch, offset = divmod(position, size)
         order = torch.randperm(size, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
-        indices.append(int(order[offset]))
-    return indices
+        members.append(int(order[offset]))
+    members.sort(key=lambda index: lengths[index])
+    start = step * batch_size - first
+    return members[start : start + batch_size]
 
 
 def load_examples(tokenizer, path: str | Path) -> list:
@@ -94,6 +102,7 @@ def train_sft(config: SFTConfig, log=print) -> dict:
     model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
     model.train()
     examples = load_examples(tokenizer, config.data)
+    lengths = [len(example.input_ids) for example in examples]
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]  # norms: decaying them only shrinks the scale
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
@@ -112,7 +121,7 @@ def train_sft(config: SFTConfig, log=print) -> dict:
     began, losses = time.perf_counter(), []
     with (output / "train_log.jsonl").open("a", encoding="utf-8") as log_file:
         for step in range(start, config.steps):
-            batch = collate([examples[i] for i in batch_indices(step, config.batch_size, len(examples), config.seed)], pad, config.max_length)
+            batch = collate([examples[i] for i in batch_indices(step, config.batch_size, lengths, config.seed)], pad, config.max_length)
             logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
             loss = token_loss(logits, batch["labels"])
             loss.backward()
