@@ -58,7 +58,7 @@ def warmup_command(
     forced_share: ForcedShareOpt = 0.5,
     steps: Annotated[int, typer.Option(min=1)] = 1000,
     batch_size: Annotated[int, typer.Option(min=1)] = 32,
-    learning_rate: Annotated[float, typer.Option("--lr", min=0.0)] = 5e-3,
+    learning_rate: Annotated[float, typer.Option("--lr", min=0.0)] = 3e-3,
     threads: Annotated[int, typer.Option(min=0, help="torch CPU threads; 0 = every core.")] = 0,
     seed: Annotated[int, typer.Option()] = 0,
 ) -> None:

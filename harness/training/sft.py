@@ -6,9 +6,10 @@ same output folder and it resumes from the latest checkpoint: weights, AdamW mom
 rate schedule, the RNGs and the data order all continue as if it had never stopped.
 
 The data order is a function of (seed, step) alone, a fresh seeded permutation per epoch, so a
-resumed run needs only its step to know which batch comes next. Within each run of
-``GROUP_BATCHES`` consecutive batches the examples are sorted by length, so a batch pads little:
-on a CPU the forward pass costs the padded length, and random batches waste about a third.
+resumed run needs only its step to know which batch comes next. Examples may be length-sorted
+within runs of ``GROUP_BATCHES`` batches (less padding, a faster step on a CPU), but on arith that
+made each batch one kind of problem and learning much slower per step (loss 1.59 vs 0.62 at step
+600), so the default is 1: plain shuffled batches.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from harness.training.checkpoint import (
 )
 from harness.training.sequences import collate, encode_example, token_loss
 
-GROUP_BATCHES = 16
+GROUP_BATCHES = 1
 
 
 @dataclass
