@@ -38,11 +38,29 @@ class Problem:
     level: int
     op: str
     expression: str  # the Python expression a code solution prints ("" for lookups: the fact is in the text)
-    reasoning: str  # the one step a chain-of-thought demonstration shows before its answer
+    reasoning: str  # what a chain-of-thought demonstration shows before its answer (digit by digit where a tiny model needs it)
 
 
 def _number(rng: random.Random, digits: int) -> int:
     return rng.randint(10 ** (digits - 1), 10**digits - 1)
+
+
+def _compare_steps(a: int, b: int) -> str:
+    """Tens first, units only on a tie: the comparison a person does digit by digit."""
+    def sign(x: int, y: int) -> str:
+        return "<" if x < y else ">" if x > y else "="
+    steps = f"Tens: {a // 10} {sign(a // 10, b // 10)} {b // 10}."
+    if a // 10 == b // 10:
+        steps += f" Units: {a % 10} {sign(a % 10, b % 10)} {b % 10}."
+    return f"{steps} The larger number is {max(a, b)}."
+
+
+def _addition_steps(a: int, b: int) -> str:
+    """Column addition with the carry written out: every step is one single-digit fact a tiny model can learn."""
+    units = a % 10 + b % 10
+    tens = a // 10 + b // 10 + units // 10
+    return (f"Units: {a % 10} + {b % 10} = {units}, carry {units // 10}. "
+            f"Tens: {a // 10} + {b // 10} + {units // 10} = {tens}. So {a} + {b} = {a + b}.")
 
 
 def _cot_sufficient(rng: random.Random, level: int) -> Problem:
@@ -50,10 +68,9 @@ def _cot_sufficient(rng: random.Random, level: int) -> Problem:
         a, b = _number(rng, 2), _number(rng, 2)
         while a == b:
             b = _number(rng, 2)
-        return Problem(f"Which is larger, {a} or {b}?", max(a, b), KINDS[0], 1, "compare", f"max({a}, {b})",
-                       f"The larger number is {max(a, b)}.")
+        return Problem(f"Which is larger, {a} or {b}?", max(a, b), KINDS[0], 1, "compare", f"max({a}, {b})", _compare_steps(a, b))
     a, b = _number(rng, 2), _number(rng, 1 if level == 2 else 2)
-    return Problem(f"What is {a} + {b}?", a + b, KINDS[0], level, "add", f"{a} + {b}", f"{a} + {b} = {a + b}.")
+    return Problem(f"What is {a} + {b}?", a + b, KINDS[0], level, "add", f"{a} + {b}", _addition_steps(a, b))
 
 
 def _code_necessary(rng: random.Random, level: int) -> Problem:

@@ -56,7 +56,7 @@ def warmup_command(
     size: Annotated[int, typer.Option(min=1, help="Demonstrations.")] = 6000,
     code_ratio: CodeRatioOpt = 0.02,
     forced_share: ForcedShareOpt = 0.5,
-    steps: Annotated[int, typer.Option(min=1)] = 1000,
+    steps: Annotated[int, typer.Option(min=1)] = 2000,
     batch_size: Annotated[int, typer.Option(min=1)] = 32,
     learning_rate: Annotated[float, typer.Option("--lr", min=0.0)] = 3e-3,
     threads: Annotated[int, typer.Option(min=0, help="torch CPU threads; 0 = every core.")] = 0,
