@@ -138,7 +138,7 @@ class EMTrainer:
 
     # ---------------------------------------------------------------- M-step
     def mstep(self, iteration: int, estep: dict, start_step: int = 0) -> dict:
-        from harness.rl.checkpoint import save_checkpoint
+        from harness.training.checkpoint import save_checkpoint
 
         config = self.config
         chosen = estep["training"]
@@ -158,9 +158,9 @@ class EMTrainer:
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda s: (s + 1) / warmup if s < warmup else 0.5 * (1 + math.cos(math.pi * (s - warmup) / max(1, steps - warmup))))
         if start_step:
-            from harness.rl.checkpoint import load_checkpoint
+            from harness.training.checkpoint import resume_into
 
-            load_checkpoint(self.out, self.model, optimizer, scheduler)
+            resume_into(self.out, self.model, optimizer, scheduler)
         losses = []
         for step in range(start_step, steps):
             rows = slice(step * config.batch_size, (step + 1) * config.batch_size)
@@ -229,16 +229,20 @@ class EMTrainer:
 
     # ---------------------------------------------------------------- loop
     def train(self, resume: bool = False) -> list[dict]:
-        from harness.rl.checkpoint import latest_checkpoint
         from harness.sandbox import SandboxLimits, get_sandbox
+        from harness.training.checkpoint import (
+            checkpoint_info,
+            latest_checkpoint,
+            load_weights,
+        )
 
         start_iteration, start_step = 0, 0
         if resume and (checkpoint := latest_checkpoint(self.out)) is not None:
-            state = json.loads((checkpoint / "trainer.json").read_text())["config"]
+            state = checkpoint_info(checkpoint)["extra"]
             finished = state["mstep_step"] == state["mstep_steps"]
             start_iteration = state["iteration"] + 1 if finished else state["iteration"]
             start_step = 0 if finished else state["mstep_step"]
-            _load_weights(checkpoint, self.model)
+            load_weights(checkpoint, self.model)
         reports = []
         with get_sandbox(self.config.sandbox, limits=SandboxLimits(timeout_s=self.config.sandbox_timeout)) as sandbox:
             for iteration in range(start_iteration, self.config.iterations):
@@ -251,15 +255,6 @@ class EMTrainer:
                     handle.write(json.dumps(report) + "\n")
         atomic_write_text(self.out / "done.json", json.dumps({"iterations": self.config.iterations}) + "\n")
         return reports
-
-
-def _load_weights(checkpoint: Path, model) -> None:
-    from safetensors.torch import load_file
-
-    weights = {}
-    for shard in sorted((checkpoint / "model").glob("*.safetensors")):
-        weights.update(load_file(shard))
-    model.load_state_dict(weights, strict=False)
 
 
 def iteration_report(iteration: int, estep: dict, mstep: dict, mstep_s: float) -> dict:

@@ -25,10 +25,10 @@ from pathlib import Path
 import torch
 
 from harness.rl.batch import Batch, batch_logprobs, build_batch, chunked_logprobs
-from harness.rl.checkpoint import load_checkpoint, save_checkpoint
 from harness.rl.config import RLConfig
 from harness.rl.logging import MetricLogger
 from harness.rl.losses import clipped_objective, group_advantages, kl_k3
+from harness.training.checkpoint import resume_into, save_checkpoint
 
 
 def step_seed(seed: int, step: int, index: int) -> int:
@@ -206,7 +206,8 @@ class RLTrainer:
         from harness.sandbox import SandboxLimits, get_sandbox
 
         if resume:
-            self.step = load_checkpoint(self.out, self.accelerator.unwrap_model(self.model), self.optimizer, self.scheduler)
+            info = resume_into(self.out, self.accelerator.unwrap_model(self.model), self.optimizer, self.scheduler)
+            self.step = info["step"] if info else 0
         history = []
         with get_sandbox(self.config.sandbox, limits=SandboxLimits(timeout_s=self.config.sandbox_timeout)) as sandbox:
             self.sandbox = sandbox
@@ -221,7 +222,7 @@ class RLTrainer:
                     self.accelerator.wait_for_everyone()
                     if self.accelerator.is_main_process:
                         save_checkpoint(self.out, self.step, self.accelerator.unwrap_model(self.model), self.tokenizer,
-                                        self.optimizer, self.scheduler, self.config.to_dict())
+                                        self.optimizer, self.scheduler, {"config": self.config.to_dict()})
         self.logger.close()
         return history
 

@@ -1,17 +1,21 @@
 """Checkpoints a run can resume from exactly: weights, optimizer, scheduler, step and every RNG state.
 
-Layout: ``OUTPUT/checkpoints/step-000120/`` holds the model and tokenizer (loadable on their own)
-and ``trainer_state.pt``. A checkpoint is written to a temporary folder and renamed into place, so
-a run killed mid-save leaves the previous checkpoint intact and never a half-written one.
+One layout for every trainer (SFT, RL, EM): ``OUTPUT/checkpoints/step-000120/`` holds the model and
+tokenizer (loadable on their own), ``trainer_state.pt`` (optimizer, scheduler, RNGs) and
+``trainer.json`` (the step and the trainer's own ``extra`` record, readable without torch). A
+checkpoint is written to a temporary folder and renamed into place, so a run killed mid-save leaves
+the previous checkpoint intact and never a half-written one.
 """
 
 from __future__ import annotations
 
+import json
 import random
 import shutil
 from pathlib import Path
 
 STATE_FILE = "trainer_state.pt"
+INFO_FILE = "trainer.json"
 
 
 def rng_state() -> dict:
@@ -35,6 +39,7 @@ def checkpoint_dir(output: Path, step: int) -> Path:
 
 
 def save_checkpoint(output: Path, step: int, model, tokenizer, optimizer, scheduler, extra: dict | None = None, keep: int = 2) -> Path:
+    """Write checkpoint ``step`` and keep only the newest ``keep`` (0: keep all)."""
     import torch
 
     final = checkpoint_dir(output, step)
@@ -43,8 +48,9 @@ def save_checkpoint(output: Path, step: int, model, tokenizer, optimizer, schedu
     partial.mkdir(parents=True)
     model.save_pretrained(str(partial))
     tokenizer.save_pretrained(str(partial))
-    state = {"step": step, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng_state(), "extra": extra or {}}
-    torch.save(state, partial / STATE_FILE)
+    torch.save({"step": step, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng_state()},
+               partial / STATE_FILE)
+    (partial / INFO_FILE).write_text(json.dumps({"step": step, "extra": extra or {}}, indent=2, default=str))
     shutil.rmtree(final, ignore_errors=True)
     partial.rename(final)
     for old in list_checkpoints(output)[:-keep] if keep > 0 else []:
@@ -54,7 +60,7 @@ def save_checkpoint(output: Path, step: int, model, tokenizer, optimizer, schedu
 
 def list_checkpoints(output: Path) -> list[Path]:
     root = Path(output) / "checkpoints"
-    found = [p for p in root.glob("step-*") if p.is_dir() and not p.name.endswith(".partial") and (p / STATE_FILE).is_file()]
+    found = [p for p in root.glob("step-*") if p.is_dir() and not p.name.endswith(".partial") and (p / INFO_FILE).is_file()]
     return sorted(found, key=lambda p: int(p.name.split("-")[1]))
 
 
@@ -63,12 +69,39 @@ def latest_checkpoint(output: Path) -> Path | None:
     return found[-1] if found else None
 
 
+def checkpoint_info(checkpoint: Path) -> dict:
+    """``{"step": N, "extra": {...}}`` as the trainer saved it."""
+    return json.loads((Path(checkpoint) / INFO_FILE).read_text())
+
+
 def load_trainer_state(checkpoint: Path, optimizer, scheduler) -> dict:
-    """Restore optimizer, scheduler and RNGs in place; returns the state (``step``, ``extra``)."""
+    """Restore optimizer, scheduler and RNGs in place; returns the checkpoint's info (``step``, ``extra``)."""
     import torch
 
     state = torch.load(Path(checkpoint) / STATE_FILE, weights_only=False)
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     restore_rng_state(state["rng"])
-    return state
+    return checkpoint_info(checkpoint)
+
+
+def load_weights(checkpoint: Path, model) -> None:
+    """Copy a checkpoint's weights into an existing module (one an optimizer or accelerate already holds)."""
+    from safetensors.torch import load_file
+
+    weights = {}
+    for shard in sorted(Path(checkpoint).glob("*.safetensors")):
+        weights.update(load_file(shard))
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    tied = {name for name in missing if name.endswith("lm_head.weight")}
+    if set(missing) - tied or unexpected:
+        raise RuntimeError(f"checkpoint {checkpoint} does not match the model (missing {sorted(missing)[:3]}, unexpected {unexpected[:3]})")
+
+
+def resume_into(output: Path, model, optimizer, scheduler) -> dict | None:
+    """Restore the latest checkpoint under ``output`` into live objects; its info, or None when there is none."""
+    checkpoint = latest_checkpoint(output)
+    if checkpoint is None:
+        return None
+    load_weights(checkpoint, model)
+    return load_trainer_state(checkpoint, optimizer, scheduler)

@@ -7,7 +7,15 @@ import math
 import pytest
 import torch
 
-from harness.rl.losses import aggregate, clipped_policy_loss, group_advantages, kl_k1, kl_k3, token_logprobs, truncated_is_loss
+from harness.rl.losses import (
+    aggregate,
+    clipped_policy_loss,
+    group_advantages,
+    kl_k1,
+    kl_k3,
+    token_logprobs,
+    truncated_is_loss,
+)
 
 
 def test_group_advantages_normalise_within_each_group():
