@@ -1,0 +1,50 @@
+"""Time the miniature reproduction (SFT-only vs vanilla RL vs EM, 3 seeds) on this machine.
+
+    .venv/bin/python bench/em/bench_miniature.py --model /tmp/testbed/sft [--iterations 6]
+
+Runs ``python -m harness.em.miniature`` as a subprocess (the real command, writing
+leaderboards/miniature.{md,png,json}), records its wall time with the machine's load average and
+core count beside it (the figure is honest only with those), and writes bench/em/results.json.
+The issue's budget: 10 minutes on 2 CPU cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", required=True, help="the warmed-up tiny model (harness testbed warmup)")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--iterations", type=int, default=6)
+    parser.add_argument("--out", type=Path, default=REPO / "leaderboards" / "miniature.md")
+    args = parser.parse_args()
+    command = [sys.executable, "-m", "harness.em.miniature", "--model", args.model, "--seeds", args.seeds,
+               "--iterations", str(args.iterations), "--out", str(args.out)]
+    load_before = os.getloadavg()
+    began = time.perf_counter()
+    subprocess.run(command, check=True)
+    seconds = round(time.perf_counter() - began, 1)
+    report = {
+        "command": " ".join(["python", *command[1:]]),
+        "wall_s": seconds,
+        "budget_s": 600,
+        "cores": os.cpu_count(),
+        "load_average_before": [round(x, 2) for x in load_before],
+        "load_average_after": [round(x, 2) for x in os.getloadavg()],
+    }
+    (REPO / "bench" / "em" / "results.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(f"miniature reproduction: {seconds}s on {os.cpu_count()} cores (budget 600 s)")
+
+
+if __name__ == "__main__":
+    main()
