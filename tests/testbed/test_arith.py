@@ -41,6 +41,27 @@ def test_golds_match_python_arithmetic(split):
         assert problem.answer == recompute(problem.question), problem.question
 
 
+def test_digit_by_digit_reasoning_states_only_true_facts():
+    """Every step a CoT demonstration shows for comparisons and additions is itself correct arithmetic."""
+    seen = set()
+    for problem in arith.problems("train", 900, seed=5, kinds=("cot-sufficient",)):
+        steps = problem.reasoning
+        for x, sign, y in re.findall(r"(\d+) ([<>=]) (\d+)\.", steps) if problem.op == "compare" else []:
+            assert {"<": int(x) < int(y), ">": int(x) > int(y), "=": int(x) == int(y)}[sign], steps
+        for terms, total in re.findall(r"((?:\d+ \+ )+\d+) = (\d+)", steps):
+            assert sum(int(t) for t in terms.split(" + ")) == int(total), steps
+        if problem.op == "add":
+            units = re.search(r"Units: \d+ \+ \d+ = (\d+), carry (\d)\.", steps)
+            assert int(units[2]) == int(units[1]) // 10, steps
+            tens = re.search(r"Tens: \d+ \+ \d+ \+ (\d) = (\d+)\.", steps)
+            assert tens[1] == units[2] and int(tens[2]) * 10 + int(units[1]) % 10 == problem.answer, steps
+            assert steps.endswith(f"= {problem.answer}."), steps
+        else:
+            assert steps.endswith(f"The larger number is {problem.answer}."), steps
+        seen.add((problem.op, "Units:" in steps))
+    assert seen == {("add", True), ("compare", True), ("compare", False)}
+
+
 def test_splits_are_disjoint_and_test_questions_distinct():
     test = [p.question for p in arith.problems("test", 450, seed=0)]
     assert len(set(test)) == len(test)
