@@ -24,21 +24,11 @@ def train_em_command(
 ) -> None:
     """EM for adaptive tool use: per query, K rollouts per decision (code forced by a prefix), Q̂ and s*,
     a subsampled training set, then truncated-IS policy gradient + KL + decision cross-entropy."""
-    from harness.em.config import EMConfig, help_text, preset
+    from harness.em.config import EMConfig
+    from harness.training.cli import trainer_config_or_exit
 
-    if help_config:
-        typer.echo(help_text())
-        return
-    try:
-        config = preset(preset_name) if preset_name else EMConfig()
-        if config_file:
-            config = EMConfig.from_yaml(config_file, base=config)
-        config = config.updated(model=model, task=task, iterations=iterations, seed=seed, device=device,
-                                output_dir=str(output_dir) if output_dir else None)
-    except (ValueError, OSError) as exc:
-        fail(str(exc))
-    if not config.model or not Path(config.model).is_dir():
-        fail(f"--model must be a model folder (got {config.model!r}); make one with `harness model init` and `harness train-sft`")
+    config = trainer_config_or_exit(EMConfig, help_config, preset_name, config_file, model=model, task=task, iterations=iterations,
+                                    seed=seed, device=device, output_dir=str(output_dir) if output_dir else None)
     from harness.em.trainer import EMTrainer
 
     try:

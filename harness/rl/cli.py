@@ -23,21 +23,11 @@ def train_rl_command(
     help_config: Annotated[bool, typer.Option("--help-config", help="List every config field and exit.")] = False,
 ) -> None:
     """On-policy RL with outcome reward and real tool calls in the rollouts; logs TRL's metric names."""
-    from harness.rl.config import RLConfig, help_text, preset
+    from harness.rl.config import RLConfig
+    from harness.training.cli import trainer_config_or_exit
 
-    if help_config:
-        typer.echo(help_text())
-        return
-    try:
-        config = preset(preset_name) if preset_name else RLConfig()
-        if config_file:
-            config = RLConfig.from_yaml(config_file, base=config)
-        config = config.updated(model=model, task=task, steps=steps, seed=seed, device=device,
-                                output_dir=str(output_dir) if output_dir else None)
-    except (ValueError, OSError) as exc:
-        fail(str(exc))
-    if not config.model or not Path(config.model).is_dir():
-        fail(f"--model must be a model folder (got {config.model!r}); make one with `harness model init` and `harness train-sft`")
+    config = trainer_config_or_exit(RLConfig, help_config, preset_name, config_file, model=model, task=task, steps=steps,
+                                    seed=seed, device=device, output_dir=str(output_dir) if output_dir else None)
     from harness.rl.trainer import RLTrainer
 
     try:

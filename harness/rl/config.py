@@ -6,53 +6,51 @@ and unknown keys are an error rather than silently ignored.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields, replace
-from pathlib import Path
+from dataclasses import dataclass
+from typing import ClassVar
 
-
-def _field(default, help: str):
-    if isinstance(default, (list, dict)):
-        return field(default_factory=lambda: type(default)(default), metadata={"help": help})
-    return field(default=default, metadata={"help": help})
+from harness.training.config import TrainerConfig, option
 
 
 @dataclass
-class RLConfig:
-    model: str = _field("", "policy to start from: a Hugging Face model folder")
-    task: str = _field("arith", "training task: a built-in task (its train split) or a JSONL path")
-    task_args: dict = _field({}, "generator arguments for procedural tasks, e.g. {split: train, size: 2000}")
-    data_dir: str | None = _field(None, "folder with the tasks' local JSONL files")
-    method: str = _field("auto", "rollout prompt (a method of baselines/): auto lets the model decide on code")
-    steps: int = _field(50, "policy updates to run")
-    prompts_per_step: int = _field(8, "distinct prompts per step")
-    group_size: int = _field(8, "rollouts per prompt (G); advantages are normalised within each group")
-    max_tokens: int = _field(256, "response token budget per rollout (model and tool tokens)")
-    max_tool_calls: int = _field(2, "executed code cells per rollout")
-    temperature: float = _field(1.0, "rollout sampling temperature")
-    top_p: float = _field(1.0, "rollout nucleus sampling")
-    learning_rate: float = _field(1e-6, "AdamW learning rate")
-    lr_schedule: str = _field("constant", "constant or cosine (after warmup)")
-    warmup_steps: int = _field(0, "linear warmup steps")
-    weight_decay: float = _field(0.0, "AdamW weight decay")
-    max_grad_norm: float = _field(1.0, "gradient clipping norm (0: off)")
-    clip_low: float = _field(0.2, "PPO ratio clip below 1 (1 - clip_low)")
-    clip_high: float = _field(0.28, "PPO ratio clip above 1 (1 + clip_high; DAPO's clip-higher)")
-    aggregation: str = _field("token", "token (DAPO: pooled over all tokens) or sequence (GRPO: per-sequence mean)")
-    advantage_scale: str = _field("group", "group (GRPO), batch, or none (Dr.GRPO)")
-    kl_weight: float = _field(0.0, "weight of the k3 KL to the frozen starting policy (0: no reference model)")
-    updates_per_batch: int = _field(1, "optimisation passes over each batch of rollouts (PPO epochs)")
-    micro_batch_size: int = _field(8, "sequences per forward/backward pass")
-    format_reward: float = _field(0.0, "bonus for a response with a \\boxed{} answer (off by default)")
-    tool_reward: float = _field(0.0, "bonus for a response that executed code (off by default)")
-    seed: int = _field(0, "seed for prompt order, rollouts and initialisation")
-    output_dir: str = _field("runs/rl", "checkpoints, logs and the final model go here")
-    save_every: int = _field(10, "steps between checkpoints (and at the end)")
-    report_to: list = _field(["jsonl"], "loggers: jsonl (always written), tensorboard, wandb")
-    sandbox: str = _field("local", "local or docker")
-    sandbox_timeout: float = _field(5.0, "seconds per code cell")
-    device: str = _field("auto", "auto, cpu or cuda")
-    dtype: str = _field("auto", "auto (bfloat16 on GPU, float32 on CPU), float32 or bfloat16")
-    gradient_checkpointing: bool = _field(False, "recompute activations in backward to save memory")
+class RLConfig(TrainerConfig):
+    COMMAND: ClassVar[str] = "train-rl"
+
+    model: str = option("", "policy to start from: a Hugging Face model folder")
+    task: str = option("arith", "training task: a built-in task (its train split) or a JSONL path")
+    task_args: dict = option({}, "generator arguments for procedural tasks, e.g. {split: train, size: 2000}")
+    data_dir: str | None = option(None, "folder with the tasks' local JSONL files")
+    method: str = option("auto", "rollout prompt (a method of baselines/): auto lets the model decide on code")
+    steps: int = option(50, "policy updates to run")
+    prompts_per_step: int = option(8, "distinct prompts per step")
+    group_size: int = option(8, "rollouts per prompt (G); advantages are normalised within each group")
+    max_tokens: int = option(256, "response token budget per rollout (model and tool tokens)")
+    max_tool_calls: int = option(2, "executed code cells per rollout")
+    temperature: float = option(1.0, "rollout sampling temperature")
+    top_p: float = option(1.0, "rollout nucleus sampling")
+    learning_rate: float = option(1e-6, "AdamW learning rate")
+    lr_schedule: str = option("constant", "constant or cosine (after warmup)")
+    warmup_steps: int = option(0, "linear warmup steps")
+    weight_decay: float = option(0.0, "AdamW weight decay")
+    max_grad_norm: float = option(1.0, "gradient clipping norm (0: off)")
+    clip_low: float = option(0.2, "PPO ratio clip below 1 (1 - clip_low)")
+    clip_high: float = option(0.28, "PPO ratio clip above 1 (1 + clip_high; DAPO's clip-higher)")
+    aggregation: str = option("token", "token (DAPO: pooled over all tokens) or sequence (GRPO: per-sequence mean)")
+    advantage_scale: str = option("group", "group (GRPO), batch, or none (Dr.GRPO)")
+    kl_weight: float = option(0.0, "weight of the k3 KL to the frozen starting policy (0: no reference model)")
+    updates_per_batch: int = option(1, "optimisation passes over each batch of rollouts (PPO epochs)")
+    micro_batch_size: int = option(8, "sequences per forward/backward pass")
+    format_reward: float = option(0.0, "bonus for a response with a \\boxed{} answer (off by default)")
+    tool_reward: float = option(0.0, "bonus for a response that executed code (off by default)")
+    seed: int = option(0, "seed for prompt order, rollouts and initialisation")
+    output_dir: str = option("runs/rl", "checkpoints, logs and the final model go here")
+    save_every: int = option(10, "steps between checkpoints (and at the end)")
+    report_to: list = option(["jsonl"], "loggers: jsonl (always written), tensorboard, wandb")
+    sandbox: str = option("local", "local or docker")
+    sandbox_timeout: float = option(5.0, "seconds per code cell")
+    device: str = option("auto", "auto, cpu or cuda")
+    dtype: str = option("auto", "auto (bfloat16 on GPU, float32 on CPU), float32 or bfloat16")
+    gradient_checkpointing: bool = option(False, "recompute activations in backward to save memory")
 
     def __post_init__(self) -> None:
         checks = {
@@ -68,35 +66,6 @@ class RLConfig:
             if not ok:
                 raise ValueError(f"invalid {name}: {getattr(self, name)!r}")
 
-    @classmethod
-    def from_dict(cls, values: dict) -> RLConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown config keys: {', '.join(unknown)} (see `harness train-rl --help-config`)")
-        return cls(**values)
-
-    @classmethod
-    def from_yaml(cls, path: str | Path, base: RLConfig | None = None) -> RLConfig:
-        """The fields a YAML file sets, over ``base`` (a preset) or the defaults."""
-        import yaml
-
-        values = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-        if not isinstance(values, dict):
-            raise ValueError(f"{path}: a config file is a mapping of field: value")
-        return cls.from_dict({**(base.to_dict() if base else {}), **values})
-
-    def updated(self, **overrides) -> RLConfig:
-        return replace(self, **{k: v for k, v in overrides.items() if v is not None})
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-def help_text() -> str:
-    defaults = RLConfig().to_dict()
-    return "\n".join(f"{f.name} (default {defaults[f.name]!r}): {f.metadata['help']}" for f in fields(RLConfig))
-
 
 PRESETS = {
     # The testbed: a warmed-up tiny model on `arith`, minutes on 2 CPU cores.
@@ -110,8 +79,8 @@ PRESETS = {
                        report_to=["jsonl", "tensorboard"]),
 }
 
+RLConfig.PRESETS = PRESETS
+
 
 def preset(name: str) -> RLConfig:
-    if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
-    return RLConfig.from_dict(PRESETS[name])
+    return RLConfig.preset(name)

@@ -39,3 +39,18 @@ def train_sft_command(
     except ValueError as exc:
         fail(str(exc))
     typer.echo(f"wrote {summary['output']} ({summary['steps']} steps, {summary['examples']} demonstrations, {summary['seconds']}s)")
+
+
+def trainer_config_or_exit(config_class, help_config: bool, preset_name: str | None, config_file: Path | None, **overrides):
+    """What train-rl and train-em do with their shared flags: print the fields and exit, or build the
+    config (preset, YAML, flags) and check it names a model folder; every error is one line and exit 2."""
+    if help_config:
+        typer.echo(config_class.help_text())
+        raise typer.Exit(0)
+    try:
+        config = config_class.resolve(preset_name, config_file, **overrides)
+    except (ValueError, OSError) as exc:
+        fail(str(exc))
+    if not config.model or not Path(config.model).is_dir():
+        fail(f"--model must be a model folder (got {config.model!r}); make one with `harness model init` and `harness train-sft`")
+    return config
