@@ -33,6 +33,7 @@ browser-up:
 
 # pytest exits 5 when it collected nothing: that is a failure here, not a pass.
 test: install-hf docker-up browser-up
+	$(BIN)/ruff check harness tests bench
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test-all: PYTEST_ARGS += -m ''

@@ -10,9 +10,9 @@ from __future__ import annotations
 import json
 import os
 import random
+import secrets
 import select
 import signal
-import secrets
 import socket
 import struct
 import threading

