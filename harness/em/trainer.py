@@ -157,10 +157,10 @@ class EMTrainer:
         warmup = max(1, round(config.warmup_ratio * steps))
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda s: (s + 1) / warmup if s < warmup else 0.5 * (1 + math.cos(math.pi * (s - warmup) / max(1, steps - warmup))))
-        if start_step:
-            from harness.training.checkpoint import resume_into
+        if start_step:  # train() has already loaded the checkpoint's weights; restore the optimiser, schedule and RNGs
+            from harness.training.checkpoint import latest_checkpoint, load_trainer_state
 
-            resume_into(self.out, self.model, optimizer, scheduler)
+            load_trainer_state(latest_checkpoint(self.out), optimizer, scheduler)
         losses = []
         for step in range(start_step, steps):
             rows = slice(step * config.batch_size, (step + 1) * config.batch_size)
