@@ -23,6 +23,7 @@ def _register_subcommands() -> None:
     from harness.eval.cli import eval_command, score_command, tasks_command
     from harness.grading.cli import grade
     from harness.leaderboard.cli import leaderboard_command
+    from harness.plan import plan_command
     from harness.rl.cli import train_rl_command
     from harness.sandbox.cli import sandbox_app
     from harness.testbed.cli import model_app, testbed_app
@@ -39,6 +40,7 @@ def _register_subcommands() -> None:
     app.add_typer(model_app, name="model")
     app.add_typer(testbed_app, name="testbed")
     app.command(name="train-sft")(train_sft_command)
+    app.command(name="plan")(plan_command)
 
 
 _register_subcommands()
