@@ -4,11 +4,13 @@ Standard library and ctypes only: it runs in the zygote's forked children. The o
 the security argument, so it is kept in one place:
   1. the launcher unshares pid, network, mount, IPC and UTS namespaces (plus a user namespace when the
      harness is not root); its next child is pid 1 of the new pid namespace;
-  2. that child mounts a tmpfs root holding only bind mounts of the shared libraries, the interpreter's
-     standard library and the allowed packages (all read-only), /dev/{null,zero,...}, a fresh /proc and
-     a private /tmp; pivots into it and detaches the old root, so no host path stays reachable;
+  2. that child mounts a tmpfs root holding only read-only bind mounts of the interpreter, its standard
+     library, the allowed packages and the shared libraries they link (host_files.py), /dev/{null,zero,...},
+     a fresh /proc and a private /tmp capped in bytes and inodes; pivots into it and detaches the old root,
+     so no host path stays reachable;
   3. it drops to the session's own uid (or, in a user namespace, drops every capability) with
-     no_new_privs set, and the kernel applies rlimits before running any cell.
+     no_new_privs set, re-arms its parent-death signal (a uid change clears it), and installs the seccomp
+     filter (syscall_filter.py); the kernel applies rlimits before running any cell.
 """
 
 from __future__ import annotations
@@ -17,8 +19,6 @@ import ctypes
 import os
 import platform
 import sys
-import sysconfig
-from dataclasses import dataclass, field
 
 CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC = 0x00020000, 0x04000000, 0x08000000
 CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x10000000, 0x20000000, 0x40000000
@@ -27,8 +27,6 @@ MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 0x20, 0x1000, 0x4000, 0x40000
 MNT_DETACH = 0x2
 PR_SET_PDEATHSIG, PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS = 1, 36, 38
 PIVOT_ROOT_SYSCALL = {"x86_64": 155, "aarch64": 41}
-LIBRARY_DIRS = ("/usr/lib", "/usr/lib64", "/usr/lib32", "/lib", "/lib64", "/lib32")
-LOADER_FILES = ("/etc/ld.so.cache",)
 DEVICES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom")
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -53,38 +51,11 @@ def prctl(option: int, value: int) -> None:
     _check(_libc.prctl(option, ctypes.c_ulong(value), 0, 0, 0), f"prctl {option}")
 
 
-@dataclass
-class RootPlan:
-    """What a session's root contains, computed once in the zygote and reused by every session."""
-
-    read_only: list[str] = field(default_factory=list)  # bound at the same path, read-only
-    masked: list[str] = field(default_factory=list)  # hidden under an empty read-only tmpfs
-    symlinks: dict[str, str] = field(default_factory=dict)  # recreated as-is (/lib -> usr/lib)
-
-    def mounts(self) -> list[tuple[str, str]]:
-        """(kind, path), parents before children, so a package inside a masked dir is bound after the mask."""
-        entries = [("bind", path) for path in self.read_only] + [("mask", path) for path in self.masked]
-        return sorted(entries, key=lambda entry: entry[1].rstrip("/").count("/"))
-
-
-def plan_root(package_dirs: list[str]) -> RootPlan:
-    plan = RootPlan()
-    for path in LIBRARY_DIRS:
-        if os.path.islink(path):
-            plan.symlinks[path] = os.readlink(path)
-        elif os.path.isdir(path):
-            plan.read_only.append(path)
-    plan.read_only += [path for path in LOADER_FILES if os.path.isfile(path)]
-    stdlib = sysconfig.get_paths()["stdlib"]
-    libdir = sysconfig.get_config_var("LIBDIR") or ""
-    # libpython lives next to the standard library in shared builds; dlopen of extension modules needs it.
-    plan.read_only.append(libdir if os.path.isdir(libdir) and os.path.dirname(stdlib) == libdir else stdlib)
-    base_site = os.path.join(stdlib, "site-packages")
-    if os.path.isdir(base_site):  # the base interpreter's packages are not the allowed ones
-        plan.masked.append(base_site)
-    covered = tuple(plan.read_only)
-    plan.read_only += [path for path in package_dirs if not path.startswith(covered) or base_site in path]
-    return plan
+def mount_order(files) -> list[tuple[str, str]]:
+    """(kind, path) of a host_files.HostFiles, parents before children, so a package inside a masked dir is bound
+    after the mask."""
+    entries = [("bind", path) for path in files.read_only] + [("mask", path) for path in files.masked]
+    return sorted(entries, key=lambda entry: entry[1].rstrip("/").count("/"))
 
 
 def package_paths(names: list[str]) -> list[str]:
@@ -118,7 +89,7 @@ def enter_namespaces(user_namespace: bool) -> None:
         unshare(flags)
 
 
-def build_root(plan: RootPlan, new_root: str, owner_uid: int, scratch_mb: int) -> None:
+def build_root(files, new_root: str, owner_uid: int, scratch_mb: int, scratch_files: int) -> None:
     """Mount the session's root at new_root and pivot into it; runs as pid 1 of the new namespaces."""
     mount("none", "/", None, MS_REC | MS_PRIVATE)
     mount("tmpfs", new_root, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0755")
@@ -127,8 +98,8 @@ def build_root(plan: RootPlan, new_root: str, owner_uid: int, scratch_mb: int) -
     # checkout, say) is then bound read-only on top of it instead of being hidden by it.
     os.makedirs(new_root + "/tmp")
     mount("tmpfs", new_root + "/tmp", "tmpfs", MS_NOSUID | MS_NODEV,
-          f"size={scratch_mb}m,mode=0700,uid={owner_uid},gid={owner_uid}")
-    for kind, path in plan.mounts():
+          f"size={scratch_mb}m,nr_inodes={scratch_files},mode=0700,uid={owner_uid},gid={owner_uid}")
+    for kind, path in mount_order(files):
         target = new_root + path
         if kind == "mask":
             mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, "size=64k,mode=0755")
@@ -137,7 +108,7 @@ def build_root(plan: RootPlan, new_root: str, owner_uid: int, scratch_mb: int) -
         _make_mountpoint(target, os.path.isdir(path))
         mount(path, target, None, MS_BIND | MS_REC)
         mount("none", target, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
-    for link, destination in plan.symlinks.items():
+    for link, destination in files.symlinks.items():
         os.symlink(destination, new_root + link)
     for device in DEVICES:
         if os.path.exists(device):
