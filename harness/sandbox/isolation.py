@@ -51,7 +51,7 @@ except OSError as exc:
     found["cgroup_error"] = str(exc)
 else:
     ok = in_child(lambda: session_cgroup.create_and_enter(parents, "probe", 64 << 20, 8))
-    session_cgroup.remove(session_cgroup.session_paths(parents, "probe") + sorted(set(parents.parents.values())))
+    session_cgroup.remove_all(parents, wait_s=1.0)
     found["cgroup" if ok else "cgroup_error"] = parents.describe() if ok else "a session cgroup could not be set up"
 print(json.dumps(found))
 """

@@ -102,7 +102,7 @@ def _remove_stale(base: str, prefix: str = f"{TOP}-") -> None:
     for name in names:
         pid = name[len(prefix):]
         if name.startswith(prefix) and pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
-            remove([f"{base}/{name}/{child}" for child in _children(f"{base}/{name}")] + [f"{base}/{name}"], wait_s=0)
+            remove_all(CgroupParents(0, {"stale": f"{base}/{name}"}), wait_s=0)
 
 
 def _children(path: str) -> list[str]:
@@ -120,7 +120,7 @@ def create_and_enter(parents: CgroupParents, name: str, memory_bytes: int, pids:
     """Make the session's cgroup(s) with their limits and move the calling process in; returns the directories."""
     made = session_paths(parents, name)
     for path in made:
-        os.mkdir(path)
+        os.makedirs(path, exist_ok=True)  # one left by a killed launcher whose pid came round again is reused
     for controller, parent in sorted(parents.parents.items()):
         path = f"{parent}/{name}"
         if controller == "memory" and parents.version == 2:
@@ -150,6 +150,12 @@ def oom_killed(paths: list[str]) -> bool:
             if int(counts.get("oom_kill", 0)) > 0:
                 return True
     return False
+
+
+def remove_all(parents: CgroupParents, wait_s: float) -> None:
+    """The zygote's parent cgroups and any session cgroup still under them."""
+    tops = sorted(set(parents.parents.values()))
+    remove([f"{top}/{child}" for top in tops for child in _children(top)] + tops, wait_s)
 
 
 def remove(paths: list[str], wait_s: float = 2.0) -> None:

@@ -92,7 +92,7 @@ def main() -> None:
             os.kill(pid, signal.SIGKILL)
         reap(launchers, cgroups, block=True)
         if cgroups is not None:
-            session_cgroup.remove(sorted(set(cgroups.parents.values())), wait_s=1.0)
+            session_cgroup.remove_all(cgroups, wait_s=1.0)
         shutil.rmtree(setup.new_root, ignore_errors=True)
 
 
@@ -127,7 +127,7 @@ def reap(launchers: set[int], cgroups, block: bool = False) -> None:
             return
         if pid == 0:
             return
-        if pid in launchers and cgroups is not None:
+        if cgroups is not None:  # by pid, not membership: a launcher can end before the main loop records it
             session_cgroup.remove(session_cgroup.session_paths(cgroups, f"session-{pid}"), wait_s=0.5)
         launchers.discard(pid)
 

@@ -169,3 +169,32 @@ def test_doctor_reports_every_mechanism():
     text = completed.stdout
     for mechanism in ("memory cgroup", "seccomp", "scratch inodes", "die with the harness", "root contents"):
         assert mechanism in text, text
+
+
+def test_cgroup_v2_layout_on_a_stand_in_hierarchy(tmp_path, monkeypatch):
+    """This host may have only cgroup v1; the v2 layout (no process in a cgroup that hands controllers down)
+    is checked on a directory standing in for /sys/fs/cgroup."""
+    from harness.sandbox import session_cgroup
+
+    root = tmp_path / "cgroup"
+    root.mkdir()
+    (root / "cgroup.controllers").write_text("cpu memory pids io\n")
+    mountinfo = tmp_path / "mountinfo"
+    mountinfo.write_text(f"30 1 0:26 / {root} rw,nosuid - cgroup2 cgroup2 rw,nsdelegate\n")
+    monkeypatch.setattr(session_cgroup, "MOUNTINFO", str(mountinfo))
+    parents = session_cgroup.prepare(4242)
+    zygote = root / "harness-sandbox" / "zygote-4242"
+    assert parents.version == 2 and set(parents.parents.values()) == {str(zygote)}
+    for level in (root, root / "harness-sandbox", zygote):
+        assert (level / "cgroup.subtree_control").read_text() == "+memory +pids"
+    (zygote / "session-7").mkdir()  # the kernel would create it with its interface files
+    (zygote / "session-7" / "memory.swap.max").write_text("max")
+    assert session_cgroup.create_and_enter(parents, "session-7", 300 << 20, 33) == [str(zygote / "session-7")]
+    session = zygote / "session-7"
+    assert (session / "memory.max").read_text() == str(300 << 20)
+    assert (session / "memory.swap.max").read_text() == "0"
+    assert (session / "pids.max").read_text() == "33"
+    assert (session / "cgroup.procs").read_text() == str(os.getpid())
+    assert not session_cgroup.oom_killed([str(session)])
+    (session / "memory.events").write_text("low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n")
+    assert session_cgroup.oom_killed([str(session)])
