@@ -65,12 +65,11 @@ def hardening_lines(mode: str) -> list[str]:
 
 
 def root_summary() -> str:
-    from harness.sandbox.host_files import interpreter_files
-    from harness.sandbox.jail import package_paths
+    from harness.sandbox.host_files import interpreter_files, package_locations
     from harness.sandbox.local import DEFAULT_PACKAGES
 
     try:
-        files = interpreter_files(package_paths(list(DEFAULT_PACKAGES)))
+        files = interpreter_files(package_locations(list(DEFAULT_PACKAGES)))
     except (OSError, ImportError) as exc:
         return f"cannot be computed here ({exc}); sessions will not start"
     libraries = [path for path in files.read_only if path.startswith(("/usr/", "/lib")) and path != files.interpreter]

@@ -10,6 +10,7 @@ sandbox lead to them. Standard library only: the zygote computes this before for
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -32,20 +33,62 @@ class HostFiles:
 
 def interpreter_files(package_dirs: list[str]) -> HostFiles:
     """Everything a sandbox needs to run this interpreter with the given package directories (or files)."""
-    files = HostFiles(symlinks={path: os.readlink(path) for path in LIBRARY_DIRS if os.path.islink(path)})
-    files.interpreter = os.path.realpath(sys.executable)
-    stdlib = sysconfig.get_paths()["stdlib"]
-    base_site = os.path.join(stdlib, "site-packages")
-    if os.path.isdir(base_site):  # the base interpreter's packages are not the allowed ones
-        files.masked.append(base_site)
-    covered = (stdlib + "/",)
-    packages = [path for path in package_dirs if not path.startswith(covered) or path.startswith(base_site + "/")]
-    elf = [files.interpreter, *extension_modules([stdlib, *packages])]
-    directories = tuple(path.rstrip("/") + "/" for path in [stdlib, *packages])
-    libraries = [path for path in linked_libraries(elf) if not path.startswith(directories)]
-    files.read_only = list(dict.fromkeys([files.interpreter, stdlib, *packages, *libraries,
-                                          *(path for path in LOADER_FILES if os.path.isfile(path))]))
-    return files
+    return PendingHostFiles(package_dirs).result()
+
+
+def package_locations(names: list[str]) -> list[str]:
+    """Directories (or single files) of top-level packages, plus their vendored `.libs`; nothing is imported."""
+    paths = []
+    for name in names:
+        spec = importlib.util.find_spec(name)
+        if spec is None:
+            raise ImportError(f"package {name!r} is not installed in {sysconfig.get_paths()['purelib']}")
+        for location in spec.submodule_search_locations or [spec.origin]:
+            paths.append(location)
+            vendored = location.rstrip("/") + ".libs"
+            if os.path.isdir(vendored):
+                paths.append(vendored)
+    return paths
+
+
+class PendingHostFiles:
+    """Starts `ldd` at once and answers later, so the zygote can import its packages meanwhile."""
+
+    def __init__(self, package_dirs: list[str]) -> None:
+        self.files = HostFiles(symlinks={path: os.readlink(path) for path in LIBRARY_DIRS if os.path.islink(path)})
+        self.files.interpreter = os.path.realpath(sys.executable)
+        self.stdlib = sysconfig.get_paths()["stdlib"]
+        base_site = os.path.join(self.stdlib, "site-packages")
+        if os.path.isdir(base_site):  # the base interpreter's packages are not the allowed ones
+            self.files.masked.append(base_site)
+        self.packages = [path for path in package_dirs
+                         if not path.startswith(self.stdlib + "/") or path.startswith(base_site + "/")]
+        ldd = shutil.which("ldd", path="/usr/bin:/bin")
+        if ldd is None:
+            raise OSError("ldd is not installed, so the libraries the interpreter links cannot be resolved")
+        elf = [self.files.interpreter, *extension_modules([self.stdlib, *self.packages])]
+        self.listings = [subprocess.Popen([ldd, *elf[start:start + 200]], stdout=subprocess.PIPE, text=True,
+                                          stderr=subprocess.DEVNULL, env={"PATH": "/usr/bin:/bin", "LC_ALL": "C"})
+                         for start in range(0, len(elf), 200)]  # keep each command line short
+
+    def result(self) -> HostFiles:
+        directories = tuple(path.rstrip("/") + "/" for path in [self.stdlib, *self.packages])
+        libraries = [path for path in self._linked_libraries() if not path.startswith(directories)]
+        self.files.read_only = list(dict.fromkeys([self.files.interpreter, self.stdlib, *self.packages, *libraries,
+                                                   *(path for path in LOADER_FILES if os.path.isfile(path))]))
+        return self.files
+
+    def _linked_libraries(self) -> list[str]:
+        """The shared libraries (loader included) the dynamic loader resolved, transitively, at their real directory."""
+        found: dict[str, None] = {}
+        for listing in self.listings:
+            output, _ = listing.communicate(timeout=LDD_TIMEOUT_S)
+            for line in output.splitlines():
+                resolved = line.split("=>", 1)[1] if "=>" in line else line
+                path = resolved.split("(0x", 1)[0].strip()
+                if path.startswith("/") and "(0x" in resolved and os.path.exists(path):
+                    found[os.path.join(os.path.realpath(os.path.dirname(path)), os.path.basename(path))] = None
+        return list(found)
 
 
 def extension_modules(paths: list[str]) -> list[str]:
@@ -62,20 +105,3 @@ def extension_modules(paths: list[str]) -> list[str]:
 
 def _is_shared_object(name: str) -> bool:
     return name.endswith(".so") or ".so." in os.path.basename(name)
-
-
-def linked_libraries(elf_files: list[str]) -> list[str]:
-    """The shared libraries (loader included) that the dynamic loader resolves for these files, transitively."""
-    ldd = shutil.which("ldd", path="/usr/bin:/bin")
-    if ldd is None:
-        raise OSError("ldd is not installed, so the libraries the interpreter links cannot be resolved")
-    found: dict[str, None] = {}
-    for start in range(0, len(elf_files), 200):  # keep each command line short
-        listing = subprocess.run([ldd, *elf_files[start:start + 200]], capture_output=True, text=True,
-                                 timeout=LDD_TIMEOUT_S, env={"PATH": "/usr/bin:/bin", "LC_ALL": "C"})
-        for line in listing.stdout.splitlines():
-            resolved = line.split("=>", 1)[1] if "=>" in line else line
-            path = resolved.split("(0x", 1)[0].strip()
-            if path.startswith("/") and "(0x" in resolved and os.path.exists(path):
-                found[os.path.join(os.path.realpath(os.path.dirname(path)), os.path.basename(path))] = None
-    return list(found)

@@ -11,16 +11,14 @@ Two kinds, told apart by the image's `harness.sandbox.kind` label:
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import os
-import sysconfig
 import tarfile
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.sandbox.host_files import LIBRARY_DIRS, interpreter_files
+from harness.sandbox.host_files import LIBRARY_DIRS, interpreter_files, package_locations
 from harness.sandbox.jail import DEVICES
 
 DEFAULT_IMAGE = "harness-sandbox:latest"
@@ -49,16 +47,11 @@ class HostMounts:
 def host_mounts(packages: tuple[str, ...]) -> HostMounts:
     """What a hostpy container needs from this host to run its interpreter with the allowed packages: the same
     minimal set as the local backend's root (host_files.py), not whole library directories."""
-    package_dirs, sys_path = [], []
-    for name in packages:
-        spec = importlib.util.find_spec(name)
-        if spec is None:
-            raise RuntimeError(f"package {name!r} is not installed in {sysconfig.get_paths()['purelib']}")
-        for location in spec.submodule_search_locations or [spec.origin]:
-            package_dirs.append(location)
-            if os.path.isdir(location.rstrip("/") + ".libs"):
-                package_dirs.append(location.rstrip("/") + ".libs")
-            sys_path.append(os.path.dirname(location.rstrip("/")))
+    try:
+        package_dirs = package_locations(list(packages))
+    except ImportError as exc:
+        raise RuntimeError(str(exc)) from None
+    sys_path = [os.path.dirname(path.rstrip("/")) for path in package_dirs]
     files = interpreter_files(package_dirs)
     return HostMounts(tuple(files.read_only), tuple(files.masked), files.interpreter, tuple(dict.fromkeys(sys_path)))
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import ctypes
 import os
 import platform
-import sys
 
 CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC = 0x00020000, 0x04000000, 0x08000000
 CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x10000000, 0x20000000, 0x40000000
@@ -56,20 +55,6 @@ def mount_order(files) -> list[tuple[str, str]]:
     after the mask."""
     entries = [("bind", path) for path in files.read_only] + [("mask", path) for path in files.masked]
     return sorted(entries, key=lambda entry: entry[1].rstrip("/").count("/"))
-
-
-def package_paths(names: list[str]) -> list[str]:
-    """Directories (or single files) of already-imported top-level packages, plus their vendored `.libs`."""
-    paths = []
-    for name in names:
-        module = sys.modules.get(name) or __import__(name)
-        location = list(getattr(module, "__path__", [])) or [module.__file__]
-        for path in location:
-            paths.append(path)
-            vendored = path.rstrip("/") + ".libs"
-            if os.path.isdir(vendored):
-                paths.append(vendored)
-    return paths
 
 
 def enter_namespaces(user_namespace: bool) -> None:

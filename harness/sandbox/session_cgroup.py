@@ -138,18 +138,27 @@ def create_and_enter(parents: CgroupParents, name: str, memory_bytes: int, pids:
     return made
 
 
-def oom_killed(paths: list[str]) -> bool:
-    """Whether the kernel's OOM killer acted inside the session's memory cgroup."""
-    for path in paths:
-        for events in (f"{path}/memory.events", f"{path}/memory.oom_control"):
-            try:
-                with open(events) as handle:
-                    counts = dict(line.split() for line in handle if line.strip())
-            except OSError:
-                continue
-            if int(counts.get("oom_kill", 0)) > 0:
-                return True
-    return False
+class OomCounter:
+    """The OOM-kill count of a session's memory cgroup, opened before the launcher enters the session's mount
+    namespace (the kernel's pivot_root takes the launcher's view of /sys with it)."""
+
+    def __init__(self, paths: list[str]) -> None:
+        self.fd = None
+        for path in paths:
+            for events in (f"{path}/memory.events", f"{path}/memory.oom_control"):  # v2, v1
+                if self.fd is None and os.path.exists(events):
+                    self.fd = os.open(events, os.O_RDONLY)
+        self.start = self.count()
+
+    def count(self) -> int:
+        if self.fd is None:
+            return 0
+        text = os.pread(self.fd, 4096, 0).decode()
+        return int(dict(line.split()[:2] for line in text.splitlines() if line.strip()).get("oom_kill", 0))
+
+    def fired(self) -> bool:
+        """Whether the kernel's OOM killer acted inside the session's memory cgroup since it was opened."""
+        return self.count() > self.start
 
 
 def remove_all(parents: CgroupParents, wait_s: float) -> None:

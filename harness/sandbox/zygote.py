@@ -51,12 +51,14 @@ def main() -> None:
     config = json.loads(sys.argv[1])
     requests = socket.socket(fileno=config["request_fd"])
     harness = watch_harness(config["harness_pid"])
+    isolated = config["isolation"] != "none"
+    # ldd resolves the root's libraries while the packages import
+    pending = host_files.PendingHostFiles(host_files.package_locations(config["packages"])) if isolated else None
     for name in config["preload"]:
         __import__(name)
     if config["warm"] and "sympy" in config["preload"]:
         exec(WARMUP, {})
-    isolated = config["isolation"] != "none"
-    files = host_files.interpreter_files(jail.package_paths(config["packages"])) if isolated else None
+    files = pending.result() if pending is not None else None
     try:
         cgroups = session_cgroup.prepare(os.getpid())
     except OSError:
@@ -146,6 +148,7 @@ def launch_session(request: dict, fds: list[int], setup: Setup) -> None:
             cgroup_dirs = session_cgroup.create_and_enter(setup.cgroups, f"session-{os.getpid()}",
                                                           setup.baseline_bytes + limits["memory_mb"] * 2**20,
                                                           limits["pids"] + 1)
+        ooms = session_cgroup.OomCounter(cgroup_dirs)
         if setup.files is not None:
             jail.enter_namespaces(setup.user_namespace)
         else:
@@ -166,7 +169,7 @@ def launch_session(request: dict, fds: list[int], setup: Setup) -> None:
         if setup.files is None:
             kill_descendants_until_none()
             shutil.rmtree(scratch, ignore_errors=True)
-        ended = {"exit": os.waitstatus_to_exitcode(wait_status), "oom_killed": session_cgroup.oom_killed(cgroup_dirs)}
+        ended = {"exit": os.waitstatus_to_exitcode(wait_status), "oom_killed": ooms.fired()}
         control.sendall(kernel_loop.encode_frame(ended))
     except BaseException:
         try:
