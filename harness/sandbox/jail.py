@@ -4,10 +4,11 @@ Standard library and ctypes only: it runs in the zygote's forked children. The o
 the security argument, so it is kept in one place:
   1. the launcher unshares pid, network, mount, IPC and UTS namespaces (plus a user namespace when the
      harness is not root); its next child is pid 1 of the new pid namespace;
-  2. that child mounts a tmpfs root holding only read-only bind mounts of the interpreter, its standard
-     library, the allowed packages and the shared libraries they link (host_files.py), /dev/{null,zero,...},
-     a fresh /proc and a private /tmp capped in bytes and inodes; pivots into it and detaches the old root,
-     so no host path stays reachable;
+  2. its root is a tmpfs holding only read-only bind mounts of the interpreter, its standard library, the
+     allowed packages and the shared libraries they link (host_files.py) and /dev/{null,zero,...}: a
+     template the zygote mounts once in a mount namespace of its own, which each session's copies. That
+     child adds a fresh /proc and a private /tmp capped in bytes and inodes, pivots into the root and
+     detaches the old one, so no host path stays reachable;
   3. it drops to the session's own uid (or, in a user namespace, drops every capability) with
      no_new_privs set, re-arms its parent-death signal (a uid change clears it), and installs the seccomp
      filter (syscall_filter.py); the kernel applies rlimits before running any cell.
@@ -59,7 +60,15 @@ def mount_order(files) -> list[tuple[str, str]]:
 
 def enter_namespaces(user_namespace: bool) -> None:
     """Called by the session launcher: its next fork() becomes pid 1 of a fresh pid namespace."""
-    flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS
+    _unshare(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS, user_namespace)
+
+
+def enter_template_namespace(user_namespace: bool) -> None:
+    """Called once by the zygote: a mount namespace of its own, where the template root can live."""
+    _unshare(CLONE_NEWNS, user_namespace)
+
+
+def _unshare(flags: int, user_namespace: bool) -> None:
     if user_namespace:
         # A process may map only its own ids into the namespace it just entered: root inside is the caller outside.
         uid, gid = os.geteuid(), os.getegid()
@@ -74,25 +83,15 @@ def enter_namespaces(user_namespace: bool) -> None:
         unshare(flags)
 
 
-def build_root(files, new_root: str, owner_uid: int, scratch_mb: int, scratch_files: int) -> None:
-    """Mount the session's root at new_root and pivot into it; runs as pid 1 of the new namespaces."""
+def build_template(files, new_root: str) -> None:
+    """The read-only part of every session's root, mounted once at new_root in the zygote's own mount namespace.
+    A session's mount namespace is a copy of the zygote's, so it starts with the whole tree: one unshare instead
+    of two mount calls per bound file."""
     mount("none", "/", None, MS_REC | MS_PRIVATE)
     mount("tmpfs", new_root, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0755")
-    writable_tmpfs = [new_root]
-    # The scratch /tmp comes first: an interpreter or virtualenv that itself lives under /tmp (a CI
-    # checkout, say) is then bound read-only on top of it instead of being hidden by it.
-    os.makedirs(new_root + "/tmp")
-    mount("tmpfs", new_root + "/tmp", "tmpfs", MS_NOSUID | MS_NODEV,
-          f"size={scratch_mb}m,nr_inodes={scratch_files},mode=0700,uid={owner_uid},gid={owner_uid}")
-    for kind, path in mount_order(files):
-        target = new_root + path
-        if kind == "mask":
-            mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, "size=64k,mode=0755")
-            writable_tmpfs.append(target)
-            continue
-        _make_mountpoint(target, os.path.isdir(path))
-        mount(path, target, None, MS_BIND | MS_REC)
-        mount("none", target, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
+    for directory in ("/tmp", "/proc"):
+        os.makedirs(new_root + directory)
+    _bind_read_only(files, new_root, lambda path: True)
     for link, destination in files.symlinks.items():
         os.symlink(destination, new_root + link)
     for device in DEVICES:
@@ -100,12 +99,40 @@ def build_root(files, new_root: str, owner_uid: int, scratch_mb: int, scratch_fi
             _make_mountpoint(new_root + device, is_dir=False)
             mount(device, new_root + device, None, MS_BIND)
             mount("none", new_root + device, None, MS_BIND | MS_REMOUNT | MS_NOSUID | MS_NOEXEC)
-    os.makedirs(new_root + "/proc")
+    mount("none", new_root, None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
+
+
+def enter_root(files, new_root: str, owner_uid: int, scratch_mb: int, scratch_files: int) -> None:
+    """pid 1 of a session: a private scratch /tmp and /proc on the template, then pivot into it."""
+    mount("none", "/", None, MS_REC | MS_PRIVATE)
+    # The copied template is locked in a nested user namespace, and pivot_root refuses a locked root: a
+    # recursive bind of it onto itself (one call) is this namespace's own.
+    mount(new_root, new_root, None, MS_BIND | MS_REC)
+    mount("tmpfs", new_root + "/tmp", "tmpfs", MS_NOSUID | MS_NODEV,
+          f"size={scratch_mb}m,nr_inodes={scratch_files},mode=0700,uid={owner_uid},gid={owner_uid}")
+    # An interpreter or virtualenv that itself lives under /tmp (a CI checkout, say) is bound again on top.
+    _bind_read_only(files, new_root, lambda path: path.startswith("/tmp/"))
     mount("proc", new_root + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
-    for path in reversed(writable_tmpfs):
-        mount("none", path, None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
     _pivot_into(new_root)
     _libc.sethostname(b"sandbox", 7)
+
+
+def _bind_read_only(files, new_root: str, wanted) -> None:
+    for kind, path in mount_order(files):
+        if not wanted(path):
+            continue
+        target = new_root + path
+        if kind == "mask":
+            os.makedirs(target, exist_ok=True)
+            mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV | MS_RDONLY, "size=64k,mode=0755")
+            continue
+        _make_mountpoint(target, os.path.isdir(path))
+        mount(path, target, None, MS_BIND | MS_REC)
+        mount("none", target, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
+
+
+def umount_template(new_root: str) -> None:
+    _libc.umount2(new_root.encode(), MNT_DETACH)
 
 
 def _make_mountpoint(target: str, is_dir: bool) -> None:

@@ -67,6 +67,9 @@ def main() -> None:
         baseline = int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     setup = Setup(files, tempfile.mkdtemp(prefix="harness-sandbox-root-"), cgroups, baseline, os.getpid(),
                   syscall_filter.unsupported_reason() is None, config["isolation"] == "user-namespace")
+    if files is not None:
+        jail.enter_template_namespace(setup.user_namespace)
+        jail.build_template(files, setup.new_root)
     jail.prctl(jail.PR_SET_CHILD_SUBREAPER, 1)  # orphaned kernels come back here to be reaped
     launchers: set[int] = set()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -95,6 +98,8 @@ def main() -> None:
         reap(launchers, cgroups, block=True)
         if cgroups is not None:
             session_cgroup.remove_all(cgroups, wait_s=1.0)
+        if files is not None:
+            jail.umount_template(setup.new_root)
         shutil.rmtree(setup.new_root, ignore_errors=True)
 
 
@@ -188,7 +193,7 @@ def run_kernel(request, fds, setup: Setup, scratch, go_read) -> None:
             os._exit(0)
         limits = request["limits"]
         if setup.files is not None:
-            jail.build_root(setup.files, setup.new_root, 0 if setup.user_namespace else request["uid"],
+            jail.enter_root(setup.files, setup.new_root, 0 if setup.user_namespace else request["uid"],
                             limits["scratch_mb"], limits["scratch_files"])
         else:
             jail.prctl(jail.PR_SET_CHILD_SUBREAPER, 1)
