@@ -2,24 +2,24 @@
 
 Two kinds, told apart by the image's `harness.sandbox.kind` label:
   * "hostpy" (offline, the default for a local engine): an image of empty directories, made with
-    `docker import` in well under a second; each container mounts this host's interpreter, shared
-    libraries and the allowed packages read-only (see `host_mounts`), exactly like the local backend.
+    `docker import` in well under a second; each container mounts this host's interpreter, its standard
+    library, the allowed packages and the shared libraries they link, read-only (see `host_mounts`),
+    exactly like the local backend.
   * "dockerfile" (`--base python:3.11-slim`, needs a registry): a normal self-contained image with its
     own interpreter, sympy and numpy, for engines on other machines.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import os
-import sysconfig
 import tarfile
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.sandbox.jail import DEVICES, LIBRARY_DIRS, LOADER_FILES
+from harness.sandbox.host_files import LIBRARY_DIRS, interpreter_files, package_locations
+from harness.sandbox.jail import DEVICES
 
 DEFAULT_IMAGE = "harness-sandbox:latest"
 KERNEL_SCRIPT = Path(__file__).with_name("kernel.py")
@@ -45,27 +45,15 @@ class HostMounts:
 
 
 def host_mounts(packages: tuple[str, ...]) -> HostMounts:
-    """What a hostpy container needs from this host to run its interpreter with the allowed packages."""
-    paths = [path for path in LIBRARY_DIRS if os.path.isdir(path) and not os.path.islink(path)]
-    paths += [path for path in LOADER_FILES if os.path.isfile(path)]
-    stdlib = sysconfig.get_paths()["stdlib"]
-    libdir = sysconfig.get_config_var("LIBDIR") or ""
-    paths.append(libdir if os.path.dirname(stdlib) == libdir else stdlib)
-    python = os.path.realpath(sysconfig.get_config_var("BINDIR") + "/python3")
-    paths.append(python)
-    package_dirs, sys_path = [], []
-    for name in packages:
-        spec = importlib.util.find_spec(name)
-        if spec is None:
-            raise RuntimeError(f"package {name!r} is not installed in {sysconfig.get_paths()['purelib']}")
-        for location in spec.submodule_search_locations or [spec.origin]:
-            package_dirs.append(location)
-            if os.path.isdir(location.rstrip("/") + ".libs"):
-                package_dirs.append(location.rstrip("/") + ".libs")
-            sys_path.append(os.path.dirname(location.rstrip("/")))
-    base_site = os.path.join(stdlib, "site-packages")
-    return HostMounts(tuple(dict.fromkeys(paths + package_dirs)), (base_site,) if os.path.isdir(base_site) else (),
-                      python, tuple(dict.fromkeys(sys_path)))
+    """What a hostpy container needs from this host to run its interpreter with the allowed packages: the same
+    minimal set as the local backend's root (host_files.py), not whole library directories."""
+    try:
+        package_dirs = package_locations(list(packages))
+    except ImportError as exc:
+        raise RuntimeError(str(exc)) from None
+    sys_path = [os.path.dirname(path.rstrip("/")) for path in package_dirs]
+    files = interpreter_files(package_dirs)
+    return HostMounts(tuple(files.read_only), tuple(files.masked), files.interpreter, tuple(dict.fromkeys(sys_path)))
 
 
 def skeleton_tar() -> bytes:

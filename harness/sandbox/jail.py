@@ -4,11 +4,14 @@ Standard library and ctypes only: it runs in the zygote's forked children. The o
 the security argument, so it is kept in one place:
   1. the launcher unshares pid, network, mount, IPC and UTS namespaces (plus a user namespace when the
      harness is not root); its next child is pid 1 of the new pid namespace;
-  2. that child mounts a tmpfs root holding only bind mounts of the shared libraries, the interpreter's
-     standard library and the allowed packages (all read-only), /dev/{null,zero,...}, a fresh /proc and
-     a private /tmp; pivots into it and detaches the old root, so no host path stays reachable;
+  2. its root is a tmpfs holding only read-only bind mounts of the interpreter, its standard library, the
+     allowed packages and the shared libraries they link (host_files.py) and /dev/{null,zero,...}: a
+     template the zygote mounts once in a mount namespace of its own, which each session's copies. That
+     child adds a fresh /proc and a private /tmp capped in bytes and inodes, pivots into the root and
+     detaches the old one, so no host path stays reachable;
   3. it drops to the session's own uid (or, in a user namespace, drops every capability) with
-     no_new_privs set, and the kernel applies rlimits before running any cell.
+     no_new_privs set, re-arms its parent-death signal (a uid change clears it), and installs the seccomp
+     filter (syscall_filter.py); the kernel applies rlimits before running any cell.
 """
 
 from __future__ import annotations
@@ -16,9 +19,6 @@ from __future__ import annotations
 import ctypes
 import os
 import platform
-import sys
-import sysconfig
-from dataclasses import dataclass, field
 
 CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC = 0x00020000, 0x04000000, 0x08000000
 CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x10000000, 0x20000000, 0x40000000
@@ -27,8 +27,6 @@ MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 0x20, 0x1000, 0x4000, 0x40000
 MNT_DETACH = 0x2
 PR_SET_PDEATHSIG, PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS = 1, 36, 38
 PIVOT_ROOT_SYSCALL = {"x86_64": 155, "aarch64": 41}
-LIBRARY_DIRS = ("/usr/lib", "/usr/lib64", "/usr/lib32", "/lib", "/lib64", "/lib32")
-LOADER_FILES = ("/etc/ld.so.cache",)
 DEVICES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom")
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -53,57 +51,24 @@ def prctl(option: int, value: int) -> None:
     _check(_libc.prctl(option, ctypes.c_ulong(value), 0, 0, 0), f"prctl {option}")
 
 
-@dataclass
-class RootPlan:
-    """What a session's root contains, computed once in the zygote and reused by every session."""
-
-    read_only: list[str] = field(default_factory=list)  # bound at the same path, read-only
-    masked: list[str] = field(default_factory=list)  # hidden under an empty read-only tmpfs
-    symlinks: dict[str, str] = field(default_factory=dict)  # recreated as-is (/lib -> usr/lib)
-
-    def mounts(self) -> list[tuple[str, str]]:
-        """(kind, path), parents before children, so a package inside a masked dir is bound after the mask."""
-        entries = [("bind", path) for path in self.read_only] + [("mask", path) for path in self.masked]
-        return sorted(entries, key=lambda entry: entry[1].rstrip("/").count("/"))
-
-
-def plan_root(package_dirs: list[str]) -> RootPlan:
-    plan = RootPlan()
-    for path in LIBRARY_DIRS:
-        if os.path.islink(path):
-            plan.symlinks[path] = os.readlink(path)
-        elif os.path.isdir(path):
-            plan.read_only.append(path)
-    plan.read_only += [path for path in LOADER_FILES if os.path.isfile(path)]
-    stdlib = sysconfig.get_paths()["stdlib"]
-    libdir = sysconfig.get_config_var("LIBDIR") or ""
-    # libpython lives next to the standard library in shared builds; dlopen of extension modules needs it.
-    plan.read_only.append(libdir if os.path.isdir(libdir) and os.path.dirname(stdlib) == libdir else stdlib)
-    base_site = os.path.join(stdlib, "site-packages")
-    if os.path.isdir(base_site):  # the base interpreter's packages are not the allowed ones
-        plan.masked.append(base_site)
-    covered = tuple(plan.read_only)
-    plan.read_only += [path for path in package_dirs if not path.startswith(covered) or base_site in path]
-    return plan
-
-
-def package_paths(names: list[str]) -> list[str]:
-    """Directories (or single files) of already-imported top-level packages, plus their vendored `.libs`."""
-    paths = []
-    for name in names:
-        module = sys.modules.get(name) or __import__(name)
-        location = list(getattr(module, "__path__", [])) or [module.__file__]
-        for path in location:
-            paths.append(path)
-            vendored = path.rstrip("/") + ".libs"
-            if os.path.isdir(vendored):
-                paths.append(vendored)
-    return paths
+def mount_order(files) -> list[tuple[str, str]]:
+    """(kind, path) of a host_files.HostFiles, parents before children, so a package inside a masked dir is bound
+    after the mask."""
+    entries = [("bind", path) for path in files.read_only] + [("mask", path) for path in files.masked]
+    return sorted(entries, key=lambda entry: entry[1].rstrip("/").count("/"))
 
 
 def enter_namespaces(user_namespace: bool) -> None:
     """Called by the session launcher: its next fork() becomes pid 1 of a fresh pid namespace."""
-    flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS
+    _unshare(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS, user_namespace)
+
+
+def enter_template_namespace(user_namespace: bool) -> None:
+    """Called once by the zygote: a mount namespace of its own, where the template root can live."""
+    _unshare(CLONE_NEWNS, user_namespace)
+
+
+def _unshare(flags: int, user_namespace: bool) -> None:
     if user_namespace:
         # A process may map only its own ids into the namespace it just entered: root inside is the caller outside.
         uid, gid = os.geteuid(), os.getegid()
@@ -118,38 +83,56 @@ def enter_namespaces(user_namespace: bool) -> None:
         unshare(flags)
 
 
-def build_root(plan: RootPlan, new_root: str, owner_uid: int, scratch_mb: int) -> None:
-    """Mount the session's root at new_root and pivot into it; runs as pid 1 of the new namespaces."""
+def build_template(files, new_root: str) -> None:
+    """The read-only part of every session's root, mounted once at new_root in the zygote's own mount namespace.
+    A session's mount namespace is a copy of the zygote's, so it starts with the whole tree: one unshare instead
+    of two mount calls per bound file."""
     mount("none", "/", None, MS_REC | MS_PRIVATE)
     mount("tmpfs", new_root, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0755")
-    writable_tmpfs = [new_root]
-    # The scratch /tmp comes first: an interpreter or virtualenv that itself lives under /tmp (a CI
-    # checkout, say) is then bound read-only on top of it instead of being hidden by it.
-    os.makedirs(new_root + "/tmp")
-    mount("tmpfs", new_root + "/tmp", "tmpfs", MS_NOSUID | MS_NODEV,
-          f"size={scratch_mb}m,mode=0700,uid={owner_uid},gid={owner_uid}")
-    for kind, path in plan.mounts():
-        target = new_root + path
-        if kind == "mask":
-            mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, "size=64k,mode=0755")
-            writable_tmpfs.append(target)
-            continue
-        _make_mountpoint(target, os.path.isdir(path))
-        mount(path, target, None, MS_BIND | MS_REC)
-        mount("none", target, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
-    for link, destination in plan.symlinks.items():
+    for directory in ("/tmp", "/proc"):
+        os.makedirs(new_root + directory)
+    _bind_read_only(files, new_root, lambda path: True)
+    for link, destination in files.symlinks.items():
         os.symlink(destination, new_root + link)
     for device in DEVICES:
         if os.path.exists(device):
             _make_mountpoint(new_root + device, is_dir=False)
             mount(device, new_root + device, None, MS_BIND)
             mount("none", new_root + device, None, MS_BIND | MS_REMOUNT | MS_NOSUID | MS_NOEXEC)
-    os.makedirs(new_root + "/proc")
+    mount("none", new_root, None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
+
+
+def enter_root(files, new_root: str, owner_uid: int, scratch_mb: int, scratch_files: int) -> None:
+    """pid 1 of a session: a private scratch /tmp and /proc on the template, then pivot into it."""
+    mount("none", "/", None, MS_REC | MS_PRIVATE)
+    # The copied template is locked in a nested user namespace, and pivot_root refuses a locked root: a
+    # recursive bind of it onto itself (one call) is this namespace's own.
+    mount(new_root, new_root, None, MS_BIND | MS_REC)
+    mount("tmpfs", new_root + "/tmp", "tmpfs", MS_NOSUID | MS_NODEV,
+          f"size={scratch_mb}m,nr_inodes={scratch_files},mode=0700,uid={owner_uid},gid={owner_uid}")
+    # An interpreter or virtualenv that itself lives under /tmp (a CI checkout, say) is bound again on top.
+    _bind_read_only(files, new_root, lambda path: path.startswith("/tmp/"))
     mount("proc", new_root + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
-    for path in reversed(writable_tmpfs):
-        mount("none", path, None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
     _pivot_into(new_root)
     _libc.sethostname(b"sandbox", 7)
+
+
+def _bind_read_only(files, new_root: str, wanted) -> None:
+    for kind, path in mount_order(files):
+        if not wanted(path):
+            continue
+        target = new_root + path
+        if kind == "mask":
+            os.makedirs(target, exist_ok=True)
+            mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV | MS_RDONLY, "size=64k,mode=0755")
+            continue
+        _make_mountpoint(target, os.path.isdir(path))
+        mount(path, target, None, MS_BIND | MS_REC)
+        mount("none", target, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
+
+
+def umount_template(new_root: str) -> None:
+    _libc.umount2(new_root.encode(), MNT_DETACH)
 
 
 def _make_mountpoint(target: str, is_dir: bool) -> None:

@@ -11,14 +11,17 @@ class SandboxLimits:
     """Resource limits of one session; the defaults are safe for untrusted model-written code.
 
     timeout_s: wall-clock seconds per cell, measured by the harness; the session is killed and rebuilt on expiry.
-    memory_mb: memory a session may allocate (address space on top of the interpreter's own, and the container's
-        memory+swap for Docker).
+    memory_mb: memory a session may allocate on top of the interpreter's own: address space per process, plus
+        (local, where cgroups can be written) the session's cgroup, which counts shared memory, memfd and tmpfs
+        pages too; the container's memory+swap for Docker.
     cpu_s: CPU seconds a session may burn in total before the kernel kills it (RLIMIT_CPU); the wall-clock
         deadline is what bounds one cell.
-    pids: processes a session may run at once, the session's own interpreter included.
+    pids: processes a session may run at once, the session's own interpreter included (RLIMIT_NPROC, and the
+        session's pids cgroup where there is one).
     output_chars: characters of output handed back to the model by `CellResult.feedback()` (head and tail kept).
     max_output_bytes: bytes of stdout+stderr the harness reads from one cell; past this the cell is stopped.
     scratch_mb: size of the private writable /tmp, and the largest file a cell may write.
+    scratch_files: files and directories the local backend's /tmp may hold (its tmpfs inode count).
     open_files: file descriptors per process.
     full_traceback: feed the whole traceback back to the model instead of its last line.
     """
@@ -30,6 +33,7 @@ class SandboxLimits:
     output_chars: int = 1000
     max_output_bytes: int = 1 << 20
     scratch_mb: int = 64
+    scratch_files: int = 4096
     open_files: int = 256
     full_traceback: bool = False
 

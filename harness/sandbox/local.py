@@ -69,6 +69,7 @@ class LocalKernel:
         self.frames = Frames(control)
         self.pidfd: int | None = None
         self.exit_code: int | None = None
+        self.oom_killed = False  # the session's memory cgroup killed it
         deadline = time.monotonic() + START_TIMEOUT_S
         control.settimeout(START_TIMEOUT_S)
         message, fds, _, _ = socket.recv_fds(control, 65536, 1)
@@ -128,7 +129,7 @@ class LocalKernel:
                     return self._stop(capture, "output_limit")
                 return self._outcome(frame["status"], capture, traceback=frame.get("traceback"))
             if frame is not None and "exit" in frame:
-                self.exit_code = frame["exit"]
+                self.exit_code, self.oom_killed = frame["exit"], frame.get("oom_killed", False)
             if frame is not None or self.frames.closed:
                 return self._died(capture)
 
@@ -155,7 +156,7 @@ class LocalKernel:
         self._wait_for_exit(deadline=time.monotonic() + 5)
         for fd, name in ((self.stdout_fd, "stdout"), (self.stderr_fd, "stderr")):
             self._drain(fd, name, capture)
-        return self._outcome("died", capture, exit_code=self.exit_code)
+        return self._outcome("died", capture, exit_code=self.exit_code, oom_killed=self.oom_killed)
 
     def _wait_for_exit(self, deadline: float) -> None:
         """The launcher reports the kernel's end once every process of its namespace is gone."""
@@ -165,7 +166,7 @@ class LocalKernel:
                 select.select([self.control], [], [], max(deadline - time.monotonic(), 0))
                 self.frames.pump()
             elif "exit" in frame:
-                self.exit_code = frame["exit"]
+                self.exit_code, self.oom_killed = frame["exit"], frame.get("oom_killed", False)
 
     def kill(self) -> None:
         if self.pidfd is not None:
@@ -192,7 +193,7 @@ class Zygote:
                  python: str) -> None:
         self.requests, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         config = {"request_fd": theirs.fileno(), "isolation": isolation, "packages": list(packages),
-                  "preload": list(preload), "warm": warm}
+                  "preload": list(preload), "warm": warm, "harness_pid": os.getpid()}
         env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
                "MKL_NUM_THREADS": "1"}
         self.process = subprocess.Popen(
