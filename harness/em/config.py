@@ -18,58 +18,48 @@ from harness.training.config import TrainerConfig, option
 @dataclass
 class EMConfig(TrainerConfig):
     COMMAND: ClassVar[str] = "train-em"
+    RESUME_MAY_CHANGE: ClassVar[frozenset[str]] = frozenset({"iterations", "save_every", "output_dir", "device"})
 
     model: str = option("", "policy to start from: a Hugging Face model folder (warmed up so it can write code)")
     task: str = option("arith", "training task: a built-in task or a JSONL path")
     task_args: dict = option({}, "generator arguments (procedural tasks) or {local_file: ...}")
     data_dir: str | None = option(None, "folder with the tasks' local JSONL files")
     method: str = option("auto", "prompt the policy is trained under (the paper: the bare query)")
-    iterations: int = option(2, "EM iterations (E-step then M-step); unknown in the paper, v1 shows 2")
-    queries_per_iteration: int = option(64, "queries rolled out per E-step (paper: 7K)")
-    k: int = option(8, "rollouts per decision per query (paper: 8, so 16 per query)")
-    free_rollouts: int = option(4, "unforced rollouts per query, for the free code rate and the report")
+    iterations: int = option(2, "EM iterations (E-step then M-step); unknown in the paper, v1 shows 2", minimum=1)
+    queries_per_iteration: int = option(64, "queries rolled out per E-step (paper: 7K)", minimum=1)
+    k: int = option(8, "rollouts per decision per query (paper: 8, so 16 per query)", minimum=1)
+    free_rollouts: int = option(4, "unforced rollouts per query, for the free code rate and the report", minimum=0)
     cot_prefix: str = option("Let's reason step by step.\n", "response prefix that forces chain of thought")
     code_prefix: str = option("Let's write a program.\n", "response prefix that forces code (v1's trigger)")
-    alpha: float = option(math.inf, "s*(c|x) ∝ exp(alpha·π(c|x)·Q̂(x,c)); inf = argmax with ties to CoT (v1)")
-    policy_estimate: str = option("prefix_logprob", "π(c|x): prefix_logprob (renormalised over the two prefixes) or free_rollouts")
-    subsample: str = option("sample", "training-set rule: sample (draw by s*), argmax, or weight")
-    samples_per_query: int = option(4, "rollouts drawn per kept query with subsample=sample")
-    advantage: str = option("whiten", "sign (±1) or whiten (per-query, clipped to [-2, 2]; all-wrong dropped)")
-    rho_cap: float = option(1.2, "cap on the importance weight pi/pi_old")
-    kl_weight: float = option(0.5, "weight of the k1 KL to the E-step policy")
-    kl_discount: float = option(0.1, "KL weight multiplier on wrong samples")
-    decision_weight: float = option(1.0, "weight of the cross-entropy pulling π(c|x) toward s*")
-    learning_rate: float = option(2e-5, "AdamW learning rate (v1: 2e-5, cosine)")
-    warmup_ratio: float = option(0.03, "linear warmup as a share of each M-step's optimiser steps")
-    batch_size: int = option(128, "sequences per optimiser step (v1: 128)")
-    micro_batch_size: int = option(8, "sequences per forward/backward pass")
-    max_tokens: int = option(2000, "response token budget per rollout (v1 max length 2000)")
-    max_tool_calls: int = option(4, "executed code cells per rollout")
-    temperature: float = option(1.0, "rollout temperature (v1: 1.0)")
-    top_p: float = option(0.95, "rollout nucleus sampling (v1: 0.95)")
+    alpha: float = option(math.inf, "s*(c|x) ∝ exp(alpha·π(c|x)·Q̂(x,c)); inf = argmax with ties to CoT (v1)", minimum=0)
+    policy_estimate: str = option("prefix_logprob", "π(c|x): prefix_logprob (renormalised over the two prefixes) or free_rollouts", choices=("prefix_logprob", "free_rollouts"))
+    subsample: str = option("sample", "training-set rule: sample (draw by s*), argmax, or weight", choices=("sample", "argmax", "weight"))
+    samples_per_query: int = option(4, "rollouts drawn per kept query with subsample=sample", minimum=1)
+    advantage: str = option("whiten", "sign (±1) or whiten (per-query, clipped to [-2, 2]; all-wrong dropped)", choices=("sign", "whiten"))
+    rho_cap: float = option(1.2, "cap on the importance weight pi/pi_old", above=0)
+    kl_weight: float = option(0.5, "weight of the k1 KL to the E-step policy", minimum=0)
+    kl_discount: float = option(0.1, "KL weight multiplier on wrong samples", minimum=0)
+    decision_weight: float = option(1.0, "weight of the cross-entropy pulling π(c|x) toward s*", minimum=0)
+    learning_rate: float = option(2e-5, "AdamW learning rate (v1: 2e-5, cosine)", above=0)
+    warmup_ratio: float = option(0.03, "linear warmup as a share of each M-step's optimiser steps", minimum=0, maximum=1)
+    batch_size: int = option(128, "sequences per optimiser step (v1: 128)", minimum=1)
+    micro_batch_size: int = option(8, "sequences per forward/backward pass", minimum=1)
+    max_tokens: int = option(2000, "response token budget per rollout (v1 max length 2000)", minimum=1)
+    max_tool_calls: int = option(4, "executed code cells per rollout", minimum=0)
+    temperature: float = option(1.0, "rollout temperature (v1: 1.0)", minimum=0)
+    top_p: float = option(0.95, "rollout nucleus sampling (v1: 0.95)", above=0, maximum=1)
     seed: int = option(0, "seed for query choice, rollouts and subsampling")
     output_dir: str = option("runs/em", "E-step samples, checkpoints, report.jsonl and the final model")
-    save_every: int = option(10, "M-step optimiser steps between checkpoints (and at each iteration's end)")
-    sandbox: str = option("local", "local or docker")
-    sandbox_timeout: float = option(5.0, "seconds per code cell")
-    device: str = option("auto", "auto, cpu or cuda")
-    dtype: str = option("auto", "auto (bfloat16 on GPU, float32 on CPU), float32 or bfloat16")
+    save_every: int = option(10, "M-step optimiser steps between checkpoints (and at each iteration's end)", minimum=1)
+    sandbox: str = option("local", "local or docker", choices=("local", "docker"))
+    sandbox_timeout: float = option(5.0, "seconds per code cell", above=0)
+    device: str = option("auto", "auto, cpu or cuda", choices=("auto", "cpu", "cuda"))
+    dtype: str = option("auto", "auto (bfloat16 on GPU, float32 on CPU), float32 or bfloat16", choices=("auto", "float32", "bfloat16"))
 
     def __post_init__(self) -> None:
-        self.alpha = float(self.alpha)
-        checks = {
-            "policy_estimate": self.policy_estimate in ("prefix_logprob", "free_rollouts"),
-            "subsample": self.subsample in ("sample", "argmax", "weight"),
-            "advantage": self.advantage in ("sign", "whiten"),
-            "k": self.k >= 1,
-            "iterations": self.iterations >= 1,
-            "alpha": self.alpha >= 0,
-        }
+        super().__post_init__()
         if self.policy_estimate == "free_rollouts" and self.free_rollouts < 1:
-            checks["free_rollouts"] = False
-        for name, ok in checks.items():
-            if not ok:
-                raise ValueError(f"invalid {name}: {getattr(self, name)!r}")
+            raise ValueError("free_rollouts: must be at least 1 with policy_estimate free_rollouts")
 
 
 PRESETS = {

@@ -157,19 +157,23 @@ class EMTrainer:
         warmup = max(1, round(config.warmup_ratio * steps))
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda s: (s + 1) / warmup if s < warmup else 0.5 * (1 + math.cos(math.pi * (s - warmup) / max(1, steps - warmup))))
+        loss_sum, loss_count = 0.0, 0
         if start_step:  # train() has already loaded the checkpoint's weights; restore the optimiser, schedule and RNGs
             from harness.training.checkpoint import latest_checkpoint, load_trainer_state
 
-            load_trainer_state(latest_checkpoint(self.out), optimizer, scheduler)
-        losses = []
+            extra = load_trainer_state(latest_checkpoint(self.out), optimizer, scheduler)["extra"]
+            # The reported loss is the mean over the whole M-step, so the steps before the resume count too.
+            loss_sum, loss_count = extra["loss_sum"], extra["loss_count"]
         for step in range(start_step, steps):
             rows = slice(step * config.batch_size, (step + 1) * config.batch_size)
-            losses.append(self._optimiser_step(items[rows], old[rows], estep["strategies"], optimizer))
+            loss_sum += self._optimiser_step(items[rows], old[rows], estep["strategies"], optimizer)
+            loss_count += 1
             scheduler.step()
             if (step + 1) % config.save_every == 0 or step + 1 == steps:
                 save_checkpoint(self.out, iteration * 10_000 + step + 1, self.model, self.tokenizer, optimizer, scheduler,
-                                {"iteration": iteration, "mstep_step": step + 1, "mstep_steps": steps, **config.to_dict()})
-        return {"mstep_steps": steps, "training_samples": len(items), "loss": sum(losses) / len(losses) if losses else None}
+                                {"iteration": iteration, "mstep_step": step + 1, "mstep_steps": steps, "loss_sum": loss_sum,
+                                 "loss_count": loss_count, **config.to_dict()})
+        return {"mstep_steps": steps, "training_samples": len(items), "loss": loss_sum / loss_count if loss_count else None}
 
     def _pi_old(self, iteration: int, rollouts: list[dict]) -> list[torch.Tensor]:
         """Per-token log-probs of every training sample under the E-step model, on the exact training tokens;
@@ -228,21 +232,28 @@ class EMTrainer:
         return total
 
     # ---------------------------------------------------------------- loop
-    def train(self, resume: bool = False) -> list[dict]:
+    def train(self, resume: bool = False, allow_config_change: bool = False) -> list[dict]:
+        """Run to ``config.iterations``; the output folder must be empty or, with ``resume``, this run's (run_folder.py)."""
         from harness.sandbox import SandboxLimits, get_sandbox
         from harness.training.checkpoint import (
             checkpoint_info,
             latest_checkpoint,
             load_weights,
         )
+        from harness.training.run_folder import open_run
 
+        config = self.config
+        run = open_run(self.out, config.COMMAND, config.to_dict(), config.RESUME_MAY_CHANGE, resume=resume,
+                       allow_config_change=allow_config_change)
         start_iteration, start_step = 0, 0
-        if resume and (checkpoint := latest_checkpoint(self.out)) is not None:
+        if run.resuming and (checkpoint := latest_checkpoint(self.out)) is not None:
             state = checkpoint_info(checkpoint)["extra"]
             finished = state["mstep_step"] == state["mstep_steps"]
             start_iteration = state["iteration"] + 1 if finished else state["iteration"]
             start_step = 0 if finished else state["mstep_step"]
             load_weights(checkpoint, self.model)
+        run.record()
+        run.rewind("report.jsonl", lambda row: row.get("iteration", 0) < start_iteration)
         reports = []
         with get_sandbox(self.config.sandbox, limits=SandboxLimits(timeout_s=self.config.sandbox_timeout)) as sandbox:
             for iteration in range(start_iteration, self.config.iterations):

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from harness.io import fail
+from harness.training.cli import AllowConfigChange
 
 
 def train_rl_command(
@@ -19,15 +20,17 @@ def train_rl_command(
     output_dir: Annotated[Path | None, typer.Option("--output-dir", "-o")] = None,
     seed: Annotated[int | None, typer.Option()] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu or cuda.")] = None,
-    resume: Annotated[bool, typer.Option(help="Continue from the latest checkpoint in --output-dir.")] = False,
+    resume: Annotated[bool, typer.Option(help="Continue the run in --output-dir from its latest checkpoint.")] = False,
+    allow_config_change: AllowConfigChange = False,
     help_config: Annotated[bool, typer.Option("--help-config", help="List every config field and exit.")] = False,
 ) -> None:
     """On-policy RL with outcome reward and real tool calls in the rollouts; logs TRL's metric names."""
     from harness.rl.config import RLConfig
-    from harness.training.cli import trainer_config_or_exit
+    from harness.training.cli import run_folder_or_exit, trainer_config_or_exit
 
     config = trainer_config_or_exit(RLConfig, help_config, preset_name, config_file, model=model, task=task, steps=steps,
                                     seed=seed, device=device, output_dir=str(output_dir) if output_dir else None)
+    run_folder_or_exit(config, resume, allow_config_change)
     from harness.rl.trainer import RLTrainer
 
     try:
@@ -43,5 +46,8 @@ def train_rl_command(
             progress.update(bar, completed=metrics["step"],
                             description=f"train-rl reward {metrics['reward']:.2f} code {metrics['code_rate']:.2f}")
 
-        trainer.train(resume=resume, on_step=show)
+        try:
+            trainer.train(resume=resume, on_step=show, allow_config_change=allow_config_change)
+        except ValueError as exc:
+            fail(str(exc))
     typer.echo(f"done: {config.steps} steps; checkpoints and metrics.jsonl in {config.output_dir}")

@@ -15,56 +15,43 @@ from harness.training.config import TrainerConfig, option
 @dataclass
 class RLConfig(TrainerConfig):
     COMMAND: ClassVar[str] = "train-rl"
+    RESUME_MAY_CHANGE: ClassVar[frozenset[str]] = frozenset({"steps", "save_every", "output_dir", "report_to", "device"})
 
     model: str = option("", "policy to start from: a Hugging Face model folder")
     task: str = option("arith", "training task: a built-in task (its train split) or a JSONL path")
     task_args: dict = option({}, "generator arguments for procedural tasks, e.g. {split: train, size: 2000}")
     data_dir: str | None = option(None, "folder with the tasks' local JSONL files")
     method: str = option("auto", "rollout prompt (a method of baselines/): auto lets the model decide on code")
-    steps: int = option(50, "policy updates to run")
-    prompts_per_step: int = option(8, "distinct prompts per step")
-    group_size: int = option(8, "rollouts per prompt (G); advantages are normalised within each group")
-    max_tokens: int = option(256, "response token budget per rollout (model and tool tokens)")
-    max_tool_calls: int = option(2, "executed code cells per rollout")
-    temperature: float = option(1.0, "rollout sampling temperature")
-    top_p: float = option(1.0, "rollout nucleus sampling")
-    learning_rate: float = option(1e-6, "AdamW learning rate")
-    lr_schedule: str = option("constant", "constant or cosine (after warmup)")
-    warmup_steps: int = option(0, "linear warmup steps")
-    weight_decay: float = option(0.0, "AdamW weight decay")
-    max_grad_norm: float = option(1.0, "gradient clipping norm (0: off)")
-    clip_low: float = option(0.2, "PPO ratio clip below 1 (1 - clip_low)")
-    clip_high: float = option(0.28, "PPO ratio clip above 1 (1 + clip_high; DAPO's clip-higher)")
-    aggregation: str = option("token", "token (DAPO: pooled over all tokens) or sequence (GRPO: per-sequence mean)")
-    advantage_scale: str = option("group", "group (GRPO), batch, or none (Dr.GRPO)")
-    kl_weight: float = option(0.0, "weight of the k3 KL to the frozen starting policy (0: no reference model)")
-    updates_per_batch: int = option(1, "optimisation passes over each batch of rollouts (PPO epochs)")
-    micro_batch_size: int = option(8, "sequences per forward/backward pass")
+    steps: int = option(50, "policy updates to run", minimum=1)
+    prompts_per_step: int = option(8, "distinct prompts per step", minimum=1)
+    group_size: int = option(8, "rollouts per prompt (G); advantages are normalised within each group", minimum=2)
+    max_tokens: int = option(256, "response token budget per rollout (model and tool tokens)", minimum=1)
+    max_tool_calls: int = option(2, "executed code cells per rollout", minimum=0)
+    temperature: float = option(1.0, "rollout sampling temperature", minimum=0)
+    top_p: float = option(1.0, "rollout nucleus sampling", above=0, maximum=1)
+    learning_rate: float = option(1e-6, "AdamW learning rate", above=0)
+    lr_schedule: str = option("constant", "constant or cosine (after warmup)", choices=("constant", "cosine"))
+    warmup_steps: int = option(0, "linear warmup steps", minimum=0)
+    weight_decay: float = option(0.0, "AdamW weight decay", minimum=0)
+    max_grad_norm: float = option(1.0, "gradient clipping norm (0: off)", minimum=0)
+    clip_low: float = option(0.2, "PPO ratio clip below 1 (1 - clip_low)", minimum=0, maximum=1)
+    clip_high: float = option(0.28, "PPO ratio clip above 1 (1 + clip_high; DAPO's clip-higher)", minimum=0)
+    aggregation: str = option("token", "token (DAPO: pooled over all tokens) or sequence (GRPO: per-sequence mean)", choices=("token", "sequence"))
+    advantage_scale: str = option("group", "group (GRPO), batch, or none (Dr.GRPO)", choices=("group", "batch", "none"))
+    kl_weight: float = option(0.0, "weight of the k3 KL to the frozen starting policy (0: no reference model)", minimum=0)
+    updates_per_batch: int = option(1, "optimisation passes over each batch of rollouts (PPO epochs)", minimum=1)
+    micro_batch_size: int = option(8, "sequences per forward/backward pass", minimum=1)
     format_reward: float = option(0.0, "bonus for a response with a \\boxed{} answer (off by default)")
     tool_reward: float = option(0.0, "bonus for a response that executed code (off by default)")
     seed: int = option(0, "seed for prompt order, rollouts and initialisation")
     output_dir: str = option("runs/rl", "checkpoints, logs and the final model go here")
-    save_every: int = option(10, "steps between checkpoints (and at the end)")
-    report_to: list = option(["jsonl"], "loggers: jsonl (always written), tensorboard, wandb")
-    sandbox: str = option("local", "local or docker")
-    sandbox_timeout: float = option(5.0, "seconds per code cell")
-    device: str = option("auto", "auto, cpu or cuda")
-    dtype: str = option("auto", "auto (bfloat16 on GPU, float32 on CPU), float32 or bfloat16")
+    save_every: int = option(10, "steps between checkpoints (and at the end)", minimum=1)
+    report_to: list = option(["jsonl"], "loggers: jsonl (always written), tensorboard, wandb", choices=("jsonl", "tensorboard", "wandb"))
+    sandbox: str = option("local", "local or docker", choices=("local", "docker"))
+    sandbox_timeout: float = option(5.0, "seconds per code cell", above=0)
+    device: str = option("auto", "auto, cpu or cuda", choices=("auto", "cpu", "cuda"))
+    dtype: str = option("auto", "auto (bfloat16 on GPU, float32 on CPU), float32 or bfloat16", choices=("auto", "float32", "bfloat16"))
     gradient_checkpointing: bool = option(False, "recompute activations in backward to save memory")
-
-    def __post_init__(self) -> None:
-        checks = {
-            "aggregation": self.aggregation in ("token", "sequence"),
-            "advantage_scale": self.advantage_scale in ("group", "batch", "none"),
-            "lr_schedule": self.lr_schedule in ("constant", "cosine"),
-            "group_size": self.group_size >= 2,
-            "steps": self.steps >= 1,
-            "micro_batch_size": self.micro_batch_size >= 1,
-            "sandbox": self.sandbox in ("local", "docker"),
-        }
-        for name, ok in checks.items():
-            if not ok:
-                raise ValueError(f"invalid {name}: {getattr(self, name)!r}")
 
 
 PRESETS = {

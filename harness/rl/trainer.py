@@ -126,7 +126,6 @@ class RLTrainer:
         torch.manual_seed(config.seed)
         self._load_policy()
         self._load_task()
-        self.logger = MetricLogger(self.out, config.report_to, enabled=self.accelerator.is_main_process)
         self.step = 0
 
     def _load_policy(self) -> None:
@@ -202,12 +201,23 @@ class RLTrainer:
                    "time/update_s": time.perf_counter() - started}
         return metrics
 
-    def train(self, resume: bool = False, on_step=None) -> list[dict]:
+    def train(self, resume: bool = False, on_step=None, allow_config_change: bool = False) -> list[dict]:
+        """Run to ``config.steps``; the output folder must be empty or, with ``resume``, this run's (run_folder.py)."""
         from harness.sandbox import SandboxLimits, get_sandbox
+        from harness.training.run_folder import open_run
 
-        if resume:
+        config = self.config
+        start = open_run(self.out, config.COMMAND, config.to_dict(), config.RESUME_MAY_CHANGE, resume=resume,
+                         allow_config_change=allow_config_change)
+        self.accelerator.wait_for_everyone()  # every process has judged the folder before the main one writes to it
+        if self.accelerator.is_main_process:
+            start.record()
+            start.rewind("metrics.jsonl", lambda row: row.get("step", 0) <= start.step)
+        self.accelerator.wait_for_everyone()
+        if start.resuming:
             info = resume_into(self.out, self.accelerator.unwrap_model(self.model), self.optimizer, self.scheduler)
             self.step = info["step"] if info else 0
+        self.logger = MetricLogger(self.out, config.report_to, enabled=self.accelerator.is_main_process)
         history = []
         with get_sandbox(self.config.sandbox, limits=SandboxLimits(timeout_s=self.config.sandbox_timeout)) as sandbox:
             self.sandbox = sandbox

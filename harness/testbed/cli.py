@@ -76,7 +76,10 @@ def warmup_command(
     timings["demos_s"] = round(time.perf_counter() - began - timings["init_s"], 1)
     config = SFTConfig(model=str(output / "init"), data=str(output / "demos.jsonl"), output=str(output / "sft"), steps=steps,
                        batch_size=batch_size, learning_rate=learning_rate, seed=seed, threads=threads, save_every=max(steps // 3, 1))
-    sft_summary = train_sft(config, log=typer.echo)
+    try:
+        sft_summary = train_sft(config, log=typer.echo, resume=True)  # a rerun continues its own sft/ run
+    except ValueError as exc:
+        fail(str(exc))
     timings["sft_s"] = sft_summary["seconds"]
     timings["total_s"] = round(time.perf_counter() - began, 1)
     report = {"model": model_summary, "demonstrations": counts, "sft": sft_summary, "timings": timings}

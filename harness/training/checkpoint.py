@@ -75,12 +75,25 @@ def checkpoint_info(checkpoint: Path) -> dict:
 
 
 def load_trainer_state(checkpoint: Path, optimizer, scheduler) -> dict:
-    """Restore optimizer, scheduler and RNGs in place; returns the checkpoint's info (``step``, ``extra``)."""
+    """Restore optimizer moments, the schedule's position and the RNGs in place; returns the checkpoint's
+    info (``step``, ``extra``). The hyper-parameters (learning rate, weight decay, ...) stay those the live
+    optimizer was built with: a resume that changes them (recorded in provenance.json) must use them,
+    not the checkpoint's, which would otherwise silently win."""
     import torch
 
     state = torch.load(Path(checkpoint) / STATE_FILE, weights_only=False)
+    settings = [{k: v for k, v in group.items() if k not in ("params", "lr")} for group in optimizer.param_groups]
+    schedule = getattr(scheduler, "scheduler", scheduler)  # accelerate wraps the scheduler
+    base_lrs = list(getattr(schedule, "base_lrs", []))
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
+    for group, fresh in zip(optimizer.param_groups, settings):
+        group.update(fresh)
+    if hasattr(schedule, "lr_lambdas"):
+        schedule.base_lrs = base_lrs
+        for group, base, factor in zip(optimizer.param_groups, base_lrs, schedule.lr_lambdas):
+            group["lr"] = base * factor(schedule.last_epoch)  # what the schedule's own step computes
+        schedule._last_lr = [group["lr"] for group in optimizer.param_groups]
     restore_rng_state(state["rng"])
     return checkpoint_info(checkpoint)
 

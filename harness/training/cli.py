@@ -9,11 +9,14 @@ import typer
 
 from harness.io import fail
 
+AllowConfigChange = Annotated[bool, typer.Option(
+    "--allow-config-change", help="With --resume: accept a config that differs from the run's; both are recorded in provenance.json.")]
+
 
 def train_sft_command(
     model: Annotated[Path, typer.Option("--model", "-m", help="Folder of the model to start from (AutoModelForCausalLM).")],
     data: Annotated[Path, typer.Option("--data", "-d", help="Demonstration JSONL: messages or prompt, and segments or response.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Where checkpoints and the final model go; rerun to resume.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="An empty (or new) folder for checkpoints and the final model.")],
     steps: Annotated[int, typer.Option(min=1, help="Optimizer steps in all (a resumed run counts the ones done).")] = 1000,
     batch_size: Annotated[int, typer.Option(min=1)] = 32,
     learning_rate: Annotated[float, typer.Option("--lr", min=0.0)] = 3e-3,
@@ -23,6 +26,8 @@ def train_sft_command(
     save_every: Annotated[int, typer.Option(min=1, help="Checkpoint every N steps.")] = 200,
     seed: Annotated[int, typer.Option()] = 0,
     threads: Annotated[int, typer.Option(min=0, help="torch CPU threads; 0 = every core.")] = 0,
+    resume: Annotated[bool, typer.Option(help="Continue the run in --output from its latest checkpoint.")] = False,
+    allow_config_change: AllowConfigChange = False,
 ) -> None:
     """Fine-tune a model on demonstrations; tool-output tokens are masked out of the loss."""
     from harness.training.sft import SFTConfig, train_sft
@@ -35,7 +40,7 @@ def train_sft_command(
                        learning_rate=learning_rate, warmup_steps=warmup_steps, weight_decay=weight_decay,
                        max_length=max_length, save_every=save_every, seed=seed, threads=threads)
     try:
-        summary = train_sft(config, log=typer.echo)
+        summary = train_sft(config, log=typer.echo, resume=resume, allow_config_change=allow_config_change)
     except ValueError as exc:
         fail(str(exc))
     typer.echo(f"wrote {summary['output']} ({summary['steps']} steps, {summary['examples']} demonstrations, {summary['seconds']}s)")
@@ -54,3 +59,15 @@ def trainer_config_or_exit(config_class, help_config: bool, preset_name: str | N
     if not config.model or not Path(config.model).is_dir():
         fail(f"--model must be a model folder (got {config.model!r}); make one with `harness model init` and `harness train-sft`")
     return config
+
+
+def run_folder_or_exit(config, resume: bool, allow_config_change: bool) -> None:
+    """Refuse an output folder before a model is loaded (the trainer decides again as it starts, for
+    callers other than the CLI); the rule is run_folder.open_run's."""
+    from harness.training.run_folder import open_run
+
+    try:
+        open_run(config.output_dir, config.COMMAND, config.to_dict(), config.RESUME_MAY_CHANGE, resume=resume,
+                 allow_config_change=allow_config_change)
+    except ValueError as exc:
+        fail(str(exc))

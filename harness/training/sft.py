@@ -20,6 +20,7 @@ import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from harness.io import read_jsonl
 from harness.training.checkpoint import (
@@ -27,6 +28,7 @@ from harness.training.checkpoint import (
     load_trainer_state,
     save_checkpoint,
 )
+from harness.training.run_folder import open_run
 from harness.training.sequences import collate, encode_example, token_loss
 
 GROUP_BATCHES = 1
@@ -34,6 +36,9 @@ GROUP_BATCHES = 1
 
 @dataclass
 class SFTConfig:
+    COMMAND: ClassVar[str] = "train-sft"
+    RESUME_MAY_CHANGE: ClassVar[frozenset[str]] = frozenset({"steps", "save_every", "log_every", "threads", "output"})
+
     model: str  # a folder AutoModelForCausalLM/AutoTokenizer load
     data: str  # demonstration JSONL
     output: str
@@ -90,14 +95,17 @@ def load_examples(tokenizer, path: str | Path) -> list:
     return examples
 
 
-def train_sft(config: SFTConfig, log=print) -> dict:
-    """Train (or resume) and save the final model to ``config.output``; returns a summary."""
+def train_sft(config: SFTConfig, log=print, resume: bool = False, allow_config_change: bool = False) -> dict:
+    """Train (or, with ``resume``, continue the run in ``config.output``) and save the final model there;
+    returns a summary. The folder must be empty or this run's (run_folder.py)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    run = open_run(config.output, config.COMMAND, asdict(config), config.RESUME_MAY_CHANGE, resume=resume,
+                   allow_config_change=allow_config_change)
     torch.set_num_threads(config.threads or os.cpu_count() or 1)
     output = Path(config.output)
-    resume_from = latest_checkpoint(output)
+    resume_from = latest_checkpoint(output) if run.resuming else None
     source = str(resume_from or config.model)
     tokenizer = AutoTokenizer.from_pretrained(source)
     model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
@@ -117,6 +125,8 @@ def train_sft(config: SFTConfig, log=print) -> dict:
     else:
         torch.manual_seed(config.seed)
     output.mkdir(parents=True, exist_ok=True)
+    run.record()
+    run.rewind("train_log.jsonl", lambda row: row.get("step", 0) <= start)
     (output / "sft_config.json").write_text(json.dumps(asdict(config), indent=2))
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     began, losses = time.perf_counter(), []

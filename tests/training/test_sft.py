@@ -9,6 +9,7 @@ import pytest
 
 from harness.testbed.demos import demonstration_rows
 from harness.training.checkpoint import checkpoint_dir, list_checkpoints
+from harness.training.run_folder import PROVENANCE_FILE
 from harness.training.sequences import collate, encode_example, token_loss
 from harness.training.sft import SFTConfig, lr_factor, train_sft
 
@@ -77,8 +78,9 @@ def test_resume_continues_exactly_as_an_uninterrupted_run(tiny, tmp_path):
     assert [p.name for p in list_checkpoints(whole)] == ["step-000015", "step-000030"]
     interrupted = tmp_path / "interrupted"
     shutil.copytree(checkpoint_dir(whole, 15), checkpoint_dir(interrupted, 15))  # as if killed after step 15
+    shutil.copy(whole / PROVENANCE_FILE, interrupted / PROVENANCE_FILE)
     messages = []
-    summary = train_sft(config(tiny, interrupted), log=messages.append)
+    summary = train_sft(config(tiny, interrupted), log=messages.append, resume=True)
     assert summary["resumed_from"] == 15 and any("resuming" in m for m in messages)
     a, _ = load(whole)
     b, _ = load(interrupted)
