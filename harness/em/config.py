@@ -20,9 +20,10 @@ class EMConfig(TrainerConfig):
     COMMAND: ClassVar[str] = "train-em"
 
     model: str = option("", "policy to start from: a Hugging Face model folder (warmed up so it can write code)")
-    task: str = option("arith", "training task: a built-in task or a JSONL path")
-    task_args: dict = option({}, "generator arguments (procedural tasks) or {local_file: ...}")
+    task: str = option("arith", "training task: a built-in task, a JSONL/parquet query pool or a hub id (test splits refused)")
+    task_args: dict = option({"split": "train"}, "generator arguments (procedural tasks), local_file, or a pool's question_field / answer_field / split")
     data_dir: str | None = option(None, "folder with the tasks' local JSONL files")
+    allow_test_split: bool = option(False, "train on a test split anyway (recorded in OUT/training_task.json)")
     method: str = option("auto", "prompt the policy is trained under (the paper: the bare query)")
     iterations: int = option(2, "EM iterations (E-step then M-step); unknown in the paper, v1 shows 2")
     queries_per_iteration: int = option(64, "queries rolled out per E-step (paper: 7K)")
@@ -76,7 +77,7 @@ PRESETS = {
     "tiny": dict(task="arith", task_args={"split": "train", "size": 2000}, iterations=3, queries_per_iteration=32, k=4,
                  free_rollouts=2, samples_per_query=4, learning_rate=3e-4, batch_size=32, micro_batch_size=32,
                  max_tokens=96, max_tool_calls=1, sandbox_timeout=2.0),
-    "paper-7b": dict(task="gsm8k", iterations=3, queries_per_iteration=7000, k=8, free_rollouts=0,
+    "paper-7b": dict(task="gsm8k-train", iterations=3, queries_per_iteration=7000, k=8, free_rollouts=0,
                      policy_estimate="prefix_logprob", cot_prefix="Let's reason step by step.\n",
                      code_prefix="Let's first analyze the problem, then consider if python code could help.\n",
                      learning_rate=2e-5, warmup_ratio=0.03, batch_size=128, micro_batch_size=2, max_tokens=2000,

@@ -50,7 +50,8 @@ def _seed(*parts: int) -> int:
 class EMTrainer:
     def __init__(self, config: EMConfig) -> None:
         from harness.models.hf import HFBackend
-        from harness.rl.trainer import load_policy, load_training_task
+        from harness.rl.trainer import load_policy
+        from harness.rl.training_task import load_training_task
 
         self.config = config
         self.out = Path(config.output_dir)
@@ -59,7 +60,7 @@ class EMTrainer:
         device = "cuda" if config.device == "cuda" or (config.device == "auto" and torch.cuda.is_available()) else "cpu"
         self.model, self.tokenizer = load_policy(config.model, config.dtype, device)
         self.backend = HFBackend.from_loaded(self.model, self.tokenizer, Path(config.model).name)
-        self.task, self.samples, self.method = load_training_task(config)
+        self.task, self.samples, self.method = load_training_task(config, self.out)
         self.prefix_ids = {"cot": self.backend.encode(config.cot_prefix), "code": self.backend.encode(config.code_prefix)}
 
     # ---------------------------------------------------------------- E-step

@@ -17,9 +17,10 @@ class RLConfig(TrainerConfig):
     COMMAND: ClassVar[str] = "train-rl"
 
     model: str = option("", "policy to start from: a Hugging Face model folder")
-    task: str = option("arith", "training task: a built-in task (its train split) or a JSONL path")
-    task_args: dict = option({}, "generator arguments for procedural tasks, e.g. {split: train, size: 2000}")
+    task: str = option("arith", "training task: a built-in task, a JSONL/parquet query pool or a hub id (test splits refused)")
+    task_args: dict = option({"split": "train"}, "generator arguments (procedural tasks), local_file, or a pool's question_field / answer_field / split")
     data_dir: str | None = option(None, "folder with the tasks' local JSONL files")
+    allow_test_split: bool = option(False, "train on a test split anyway (recorded in OUT/training_task.json)")
     method: str = option("auto", "rollout prompt (a method of baselines/): auto lets the model decide on code")
     steps: int = option(50, "policy updates to run")
     prompts_per_step: int = option(8, "distinct prompts per step")
@@ -73,7 +74,7 @@ PRESETS = {
                  group_size=8, max_tokens=96, max_tool_calls=1, temperature=1.0, learning_rate=3e-4,
                  micro_batch_size=32, save_every=10, sandbox_timeout=2.0),
     # The documented recipe for real GPUs (ToRL/DAPO-style: outcome reward, no KL, clip-higher, token-level loss).
-    "qwen2.5-7b": dict(task="gsm8k", method="auto", steps=500, prompts_per_step=64, group_size=16, max_tokens=4096,
+    "qwen2.5-7b": dict(task="gsm8k-train", method="auto", steps=500, prompts_per_step=64, group_size=16, max_tokens=4096,
                        max_tool_calls=4, temperature=1.0, learning_rate=1e-6, micro_batch_size=4, clip_low=0.2,
                        clip_high=0.28, kl_weight=0.0, dtype="bfloat16", gradient_checkpointing=True, save_every=50,
                        report_to=["jsonl", "tensorboard"]),

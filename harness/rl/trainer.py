@@ -17,7 +17,6 @@ compute the same gradient as one process on the same batch.
 
 from __future__ import annotations
 
-import dataclasses
 import random
 import time
 from pathlib import Path
@@ -102,20 +101,6 @@ def load_policy(path: str, dtype: str, device):
     return AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype).to(device), AutoTokenizer.from_pretrained(path)
 
 
-def load_training_task(config):
-    """(task, samples, method) for a trainer config with ``task``, ``task_args``, ``data_dir`` and ``method``."""
-    from harness.eval.methods import load_method
-    from harness.eval.tasks import load_samples, load_task
-
-    task = load_task(config.task)
-    if config.task_args:
-        if task.generator:
-            task = dataclasses.replace(task, generator_args={**task.generator_args, **config.task_args})
-        elif "local_file" in config.task_args:
-            task = dataclasses.replace(task, local_file=config.task_args["local_file"])
-    return task, load_samples(task, config.data_dir)[0], load_method(config.method)
-
-
 class RLTrainer:
     def __init__(self, config: RLConfig, accelerator=None) -> None:
         from accelerate import Accelerator
@@ -158,7 +143,10 @@ class RLTrainer:
         return 1.0
 
     def _load_task(self) -> None:
-        self.task, self.samples, self.method = load_training_task(self.config)
+        from harness.rl.training_task import load_training_task
+
+        record_to = self.out if self.accelerator.is_main_process else None
+        self.task, self.samples, self.method = load_training_task(self.config, record_to)
 
     def rollouts(self, step: int):
         """This process's share of the step's prompts, each rolled out group_size times."""
