@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from harness.training.config import TrainerConfig, option
+from harness.training.schedule import SCHEDULES
 
 
 @dataclass
@@ -40,6 +41,7 @@ class RLConfig(TrainerConfig):
     advantage_scale: str = option("group", "group (GRPO), batch, or none (Dr.GRPO)")
     kl_weight: float = option(0.0, "weight of the k3 KL to the frozen starting policy (0: no reference model)")
     updates_per_batch: int = option(1, "optimisation passes over each batch of rollouts (PPO epochs)")
+    mini_batches: int = option(2, "optimiser steps per pass, on slices of the batch; the clip only acts from the 2nd step")
     micro_batch_size: int = option(8, "sequences per forward/backward pass")
     format_reward: float = option(0.0, "bonus for a response with a \\boxed{} answer (off by default)")
     tool_reward: float = option(0.0, "bonus for a response that executed code (off by default)")
@@ -57,10 +59,12 @@ class RLConfig(TrainerConfig):
         checks = {
             "aggregation": self.aggregation in ("token", "sequence"),
             "advantage_scale": self.advantage_scale in ("group", "batch", "none"),
-            "lr_schedule": self.lr_schedule in ("constant", "cosine"),
+            "lr_schedule": self.lr_schedule in SCHEDULES,
             "group_size": self.group_size >= 2,
             "steps": self.steps >= 1,
             "micro_batch_size": self.micro_batch_size >= 1,
+            "updates_per_batch": self.updates_per_batch >= 1,
+            "mini_batches": 1 <= self.mini_batches <= self.prompts_per_step * self.group_size,
             "sandbox": self.sandbox in ("local", "docker"),
         }
         for name, ok in checks.items():
@@ -69,13 +73,15 @@ class RLConfig(TrainerConfig):
 
 
 PRESETS = {
-    # The testbed: a warmed-up tiny model on `arith`, minutes on 2 CPU cores.
+    # The testbed: a warmed-up tiny model on `arith`, minutes on 2 CPU cores. One update per batch of 64 rollouts:
+    # what the learning test measured; its learning rate, schedule and top_p match train-em's tiny preset.
     "tiny": dict(task="arith", task_args={"split": "train", "size": 2000}, method="auto", steps=30, prompts_per_step=8,
-                 group_size=8, max_tokens=96, max_tool_calls=1, temperature=1.0, learning_rate=3e-4,
-                 micro_batch_size=32, save_every=10, sandbox_timeout=2.0),
+                 group_size=8, max_tokens=96, max_tool_calls=1, temperature=1.0, top_p=1.0, learning_rate=3e-4,
+                 lr_schedule="constant", warmup_steps=0, mini_batches=1, micro_batch_size=32, save_every=10,
+                 sandbox_timeout=2.0),
     # The documented recipe for real GPUs (ToRL/DAPO-style: outcome reward, no KL, clip-higher, token-level loss).
     "qwen2.5-7b": dict(task="gsm8k-train", method="auto", steps=500, prompts_per_step=64, group_size=16, max_tokens=4096,
-                       max_tool_calls=4, temperature=1.0, learning_rate=1e-6, micro_batch_size=4, clip_low=0.2,
+                       max_tool_calls=4, temperature=1.0, learning_rate=1e-6, mini_batches=4, micro_batch_size=4, clip_low=0.2,
                        clip_high=0.28, kl_weight=0.0, dtype="bfloat16", gradient_checkpointing=True, save_every=50,
                        report_to=["jsonl", "tensorboard"]),
 }
