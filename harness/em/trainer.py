@@ -3,12 +3,14 @@
 E-step (``estep``): pick ``queries_per_iteration`` queries; roll each out ``k`` times with the CoT
 prefix forced, ``k`` times with the code prefix forced, and ``free_rollouts`` times unforced, all
 through the shared rollout engine and sandbox, graded by the eval's scorer and appended to
-``OUT/iter-N/samples.jsonl`` (a resumed run skips what is there). Then Q̂(x,c), π(c|x), s*(c|x),
-the dropped queries and the subsampled training set (harness/em/estep.py).
+``OUT/iter-N/samples.jsonl`` (a resumed run skips what is there). Then labels by content, Q̂(x,c),
+π(c|x), s*(c|x) by ``decision_rule``, the dropped queries and the subsampled training set
+(harness/em/estep.py).
 
 M-step (``mstep``): one pass over the training set in optimiser steps of ``batch_size`` sequences:
-truncated-IS policy gradient + k1 KL to π_old (the E-step model, whose log-probs are recomputed on the
-exact training tokens) + the decision cross-entropy toward s*, AdamW with warmup and cosine decay.
+``mstep_loss`` (truncated-IS policy gradient + k1 KL to π_old, the E-step model, whose log-probs are
+recomputed on the exact training tokens; the forced prefix masked out) + the decision cross-entropy
+toward s*, AdamW with the shared warm-up and ``lr_schedule`` (harness/training/schedule.py).
 Checkpoints every ``save_every`` steps and at the end of each iteration; ``resume`` continues from the
 last one, mid-M-step included (the training set is saved with the samples, so it is not redrawn).
 """
