@@ -2,8 +2,8 @@
 
 What the paper leaves unknown is a flag here, with the released v1 code's choice as the default:
 the exact subsampling equation (``subsample``), α in the final version (``alpha``; ``inf`` = v1's
-argmax), how π(c|x) is estimated (``policy_estimate``), the warm-up recipe (``harness train-sft``),
-and the number of iterations (``iterations``).
+argmax), the E-step's decision rule and how π(c|x) enters it (``decision_rule``, harness/em/estep.py),
+the warm-up recipe (``harness train-sft``) and the number of iterations (``iterations``).
 """
 
 from __future__ import annotations
@@ -12,7 +12,9 @@ import math
 from dataclasses import dataclass
 from typing import ClassVar
 
+from harness.em.estep import CONTENT_LABELS, DECISION_RULES
 from harness.training.config import TrainerConfig, option
+from harness.training.schedule import SCHEDULES
 
 
 @dataclass
@@ -21,9 +23,10 @@ class EMConfig(TrainerConfig):
     RESUME_MAY_CHANGE: ClassVar[frozenset[str]] = frozenset({"iterations", "save_every", "output_dir", "device"})
 
     model: str = option("", "policy to start from: a Hugging Face model folder (warmed up so it can write code)")
-    task: str = option("arith", "training task: a built-in task or a JSONL path")
-    task_args: dict = option({}, "generator arguments (procedural tasks) or {local_file: ...}")
+    task: str = option("arith", "training task: a built-in task, a JSONL/parquet query pool or a hub id (test splits refused)")
+    task_args: dict = option({"split": "train"}, "generator arguments (procedural tasks), local_file, or a pool's question_field / answer_field / split")
     data_dir: str | None = option(None, "folder with the tasks' local JSONL files")
+    allow_test_split: bool = option(False, "train on a test split anyway (recorded in OUT/training_task.json)")
     method: str = option("auto", "prompt the policy is trained under (the paper: the bare query)")
     iterations: int = option(2, "EM iterations (E-step then M-step); unknown in the paper, v1 shows 2", minimum=1)
     queries_per_iteration: int = option(64, "queries rolled out per E-step (paper: 7K)", minimum=1)
@@ -31,8 +34,12 @@ class EMConfig(TrainerConfig):
     free_rollouts: int = option(4, "unforced rollouts per query, for the free code rate and the report", minimum=0)
     cot_prefix: str = option("Let's reason step by step.\n", "response prefix that forces chain of thought")
     code_prefix: str = option("Let's write a program.\n", "response prefix that forces code (v1's trigger)")
-    alpha: float = option(math.inf, "s*(c|x) ∝ exp(alpha·π(c|x)·Q̂(x,c)); inf = argmax with ties to CoT (v1)", minimum=0)
-    policy_estimate: str = option("prefix_logprob", "π(c|x): prefix_logprob (renormalised over the two prefixes) or free_rollouts", choices=("prefix_logprob", "free_rollouts"))
+    decision_rule: str = option("q_argmax", "E-step rule: q_argmax (v1 code: argmax of Q̂, ties to CoT), pi_q_free "
+                                "(π from the free-rollout code rate) or pi_q_prefix_mean (π from mean prefix log-probs)",
+                                choices=DECISION_RULES)
+    alpha: float = option(math.inf, "pi_q_* rules: s*(c|x) ∝ exp(alpha·π(c|x)·Q̂(x,c)); inf = argmax with ties to CoT (v1)", minimum=0)
+    content_labels: str = option("relabel", "forced rollout whose content contradicts its decision: relabel (v1), drop or off",
+                                 choices=CONTENT_LABELS)
     subsample: str = option("sample", "training-set rule: sample (draw by s*), argmax, or weight", choices=("sample", "argmax", "weight"))
     samples_per_query: int = option(4, "rollouts drawn per kept query with subsample=sample", minimum=1)
     advantage: str = option("whiten", "sign (±1) or whiten (per-query, clipped to [-2, 2]; all-wrong dropped)", choices=("sign", "whiten"))
@@ -41,7 +48,8 @@ class EMConfig(TrainerConfig):
     kl_discount: float = option(0.1, "KL weight multiplier on wrong samples", minimum=0)
     decision_weight: float = option(1.0, "weight of the cross-entropy pulling π(c|x) toward s*", minimum=0)
     learning_rate: float = option(2e-5, "AdamW learning rate (v1: 2e-5, cosine)", above=0)
-    warmup_ratio: float = option(0.03, "linear warmup as a share of each M-step's optimiser steps", minimum=0, maximum=1)
+    lr_schedule: str = option("cosine", "constant or cosine (after warmup) over each M-step (v1: cosine)", choices=SCHEDULES)
+    warmup_ratio: float = option(0.03, "linear warmup as a share of each M-step's optimiser steps (0: none)", minimum=0, maximum=1)
     batch_size: int = option(128, "sequences per optimiser step (v1: 128)", minimum=1)
     micro_batch_size: int = option(8, "sequences per forward/backward pass", minimum=1)
     max_tokens: int = option(2000, "response token budget per rollout (v1 max length 2000)", minimum=1)
@@ -58,16 +66,17 @@ class EMConfig(TrainerConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.policy_estimate == "free_rollouts" and self.free_rollouts < 1:
-            raise ValueError("free_rollouts: must be at least 1 with policy_estimate free_rollouts")
+        if self.decision_rule == "pi_q_free" and self.free_rollouts < 1:
+            raise ValueError("free_rollouts: must be at least 1 with decision_rule pi_q_free")
 
 
 PRESETS = {
+    # The testbed; its learning rate, schedule (constant, no warm-up) and top_p match train-rl's tiny preset.
     "tiny": dict(task="arith", task_args={"split": "train", "size": 2000}, iterations=3, queries_per_iteration=32, k=4,
-                 free_rollouts=2, samples_per_query=4, learning_rate=3e-4, batch_size=32, micro_batch_size=32,
-                 max_tokens=96, max_tool_calls=1, sandbox_timeout=2.0),
-    "paper-7b": dict(task="gsm8k", iterations=3, queries_per_iteration=7000, k=8, free_rollouts=0,
-                     policy_estimate="prefix_logprob", cot_prefix="Let's reason step by step.\n",
+                 free_rollouts=2, samples_per_query=4, learning_rate=3e-4, lr_schedule="constant", warmup_ratio=0.0,
+                 top_p=1.0, batch_size=32, micro_batch_size=32, max_tokens=96, max_tool_calls=1, sandbox_timeout=2.0),
+    "paper-7b": dict(task="gsm8k-train", iterations=3, queries_per_iteration=7000, k=8, free_rollouts=0,
+                     decision_rule="q_argmax", cot_prefix="Let's reason step by step.\n",
                      code_prefix="Let's first analyze the problem, then consider if python code could help.\n",
                      learning_rate=2e-5, warmup_ratio=0.03, batch_size=128, micro_batch_size=2, max_tokens=2000,
                      temperature=1.0, top_p=0.95, rho_cap=1.2, kl_weight=0.5, kl_discount=0.1, dtype="bfloat16"),

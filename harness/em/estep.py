@@ -1,11 +1,25 @@
 """The E-step: estimate how well each decision works per query, form the reference strategy, pick training data.
 
 The latent decision c is ``"cot"`` or ``"code"``. For each query the E-step has K rollouts under each
-decision (code forced by a prefix); from them:
+decision (forced by a response prefix); from them:
 
+- ``content_labels``: a rollout's decision is what it did, not what it was told: a rollout forced
+  into CoT that still executed code is code, one forced into code that ran none is CoT (v1 labels
+  every response by its content). ``relabel``
+  moves such rollouts to the decision they took, ``drop`` discards them, ``off`` keeps the forced label;
 - ``success_rates``: Q̂(x, c) = correct / rollouts under c (None when c has no rollouts);
-- ``reference_strategy``: s*(c|x) ∝ exp(α · π(c|x) · Q̂(x, c)); α = ∞ is the hard argmax of π·Q̂
-  (AutoCode v1), ties going to CoT (code costs calls and tokens);
+- ``decision_policy``: π(c|x), by one of the paper's readings (``DECISION_RULES``):
+
+  - ``q_argmax`` (the released v1 code, the default): s* = argmax_c Q̂(x, c) alone, ties to CoT;
+    π plays no part (it is reported only);
+  - ``pi_q_free``: s* ∝ exp(α · π · Q̂) with π the query's free-rollout code rate (smoothed away from 0, 1);
+  - ``pi_q_prefix_mean``: the same with π from the *mean* per-token log-probability of each decision
+    prefix, renormalised over the two. The summed log-probability would compare prefixes of different
+    lengths (8 vs 16 tokens), which on real models gives π(code) ≈ 1e-21, so code would win only where
+    every CoT rollout failed;
+
+- ``reference_strategy``: s*(c|x) ∝ exp(α · π(c|x) · Q̂(x, c)); α = ∞ is the hard argmax (AutoCode v1),
+  ties going to CoT (code costs calls and tokens);
 - ``keep_query``: queries where every rollout failed carry no signal and are dropped;
 - ``subsample``: the M-step's training set, drawn from the rollout pool with the weights s*.
   The paper does not give its exact equation (Eq. 5); three readings are offered:
@@ -22,6 +36,23 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 
 DECISIONS = ("cot", "code")
+DECISION_RULES = ("q_argmax", "pi_q_free", "pi_q_prefix_mean")
+CONTENT_LABELS = ("relabel", "drop", "off")
+VALUE_ONLY = {"cot": 1.0, "code": 1.0}  # π ≡ 1: with α = ∞, s* is the argmax of Q̂ alone (q_argmax)
+
+
+def content_labels(rollouts: Sequence[Mapping], mode: str) -> list[dict]:
+    """Forced rollouts labelled by what they did (``used_code``); the forced label stays in ``forced_decision``."""
+    if mode not in CONTENT_LABELS:
+        raise ValueError(f"content_labels must be one of {', '.join(CONTENT_LABELS)}, not {mode!r}")
+    labelled = []
+    for rollout in rollouts:
+        did = "code" if rollout["used_code"] else "cot"
+        if mode == "off" or did == rollout["decision"]:
+            labelled.append(dict(rollout))
+        elif mode == "relabel":
+            labelled.append({**rollout, "decision": did, "forced_decision": rollout["decision"]})
+    return labelled
 
 
 def success_rates(rollouts: Sequence[Mapping]) -> dict[str, dict[str, float | None]]:
@@ -61,7 +92,8 @@ def decision_policy_from_rates(code_rate: float, smoothing: float = 0.05) -> dic
 
 
 def decision_policy_from_logprobs(logprob_cot: float, logprob_code: float) -> dict[str, float]:
-    """π(c|x) from the log-probabilities of the two decision prefixes, renormalised over the pair."""
+    """π(c|x) from log-probabilities of the two decision prefixes (per-token means for ``pi_q_prefix_mean``),
+    renormalised over the pair."""
     top = max(logprob_cot, logprob_code)
     cot, code = math.exp(logprob_cot - top), math.exp(logprob_code - top)
     return {"cot": cot / (cot + code), "code": code / (cot + code)}

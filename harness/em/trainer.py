@@ -3,12 +3,14 @@
 E-step (``estep``): pick ``queries_per_iteration`` queries; roll each out ``k`` times with the CoT
 prefix forced, ``k`` times with the code prefix forced, and ``free_rollouts`` times unforced, all
 through the shared rollout engine and sandbox, graded by the eval's scorer and appended to
-``OUT/iter-N/samples.jsonl`` (a resumed run skips what is there). Then Q̂(x,c), π(c|x), s*(c|x),
-the dropped queries and the subsampled training set (harness/em/estep.py).
+``OUT/iter-N/samples.jsonl`` (a resumed run skips what is there). Then labels by content, Q̂(x,c),
+π(c|x), s*(c|x) by ``decision_rule``, the dropped queries and the subsampled training set
+(harness/em/estep.py).
 
 M-step (``mstep``): one pass over the training set in optimiser steps of ``batch_size`` sequences:
-truncated-IS policy gradient + k1 KL to π_old (the E-step model, whose log-probs are recomputed on the
-exact training tokens) + the decision cross-entropy toward s*, AdamW with warmup and cosine decay.
+``mstep_loss`` (truncated-IS policy gradient + k1 KL to π_old, the E-step model, whose log-probs are
+recomputed on the exact training tokens; the forced prefix masked out) + the decision cross-entropy
+toward s*, AdamW with the shared warm-up and ``lr_schedule`` (harness/training/schedule.py).
 Checkpoints every ``save_every`` steps and at the end of each iteration; ``resume`` continues from the
 last one, mid-M-step included (the training set is saved with the samples, so it is not redrawn).
 """
@@ -26,6 +28,8 @@ import torch
 from harness.em.config import EMConfig
 from harness.em.estep import (
     DECISIONS,
+    VALUE_ONLY,
+    content_labels,
     decision_policy_from_logprobs,
     decision_policy_from_rates,
     em_advantages,
@@ -34,23 +38,17 @@ from harness.em.estep import (
     subsample,
     success_rates,
 )
-from harness.em.mstep import decision_cross_entropy
+from harness.em.mstep import decision_cross_entropy, mstep_loss
 from harness.io import atomic_write_text
 from harness.rl.batch import batch_logprobs, build_batch, chunked_logprobs
-from harness.rl.losses import kl_k1, truncated_is_loss
-
-
-def _seed(*parts: int) -> int:
-    value = 0
-    for part in parts:
-        value = (value * 1_000_003 + part) % (2**31 - 1)
-    return value
+from harness.training.schedule import lr_factor, mix_seed
 
 
 class EMTrainer:
     def __init__(self, config: EMConfig) -> None:
         from harness.models.hf import HFBackend
-        from harness.rl.trainer import load_policy, load_training_task
+        from harness.rl.trainer import load_policy
+        from harness.rl.training_task import load_training_task
 
         self.config = config
         self.out = Path(config.output_dir)
@@ -59,7 +57,7 @@ class EMTrainer:
         device = "cuda" if config.device == "cuda" or (config.device == "auto" and torch.cuda.is_available()) else "cpu"
         self.model, self.tokenizer = load_policy(config.model, config.dtype, device)
         self.backend = HFBackend.from_loaded(self.model, self.tokenizer, Path(config.model).name)
-        self.task, self.samples, self.method = load_training_task(config)
+        self.task, self.samples, self.method = load_training_task(config, self.out)
         self.prefix_ids = {"cot": self.backend.encode(config.cot_prefix), "code": self.backend.encode(config.code_prefix)}
 
     # ---------------------------------------------------------------- E-step
@@ -70,7 +68,7 @@ class EMTrainer:
         from harness.models import SamplingParams
 
         config = self.config
-        chosen = random.Random(_seed(config.seed, iteration, 17)).sample(range(len(self.samples)), min(config.queries_per_iteration, len(self.samples)))
+        chosen = random.Random(mix_seed(config.seed, iteration, 17)).sample(range(len(self.samples)), min(config.queries_per_iteration, len(self.samples)))
         plan = [(i, d, j) for i in chosen for d, n in (("cot", config.k), ("code", config.k), ("free", config.free_rollouts)) for j in range(n)]
         store = RunStore(self.out / f"iter-{iteration}")
         identity = {"config_hash": self._estep_hash(iteration), "iteration": iteration, "config": config.to_dict()}
@@ -87,12 +85,12 @@ class EMTrainer:
         for start in range(0, len(todo), chunk):
             batch = todo[start : start + chunk]
             trajectories = engine.run([prompts[i] for i, _, _ in batch],
-                                      [_seed(config.seed, iteration, i, DECISIONS.index(d) if d in DECISIONS else 2, j) for i, d, j in batch],
+                                      [mix_seed(config.seed, iteration, i, DECISIONS.index(d) if d in DECISIONS else 2, j) for i, d, j in batch],
                                       [self.prefix_ids.get(d, []) for _, d, _ in batch])
             grades = grade_batch([(t.response_text, self.samples[i].answer, self.task.grader) for (i, _, _), t in zip(batch, trajectories)])
             store.append([{"query_index": i, "query": self.samples[i].id, "decision": d, "attempt": j, "kind": self.samples[i].metadata.get("kind"),
                            "prompt_ids": prompts[i], "response_ids": t.response_ids, "loss_mask": t.loss_mask, "response": t.response_text,
-                           "used_code": t.used_code, "correct": bool(g.correct), "status": g.status}
+                           "forced_tokens": len(self.prefix_ids.get(d, [])), "used_code": t.used_code, "correct": bool(g.correct), "status": g.status}
                           for (i, d, j), t, g in zip(batch, trajectories, grades)])
         records = store.open(identity, overwrite=False) if todo else done
         return self._reference(iteration, records, prompts, time.perf_counter() - started)
@@ -107,33 +105,43 @@ class EMTrainer:
         """Q̂, π, s* and the training set. π is measured once, on the E-step model, and saved: a run resumed
         mid-M-step (with weights already updated) must rebuild the very same training set."""
         config = self.config
-        forced = [r for r in records if r["decision"] in DECISIONS]
+        forced = content_labels([r for r in records if r["decision"] in DECISIONS], config.content_labels)
         values = success_rates(forced)
         saved = self.out / f"iter-{iteration}" / "policy.json"
-        if saved.is_file():
-            policy = json.loads(saved.read_text())
-        elif config.policy_estimate == "prefix_logprob":
-            policy = {q: decision_policy_from_logprobs(*lp) for q, lp in self._prefix_logprobs(records, prompts, grad=False).items()}
-        else:
-            policy = {}
-            for query in values:
-                free = [r["used_code"] for r in records if r["query"] == query and r["decision"] == "free"]
-                policy[query] = decision_policy_from_rates(sum(free) / len(free))
+        policy = json.loads(saved.read_text()) if saved.is_file() else self._decision_policy(records, prompts)
         atomic_write_text(saved, json.dumps(policy) + "\n")
         kept = {q: v for q, v in values.items() if keep_query(v)}
-        strategies = {q: reference_strategy(policy[q], v, config.alpha) for q, v in kept.items()}
-        chosen = subsample(forced, strategies, config.subsample, config.samples_per_query, random.Random(_seed(config.seed, len(records))))
+        if config.decision_rule == "q_argmax":
+            strategies = {q: reference_strategy(VALUE_ONLY, v, math.inf) for q, v in kept.items()}
+        else:
+            strategies = {q: reference_strategy(policy[q], v, config.alpha) for q, v in kept.items()}
+        chosen = subsample(forced, strategies, config.subsample, config.samples_per_query, random.Random(mix_seed(config.seed, len(records))))
         return {"records": records, "values": values, "policy": policy, "strategies": strategies, "training": chosen, "estep_s": estep_s}
 
-    def _prefix_logprobs(self, records: list[dict], prompts: dict, grad: bool) -> dict:
-        """log P(prefix_c | prompt) for both decisions, per query (renormalised later over the pair)."""
+    def _decision_policy(self, records: list[dict], prompts: dict) -> dict:
+        """π(c|x) per query: from the free-rollout code rate (pi_q_free, and q_argmax's report when there are
+        free rollouts), else from the mean per-token log-probability of each decision prefix."""
+        if self.config.decision_rule == "pi_q_free" or (self.config.decision_rule == "q_argmax" and self.config.free_rollouts):
+            free: dict = {}
+            for record in records:
+                if record["decision"] == "free":
+                    free.setdefault(record["query"], []).append(record["used_code"])
+            return {query: decision_policy_from_rates(sum(used) / len(used)) for query, used in free.items()}
+        means = self._prefix_logprobs(records, prompts, grad=False, per_token=True)
+        return {query: decision_policy_from_logprobs(*pair) for query, pair in means.items()}
+
+    def _prefix_logprobs(self, records: list[dict], prompts: dict, grad: bool, per_token: bool = False) -> dict:
+        """log P(prefix_c | prompt) for both decisions, per query (renormalised later over the pair); with
+        ``per_token`` the mean per prefix token, so prefixes of different lengths compare fairly."""
         queries = {}
         for record in records:
             queries.setdefault(record["query"], record["prompt_ids"])
         rows = [(prompt, self.prefix_ids[decision]) for prompt in queries.values() for decision in DECISIONS]
         batch = build_batch([p for p, _ in rows], [r for _, r in rows], [[1] * len(r) for _, r in rows], self.backend.pad_token_id)
         logprobs = batch_logprobs(self.model, batch) if grad else chunked_logprobs(self.model, batch, 64)
-        sums = (logprobs * batch.mask.to(logprobs.device)).sum(-1).view(-1, 2)
+        mask = batch.mask.to(logprobs.device)
+        sums = (logprobs * mask).sum(-1) / (mask.sum(-1) if per_token else 1)
+        sums = sums.view(-1, 2)
         return {query: sums[index] if grad else tuple(sums[index].tolist()) for index, query in enumerate(queries)}
 
     # ---------------------------------------------------------------- M-step
@@ -150,13 +158,12 @@ class EMTrainer:
         # A sample's subsampling weight scales its advantage; weights of one query sum to 1, so x count keeps the scale.
         items = [(r, a * w * (counts[r["query"]] if config.subsample == "weight" else 1.0))
                  for (r, w), a in zip(chosen, advantages) if a is not None]
-        random.Random(_seed(config.seed, iteration, 99)).shuffle(items)
+        random.Random(mix_seed(config.seed, iteration, 99)).shuffle(items)
         steps = math.ceil(len(items) / config.batch_size)
         old = self._pi_old(iteration, [r for r, _ in items])
         optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.learning_rate, weight_decay=0.0)
-        warmup = max(1, round(config.warmup_ratio * steps))
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda s: (s + 1) / warmup if s < warmup else 0.5 * (1 + math.cos(math.pi * (s - warmup) / max(1, steps - warmup))))
+        warmup = round(config.warmup_ratio * steps)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, steps, warmup, config.lr_schedule))
         loss_sum, loss_count = 0.0, 0
         if start_step:  # train() has already loaded the checkpoint's weights; restore the optimiser, schedule and RNGs
             from harness.training.checkpoint import latest_checkpoint, load_trainer_state
@@ -192,8 +199,11 @@ class EMTrainer:
         return old
 
     def _batch(self, rollouts: list[dict]):
-        return build_batch([r["prompt_ids"] for r in rollouts], [r["response_ids"] for r in rollouts],
-                           [r["loss_mask"] for r in rollouts], self.backend.pad_token_id)
+        """Training rows; the forced decision prefix is masked: it was not sampled (its behaviour probability
+        was 1), so it gets no policy-gradient or KL term; the decision cross-entropy trains the decision."""
+        masks = [[0] * r["forced_tokens"] + r["loss_mask"][r["forced_tokens"]:] for r in rollouts]
+        return build_batch([r["prompt_ids"] for r in rollouts], [r["response_ids"] for r in rollouts], masks,
+                           self.backend.pad_token_id)
 
     def _optimiser_step(self, items, old_rows: list[torch.Tensor], strategies, optimizer) -> float:
         config = self.config
@@ -212,10 +222,10 @@ class EMTrainer:
             logprobs = batch_logprobs(self.model, micro)
             mask = micro.mask.to(logprobs.device)
             share = len(rollouts[rows]) / len(rollouts)
-            policy = truncated_is_loss(logprobs, old[rows].to(logprobs.device), advantages[rows].to(logprobs.device), mask, cap=config.rho_cap)
-            kl = kl_k1(logprobs, old[rows].to(logprobs.device), mask)
-            weights = torch.where(correct[rows].bool(), config.kl_weight, config.kl_weight * config.kl_discount).to(kl.device)
-            loss = share * (policy + (weights * kl).mean())
+            sample_loss, _ = mstep_loss(logprobs, old[rows].to(logprobs.device), advantages[rows].to(logprobs.device), mask,
+                                        correct[rows].to(logprobs.device), rho_cap=config.rho_cap, kl_weight=config.kl_weight,
+                                        kl_discount=config.kl_discount)
+            loss = share * sample_loss
             loss.backward()
             total += loss.item()
         queries = sorted({r["query"] for r in rollouts})

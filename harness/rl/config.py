@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from harness.training.config import TrainerConfig, option
+from harness.training.schedule import SCHEDULES
 
 
 @dataclass
@@ -18,9 +19,10 @@ class RLConfig(TrainerConfig):
     RESUME_MAY_CHANGE: ClassVar[frozenset[str]] = frozenset({"steps", "save_every", "output_dir", "report_to", "device"})
 
     model: str = option("", "policy to start from: a Hugging Face model folder")
-    task: str = option("arith", "training task: a built-in task (its train split) or a JSONL path")
-    task_args: dict = option({}, "generator arguments for procedural tasks, e.g. {split: train, size: 2000}")
+    task: str = option("arith", "training task: a built-in task, a JSONL/parquet query pool or a hub id (test splits refused)")
+    task_args: dict = option({"split": "train"}, "generator arguments (procedural tasks), local_file, or a pool's question_field / answer_field / split")
     data_dir: str | None = option(None, "folder with the tasks' local JSONL files")
+    allow_test_split: bool = option(False, "train on a test split anyway (recorded in OUT/training_task.json)")
     method: str = option("auto", "rollout prompt (a method of baselines/): auto lets the model decide on code")
     steps: int = option(50, "policy updates to run", minimum=1)
     prompts_per_step: int = option(8, "distinct prompts per step", minimum=1)
@@ -30,7 +32,7 @@ class RLConfig(TrainerConfig):
     temperature: float = option(1.0, "rollout sampling temperature", minimum=0)
     top_p: float = option(1.0, "rollout nucleus sampling", above=0, maximum=1)
     learning_rate: float = option(1e-6, "AdamW learning rate", above=0)
-    lr_schedule: str = option("constant", "constant or cosine (after warmup)", choices=("constant", "cosine"))
+    lr_schedule: str = option("constant", "constant or cosine (after warmup)", choices=SCHEDULES)
     warmup_steps: int = option(0, "linear warmup steps", minimum=0)
     weight_decay: float = option(0.0, "AdamW weight decay", minimum=0)
     max_grad_norm: float = option(1.0, "gradient clipping norm (0: off)", minimum=0)
@@ -40,6 +42,7 @@ class RLConfig(TrainerConfig):
     advantage_scale: str = option("group", "group (GRPO), batch, or none (Dr.GRPO)", choices=("group", "batch", "none"))
     kl_weight: float = option(0.0, "weight of the k3 KL to the frozen starting policy (0: no reference model)", minimum=0)
     updates_per_batch: int = option(1, "optimisation passes over each batch of rollouts (PPO epochs)", minimum=1)
+    mini_batches: int = option(2, "optimiser steps per pass, on slices of the batch; the clip only acts from the 2nd step", minimum=1)
     micro_batch_size: int = option(8, "sequences per forward/backward pass", minimum=1)
     format_reward: float = option(0.0, "bonus for a response with a \\boxed{} answer (off by default)")
     tool_reward: float = option(0.0, "bonus for a response that executed code (off by default)")
@@ -53,15 +56,22 @@ class RLConfig(TrainerConfig):
     dtype: str = option("auto", "auto (bfloat16 on GPU, float32 on CPU), float32 or bfloat16", choices=("auto", "float32", "bfloat16"))
     gradient_checkpointing: bool = option(False, "recompute activations in backward to save memory")
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.mini_batches > self.prompts_per_step * self.group_size:
+            raise ValueError(f"mini_batches: at most prompts_per_step × group_size = {self.prompts_per_step * self.group_size} (got {self.mini_batches})")
+
 
 PRESETS = {
-    # The testbed: a warmed-up tiny model on `arith`, minutes on 2 CPU cores.
+    # The testbed: a warmed-up tiny model on `arith`, minutes on 2 CPU cores. One update per batch of 64 rollouts:
+    # what the learning test measured; its learning rate, schedule and top_p match train-em's tiny preset.
     "tiny": dict(task="arith", task_args={"split": "train", "size": 2000}, method="auto", steps=30, prompts_per_step=8,
-                 group_size=8, max_tokens=96, max_tool_calls=1, temperature=1.0, learning_rate=3e-4,
-                 micro_batch_size=32, save_every=10, sandbox_timeout=2.0),
+                 group_size=8, max_tokens=96, max_tool_calls=1, temperature=1.0, top_p=1.0, learning_rate=3e-4,
+                 lr_schedule="constant", warmup_steps=0, mini_batches=1, micro_batch_size=32, save_every=10,
+                 sandbox_timeout=2.0),
     # The documented recipe for real GPUs (ToRL/DAPO-style: outcome reward, no KL, clip-higher, token-level loss).
-    "qwen2.5-7b": dict(task="gsm8k", method="auto", steps=500, prompts_per_step=64, group_size=16, max_tokens=4096,
-                       max_tool_calls=4, temperature=1.0, learning_rate=1e-6, micro_batch_size=4, clip_low=0.2,
+    "qwen2.5-7b": dict(task="gsm8k-train", method="auto", steps=500, prompts_per_step=64, group_size=16, max_tokens=4096,
+                       max_tool_calls=4, temperature=1.0, learning_rate=1e-6, mini_batches=4, micro_batch_size=4, clip_low=0.2,
                        clip_high=0.28, kl_weight=0.0, dtype="bfloat16", gradient_checkpointing=True, save_every=50,
                        report_to=["jsonl", "tensorboard"]),
 }

@@ -10,7 +10,12 @@ tokens never receive gradient.
   per sample, mean over tokens of -log pi(y_t) * min(pi/pi_old, cap) (detached) * A.
 - ``kl_k1`` / ``kl_k3``: KL estimators toward a reference policy (k3 is the low-variance one).
 - ``aggregate``: token-level (DAPO: pooled over every token of the batch) or sequence-level
-  (GRPO: mean per sequence, then over sequences) averaging.
+  (GRPO: mean per sequence, then over sequences) averaging; given the count of a larger batch
+  (``normaliser``), a micro-batch's share of that batch's mean.
+
+The trainers call these functions (``train-rl``: ``clipped_policy_loss`` + ``aggregate(kl_k3)``;
+``train-em``: ``truncated_is_loss`` and ``kl_k1`` through ``harness.em.mstep.mstep_loss``), so the
+tests of this module test what trains.
 """
 
 from __future__ import annotations
@@ -47,16 +52,20 @@ def token_logprobs(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return torch.gather(logits.float(), -1, targets.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits.float(), dim=-1)
 
 
-def aggregate(values: torch.Tensor, mask: torch.Tensor, mode: str = "token") -> torch.Tensor:
+def aggregate(values: torch.Tensor, mask: torch.Tensor, mode: str = "token", normaliser: float | None = None) -> torch.Tensor:
     """Average masked per-token values: ``token`` pools every token of the batch, ``sequence`` averages
-    each sequence first (every sequence weighs the same, whatever its length)."""
+    each sequence first (every sequence weighs the same, whatever its length). ``normaliser`` replaces
+    this batch's own count (tokens, or sequences with tokens) by a larger batch's: micro-batches then
+    add up to that batch's mean, whatever the split."""
     mask = mask.to(values.dtype)
-    if mode == "token":
-        return (values * mask).sum() / mask.sum().clamp(min=1)
     if mode == "sequence":
-        per_sequence = (values * mask).sum(-1) / mask.sum(-1).clamp(min=1)
-        return per_sequence[mask.sum(-1) > 0].mean() if (mask.sum(-1) > 0).any() else values.sum() * 0
-    raise ValueError(f"aggregation must be token or sequence, not {mode!r}")
+        values = values / mask.sum(-1, keepdim=True).clamp(min=1)
+        count = (mask.sum(-1) > 0).sum()
+    elif mode == "token":
+        count = mask.sum()
+    else:
+        raise ValueError(f"aggregation must be token or sequence, not {mode!r}")
+    return (values * mask).sum() / (normaliser if normaliser is not None else count.clamp(min=1))
 
 
 def clipped_objective(
@@ -78,11 +87,14 @@ def clipped_policy_loss(
     clip_low: float = 0.2,
     clip_high: float = 0.28,
     aggregation: str = "token",
+    normaliser: float | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """The clipped surrogate averaged with ``aggregation``; returns (loss, {"clip_ratio": ...})."""
+    """The clipped surrogate averaged with ``aggregation`` (see ``aggregate`` for ``normaliser``);
+    returns (loss, {"clip_ratio": share of these tokens where the clip bound, "clipped_tokens": their count})."""
     per_token, was_clipped = clipped_objective(logprobs, old_logprobs, advantages, clip_low, clip_high)
-    loss = aggregate(per_token, mask, aggregation)
-    return loss, {"clip_ratio": aggregate(was_clipped.to(per_token.dtype), mask, "token").item()}
+    loss = aggregate(per_token, mask, aggregation, normaliser)
+    clipped = float((was_clipped * mask).sum())
+    return loss, {"clip_ratio": clipped / max(float(mask.sum()), 1.0), "clipped_tokens": clipped}
 
 
 def truncated_is_loss(

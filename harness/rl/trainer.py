@@ -6,7 +6,8 @@ One step:
      (real sandbox, real tool calls; ``method`` auto by default: the model decides on code);
   2. reward = the scorer (1/0), plus optional format / tool bonuses (off by default);
   3. advantages normalised within each prompt's group;
-  4. ``updates_per_batch`` passes of the PPO clipped surrogate (separate low/high clip), token-level
+  4. ``updates_per_batch`` passes over the batch, each in ``mini_batches`` optimiser steps, of the PPO
+     clipped surrogate (separate low/high clip; it binds from the second step on), token-level
      averaging, tool tokens masked, optional k3 KL to the frozen starting policy;
   5. log TRL's metric names plus code rate per task kind; checkpoint every ``save_every`` steps.
 
@@ -17,7 +18,6 @@ compute the same gradient as one process on the same batch.
 
 from __future__ import annotations
 
-import dataclasses
 import random
 import time
 from pathlib import Path
@@ -27,31 +27,27 @@ import torch
 from harness.rl.batch import Batch, batch_logprobs, build_batch, chunked_logprobs
 from harness.rl.config import RLConfig
 from harness.rl.logging import MetricLogger
-from harness.rl.losses import clipped_objective, group_advantages, kl_k3
+from harness.rl.losses import aggregate, clipped_policy_loss, group_advantages, kl_k3
 from harness.training.checkpoint import resume_into, save_checkpoint
-
-
-def step_seed(seed: int, step: int, index: int) -> int:
-    return (seed * 1_000_003 + step * 10_007 + index) % (2**31 - 1)
+from harness.training.schedule import lr_factor, mix_seed
 
 
 def choose_prompts(num_samples: int, count: int, seed: int, step: int) -> list[int]:
-    return random.Random(step_seed(seed, step, -1)).sample(range(num_samples), min(count, num_samples))
+    return random.Random(mix_seed(seed, step)).sample(range(num_samples), min(count, num_samples))
 
 
 def policy_loss(model, batch: Batch, old_logprobs, advantages, ref_logprobs, config: RLConfig, normaliser: float):
-    """This micro-batch's share of the global loss: masked sums divided by the global ``normaliser``."""
+    """This micro-batch's share of the global loss (clipped surrogate + k3 KL), normalised by the global count."""
     logprobs = batch_logprobs(model, batch)
     mask = batch.mask.to(logprobs.device)
-    per_token, was_clipped = clipped_objective(logprobs, old_logprobs.to(logprobs.device), advantages.to(logprobs.device),
-                                               config.clip_low, config.clip_high)
-    kl = kl_k3(logprobs, ref_logprobs.to(logprobs.device)) if ref_logprobs is not None else torch.zeros_like(per_token)
-    per_token = per_token + config.kl_weight * kl
-    if config.aggregation == "sequence":
-        per_token = per_token / mask.sum(-1, keepdim=True).clamp(min=1)
-    loss = (per_token * mask).sum() / normaliser
-    stats = {"clipped_tokens": float((was_clipped * mask).sum()), "kl_sum": float((kl.detach() * mask).sum())}
-    return loss, stats
+    loss, stats = clipped_policy_loss(logprobs, old_logprobs.to(logprobs.device), advantages.to(logprobs.device), mask,
+                                      config.clip_low, config.clip_high, config.aggregation, normaliser)
+    kl_sum = 0.0
+    if ref_logprobs is not None:
+        kl = kl_k3(logprobs, ref_logprobs.to(logprobs.device))
+        loss = loss + config.kl_weight * aggregate(kl, mask, config.aggregation, normaliser)
+        kl_sum = float((kl.detach() * mask).sum())
+    return loss, {"clipped_tokens": stats["clipped_tokens"], "kl_sum": kl_sum}
 
 
 def accumulate_gradients(model, accelerator, batch: Batch, old_logprobs, advantages, ref_logprobs, config: RLConfig) -> dict:
@@ -74,21 +70,31 @@ def accumulate_gradients(model, accelerator, batch: Batch, old_logprobs, advanta
 
 
 def update_policy(model, optimizer, scheduler, accelerator, reference, batch: Batch, advantages, config: RLConfig) -> dict:
-    """``updates_per_batch`` optimiser steps on one batch of rollouts; returns loss, clip_ratio, kl, grad_norm."""
+    """``updates_per_batch`` passes (PPO epochs) over one batch of rollouts, each pass ``mini_batches`` optimiser
+    steps on consecutive slices of it. π_old is the policy before the first step, so from the second step on
+    the ratio moves away from 1 and the clip (and clip-higher) act; with one step per batch the ratio is
+    exactly 1 and the clip never binds. Returns loss, clip_ratio, kl, grad_norm; the schedule steps once."""
     old = chunked_logprobs(model, batch, config.micro_batch_size)
     ref = chunked_logprobs(reference, batch, config.micro_batch_size) if reference is not None else None
     model.train()
+    rows = len(batch.input_ids)
+    bounds = [round(i * rows / config.mini_batches) for i in range(config.mini_batches + 1)]
     totals = {"loss": 0.0, "clipped_tokens": 0.0, "kl_sum": 0.0, "grad_norm": 0.0}
     for _ in range(config.updates_per_batch):
-        for key, value in accumulate_gradients(model, accelerator, batch, old, advantages, ref, config).items():
-            totals[key] += value
-        if config.max_grad_norm > 0:
-            totals["grad_norm"] = float(accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm))
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        for start, end in zip(bounds, bounds[1:]):
+            part = slice(start, end)
+            gradients = accumulate_gradients(model, accelerator, batch.rows(part), old[part], advantages[part],
+                                             None if ref is None else ref[part], config)
+            for key, value in gradients.items():
+                totals[key] += value
+            if config.max_grad_norm > 0:
+                totals["grad_norm"] = float(accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm))
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
     scheduler.step()
+    updates = config.updates_per_batch * config.mini_batches
     tokens = max(batch.tokens, 1) * config.updates_per_batch
-    return {"loss": totals["loss"] / config.updates_per_batch, "clip_ratio": totals["clipped_tokens"] / tokens,
+    return {"loss": totals["loss"] / updates, "clip_ratio": totals["clipped_tokens"] / tokens,
             "kl": totals["kl_sum"] / tokens, "grad_norm": totals["grad_norm"]}
 
 
@@ -100,20 +106,6 @@ def load_policy(path: str, dtype: str, device):
     if torch_dtype is None:
         torch_dtype = torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
     return AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype).to(device), AutoTokenizer.from_pretrained(path)
-
-
-def load_training_task(config):
-    """(task, samples, method) for a trainer config with ``task``, ``task_args``, ``data_dir`` and ``method``."""
-    from harness.eval.methods import load_method
-    from harness.eval.tasks import load_samples, load_task
-
-    task = load_task(config.task)
-    if config.task_args:
-        if task.generator:
-            task = dataclasses.replace(task, generator_args={**task.generator_args, **config.task_args})
-        elif "local_file" in config.task_args:
-            task = dataclasses.replace(task, local_file=config.task_args["local_file"])
-    return task, load_samples(task, config.data_dir)[0], load_method(config.method)
 
 
 class RLTrainer:
@@ -140,24 +132,17 @@ class RLTrainer:
             self.reference = load_policy(config.model, config.dtype, self.accelerator.device)[0].eval()
             self.reference.requires_grad_(False)
         optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self._lr_factor)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: lr_factor(step, config.steps, config.warmup_steps, config.lr_schedule))
         self.model, self.optimizer, self.scheduler = self.accelerator.prepare(model, optimizer, scheduler)
         # Rollouts run on the very module being trained: every update is visible to the next rollout.
         self.backend = HFBackend.from_loaded(self.accelerator.unwrap_model(self.model), self.tokenizer, Path(config.model).name)
 
-    def _lr_factor(self, step: int) -> float:
-        import math
-
-        warmup, total = self.config.warmup_steps, self.config.steps
-        if warmup and step < warmup:
-            return (step + 1) / warmup
-        if self.config.lr_schedule == "cosine":
-            progress = (step - warmup) / max(1, total - warmup)
-            return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-        return 1.0
-
     def _load_task(self) -> None:
-        self.task, self.samples, self.method = load_training_task(self.config)
+        from harness.rl.training_task import load_training_task
+
+        record_to = self.out if self.accelerator.is_main_process else None
+        self.task, self.samples, self.method = load_training_task(self.config, record_to)
 
     def rollouts(self, step: int):
         """This process's share of the step's prompts, each rolled out group_size times."""
@@ -170,7 +155,7 @@ class RLTrainer:
         mine = chosen[self.accelerator.process_index :: self.accelerator.num_processes]
         samples = [self.samples[i] for i in mine for _ in range(config.group_size)]
         prompts = [self.backend.encode(self.backend.chat_prompt(self.method.messages(s.question))) for s in samples]
-        seeds = [step_seed(config.seed, step, i * config.group_size + g) for i in mine for g in range(config.group_size)]
+        seeds = [mix_seed(config.seed, step, i * config.group_size + g) for i in mine for g in range(config.group_size)]
         params = SamplingParams(temperature=config.temperature, top_p=config.top_p, max_new_tokens=config.max_tokens)
         engine = RolloutEngine(self.backend, params, tools=self.method.tools, sandbox=self.sandbox,
                                max_tool_calls=config.max_tool_calls, max_tokens=config.max_tokens)

@@ -15,7 +15,6 @@ made each batch one kind of problem and learning much slower per step (loss 1.59
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 from dataclasses import asdict, dataclass
@@ -29,6 +28,7 @@ from harness.training.checkpoint import (
     save_checkpoint,
 )
 from harness.training.run_folder import open_run
+from harness.training.schedule import lr_factor, mix_seed
 from harness.training.sequences import collate, encode_example, token_loss
 
 GROUP_BATCHES = 1
@@ -56,14 +56,6 @@ class SFTConfig:
     threads: int = 0  # 0: every core
 
 
-def lr_factor(step: int, warmup: int, total: int, floor: float) -> float:
-    """Linear warm-up, then cosine decay to ``floor`` times the peak rate."""
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
-
-
 def batch_indices(step: int, batch_size: int, lengths: list[int], seed: int) -> list[int]:
     """The example indices of one step: slices of per-epoch seeded permutations, length-sorted per group."""
     import torch
@@ -73,7 +65,7 @@ def batch_indices(step: int, batch_size: int, lengths: list[int], seed: int) -> 
     members = []
     for position in range(first, first + group):
         epoch, offset = divmod(position, size)
-        order = torch.randperm(size, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
+        order = torch.randperm(size, generator=torch.Generator().manual_seed(mix_seed(seed, epoch)))
         members.append(int(order[offset]))
     members.sort(key=lambda index: lengths[index])
     start = step * batch_size - first
@@ -117,7 +109,7 @@ def train_sft(config: SFTConfig, log=print, resume: bool = False, allow_config_c
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
                                   lr=config.learning_rate, betas=(0.9, 0.95))
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_factor(step, config.warmup_steps, config.steps, config.min_lr_ratio))
+        optimizer, lambda step: lr_factor(step, config.steps, config.warmup_steps, "cosine", config.min_lr_ratio))
     start = 0
     if resume_from is not None:
         start = load_trainer_state(resume_from, optimizer, scheduler)["step"]

@@ -54,6 +54,7 @@ def test_queries_where_everything_failed_are_dropped():
 
 def test_decision_policies():
     assert decision_policy_from_rates(0.0) == pytest.approx({"cot": 0.95, "code": 0.05})
+    assert decision_policy_from_rates(0.5) == pytest.approx({"cot": 0.5, "code": 0.5})
     assert decision_policy_from_logprobs(math.log(0.2), math.log(0.6)) == pytest.approx({"cot": 0.25, "code": 0.75})
 
 
@@ -93,4 +94,4 @@ def test_mstep_loss_discounts_kl_on_wrong_samples():
                              rho_cap=1.2, kl_weight=1.0, kl_discount=0.1)
     kl = math.log(0.25) - math.log(0.5)
     policy = ((-math.log(0.5) * 1.2 * 1) + (-math.log(0.5) * 1.2 * -1)) / 2
-    assert loss.item() == pytest.approx(policy + 1.0 * kl + 0.1 * kl)
+    assert loss.item() == pytest.approx(policy + (1.0 * kl + 0.1 * kl) / 2)  # KL averaged over the samples

@@ -10,8 +10,9 @@ import pytest
 from harness.testbed.demos import demonstration_rows
 from harness.training.checkpoint import checkpoint_dir, list_checkpoints
 from harness.training.run_folder import PROVENANCE_FILE
+from harness.training.schedule import lr_factor
 from harness.training.sequences import collate, encode_example, token_loss
-from harness.training.sft import SFTConfig, lr_factor, train_sft
+from harness.training.sft import SFTConfig, train_sft
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +90,7 @@ def test_resume_continues_exactly_as_an_uninterrupted_run(tiny, tmp_path):
 
 
 def test_learning_rate_warms_up_then_decays_to_the_floor():
-    assert lr_factor(0, 10, 100, 0.1) == pytest.approx(0.1)
-    assert lr_factor(9, 10, 100, 0.1) == pytest.approx(1.0)
-    assert lr_factor(100, 10, 100, 0.1) == pytest.approx(0.1)
-    assert lr_factor(55, 10, 100, 0.1) == pytest.approx(0.55)
+    assert lr_factor(0, 100, 10, "cosine", 0.1) == pytest.approx(0.1)
+    assert lr_factor(9, 100, 10, "cosine", 0.1) == pytest.approx(1.0)
+    assert lr_factor(100, 100, 10, "cosine", 0.1) == pytest.approx(0.1)
+    assert lr_factor(55, 100, 10, "cosine", 0.1) == pytest.approx(0.55)

@@ -1,0 +1,71 @@
+"""The training task of `train-rl` and `train-em`, loaded once for both, with a guard against training on a test set.
+
+A trainer's ``task`` is a built-in task, a JSONL/parquet query pool or a hub dataset id; any pool
+whose rows have a question and a gold answer works (``task_args`` may name the columns:
+``question_field`` / ``answer_field``, e.g. ``q`` / ``gold`` for the paper's 119K pool, and ``split``
+for a hub id). Its split is decided as follows:
+
+- a procedural task: its generator's ``split`` argument (``arith`` defaults to ``test``);
+- a built-in task: the ``split`` its TOML declares; one that declares none is a benchmark, so ``test``;
+- a JSONL/parquet file: ``test`` when a part of its file name is ``test`` (``gsm8k_test.jsonl``), else ``unknown``;
+- a hub id: the split asked for (``test`` unless ``task_args.split`` says otherwise).
+
+A ``test`` split is refused (``ContaminationError``) unless the config sets ``allow_test_split``; either
+way the decision is written to ``OUT/training_task.json`` so a result trained on a benchmark says so.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import tomllib
+from pathlib import Path
+
+from harness.io import atomic_write_text
+
+
+class ContaminationError(ValueError):
+    """The training task is a test split and the config did not allow it."""
+
+
+CUSTOM_FIELD_ARGS = ("question_field", "answer_field", "id_field", "split")
+
+
+def task_split(task, task_args: dict) -> str:
+    """``train``, ``test`` or ``unknown`` for a loaded TaskSpec (see the module docstring for the rules)."""
+    if task.generator:
+        return str(task.generator_args.get("split", "unknown"))
+    if "local_file" not in task_args and task.source.endswith(".toml"):
+        declared = tomllib.loads(Path(task.source).read_text(encoding="utf-8")).get("split")
+        return str(declared or "test")
+    if task.local_file:
+        parts = re.split(r"[^a-z0-9]+", Path(task.local_file).stem.lower())
+        return "test" if "test" in parts else "unknown"
+    return str((task.hub or {}).get("split", "unknown"))
+
+
+def load_training_task(config, out: Path | None = None):
+    """(task, samples, method) for a trainer config with ``task``, ``task_args``, ``data_dir``, ``method`` and
+    ``allow_test_split``; raises ContaminationError on a test split not allowed; records the choice under ``out``."""
+    from harness.eval.methods import load_method
+    from harness.eval.tasks import load_samples, load_task
+
+    args = dict(config.task_args)
+    task = load_task(config.task, **{k: args[k] for k in CUSTOM_FIELD_ARGS if k in args})
+    if task.generator:
+        task = dataclasses.replace(task, generator_args={**task.generator_args, **args})
+    elif "local_file" in args:
+        task = dataclasses.replace(task, local_file=args["local_file"])
+    split = task_split(task, args)
+    if split == "test" and not config.allow_test_split:
+        raise ContaminationError(f"task {config.task!r} is a test split; train on a training pool (e.g. gsm8k-train) "
+                                 "or set allow_test_split: true to do it on purpose (it is recorded)")
+    samples, fingerprint = load_samples(task, config.data_dir)
+    if out is not None:
+        record = {"task": config.task, "name": task.name, "version": task.version, "split": split, "samples": len(samples),
+                  "data_fingerprint": fingerprint, "allow_test_split": config.allow_test_split,
+                  "trained_on_test_split": split == "test"}
+        Path(out).mkdir(parents=True, exist_ok=True)
+        atomic_write_text(Path(out) / "training_task.json", json.dumps(record, indent=2) + "\n")
+    return task, samples, load_method(config.method)
