@@ -57,7 +57,7 @@ class EMTrainer:
         device = "cuda" if config.device == "cuda" or (config.device == "auto" and torch.cuda.is_available()) else "cpu"
         self.model, self.tokenizer = load_policy(config.model, config.dtype, device)
         self.backend = HFBackend.from_loaded(self.model, self.tokenizer, Path(config.model).name)
-        self.task, self.samples, self.method = load_training_task(config, self.out)
+        self.task, self.samples, self.method, self.task_record = load_training_task(config)
         self.prefix_ids = {"cot": self.backend.encode(config.cot_prefix), "code": self.backend.encode(config.code_prefix)}
 
     # ---------------------------------------------------------------- E-step
@@ -244,6 +244,7 @@ class EMTrainer:
     # ---------------------------------------------------------------- loop
     def train(self, resume: bool = False, allow_config_change: bool = False) -> list[dict]:
         """Run to ``config.iterations``; the output folder must be empty or, with ``resume``, this run's (run_folder.py)."""
+        from harness.rl.training_task import record_training_task
         from harness.sandbox import SandboxLimits, get_sandbox
         from harness.training.checkpoint import (
             checkpoint_info,
@@ -255,6 +256,7 @@ class EMTrainer:
         config = self.config
         run = open_run(self.out, config.COMMAND, config.to_dict(), config.RESUME_MAY_CHANGE, resume=resume,
                        allow_config_change=allow_config_change)
+        record_training_task(self.out, self.task_record)
         start_iteration, start_step = 0, 0
         if run.resuming and (checkpoint := latest_checkpoint(self.out)) is not None:
             state = checkpoint_info(checkpoint)["extra"]

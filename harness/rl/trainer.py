@@ -141,8 +141,7 @@ class RLTrainer:
     def _load_task(self) -> None:
         from harness.rl.training_task import load_training_task
 
-        record_to = self.out if self.accelerator.is_main_process else None
-        self.task, self.samples, self.method = load_training_task(self.config, record_to)
+        self.task, self.samples, self.method, self.task_record = load_training_task(self.config)
 
     def rollouts(self, step: int):
         """This process's share of the step's prompts, each rolled out group_size times."""
@@ -188,6 +187,7 @@ class RLTrainer:
 
     def train(self, resume: bool = False, on_step=None, allow_config_change: bool = False) -> list[dict]:
         """Run to ``config.steps``; the output folder must be empty or, with ``resume``, this run's (run_folder.py)."""
+        from harness.rl.training_task import record_training_task
         from harness.sandbox import SandboxLimits, get_sandbox
         from harness.training.run_folder import open_run
 
@@ -197,6 +197,7 @@ class RLTrainer:
         self.accelerator.wait_for_everyone()  # every process has judged the folder before the main one writes to it
         if self.accelerator.is_main_process:
             start.record()
+            record_training_task(self.out, self.task_record)
             start.rewind("metrics.jsonl", lambda row: row.get("step", 0) <= start.step)
         self.accelerator.wait_for_everyone()
         if start.resuming:

@@ -45,9 +45,10 @@ def task_split(task, task_args: dict) -> str:
     return str((task.hub or {}).get("split", "unknown"))
 
 
-def load_training_task(config, out: Path | None = None):
-    """(task, samples, method) for a trainer config with ``task``, ``task_args``, ``data_dir``, ``method`` and
-    ``allow_test_split``; raises ContaminationError on a test split not allowed; records the choice under ``out``."""
+def load_training_task(config):
+    """(task, samples, method, record) for a trainer config with ``task``, ``task_args``, ``data_dir``, ``method`` and
+    ``allow_test_split``; raises ContaminationError on a test split not allowed. The trainer writes ``record`` with
+    ``record_training_task`` once its output folder is judged usable, so a refused run overwrites nothing."""
     from harness.eval.methods import load_method
     from harness.eval.tasks import load_samples, load_task
 
@@ -62,10 +63,12 @@ def load_training_task(config, out: Path | None = None):
         raise ContaminationError(f"task {config.task!r} is a test split; train on a training pool (e.g. gsm8k-train) "
                                  "or set allow_test_split: true to do it on purpose (it is recorded)")
     samples, fingerprint = load_samples(task, config.data_dir)
-    if out is not None:
-        record = {"task": config.task, "name": task.name, "version": task.version, "split": split, "samples": len(samples),
-                  "data_fingerprint": fingerprint, "allow_test_split": config.allow_test_split,
-                  "trained_on_test_split": split == "test"}
-        Path(out).mkdir(parents=True, exist_ok=True)
-        atomic_write_text(Path(out) / "training_task.json", json.dumps(record, indent=2) + "\n")
-    return task, samples, load_method(config.method)
+    record = {"task": config.task, "name": task.name, "version": task.version, "split": split, "samples": len(samples),
+              "data_fingerprint": fingerprint, "allow_test_split": config.allow_test_split,
+              "trained_on_test_split": split == "test"}
+    return task, samples, load_method(config.method), record
+
+
+def record_training_task(out: Path, record: dict) -> None:
+    Path(out).mkdir(parents=True, exist_ok=True)
+    atomic_write_text(Path(out) / "training_task.json", json.dumps(record, indent=2) + "\n")
