@@ -87,9 +87,9 @@ def scan_samples(path: Path, key: tuple[str, ...] = (), required: tuple[str, ...
     return scan
 
 
-def read_samples(path: Path) -> list[dict]:
+def read_samples(path: Path, key: tuple[str, ...] = (), required: tuple[str, ...] = ()) -> list[dict]:
     """The valid records of samples.jsonl, read-only (a run being written by another process is left alone)."""
-    return scan_samples(path).records
+    return scan_samples(path, key, required).records
 
 
 class RunStore:
