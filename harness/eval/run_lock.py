@@ -23,10 +23,6 @@ class RunLock:
         self.path = Path(directory) / LOCK_NAME
         self._file = None  # a file object, so a forgotten lock is dropped when its holder is collected
 
-    @property
-    def held(self) -> bool:
-        return self._file is not None
-
     def acquire(self) -> None:
         """Take the lock now or raise RunLockedError (never waits: a second run should be told, not queued)."""
         if self._file is not None:
