@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -33,16 +34,36 @@ def fail(message: str) -> NoReturn:
     raise typer.Exit(code=2)
 
 
-def read_jsonl(path: Path) -> list[tuple[int, dict]]:
-    """(line number, object) for each non-empty line; ValueError names the file and line of a bad one."""
+def _finite(text: str) -> float:
+    value = float(text)
+    if value in (math.inf, -math.inf):
+        raise ValueError(f"{text} is out of range for a float")
+    return value
+
+
+def _no_constant(name: str) -> float:
+    raise ValueError(f"{name} is not JSON")
+
+
+def read_jsonl(path: Path, finite: bool = False) -> list[tuple[int, dict]]:
+    """(line number, object) for each non-empty line; ValueError names the file and line of a bad one.
+    ``finite`` refuses NaN, Infinity and numbers that overflow to it (Python's json accepts them)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        line = Path(path).read_bytes()[: exc.start].count(b"\n") + 1
+        raise ValueError(f"{path}:{line}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x})") from None
+    strict = {"parse_float": _finite, "parse_constant": _no_constant} if finite else {}
     rows = []
-    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
-            row = json.loads(line)
+            row = json.loads(line, **strict)
         except json.JSONDecodeError as exc:
             raise ValueError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
+        except ValueError as exc:
+            raise ValueError(f"{path}:{number}: {exc}") from None
         if not isinstance(row, dict):
             raise ValueError(f"{path}:{number}: each line must be a JSON object")
         rows.append((number, row))

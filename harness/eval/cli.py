@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import subprocess
 import time
@@ -50,6 +51,18 @@ def environment() -> dict:
     return {"harness_version": harness.__version__, "python": platform.python_version(), "packages": versions, "git_commit": commit}
 
 
+def _check_output_dir(output_dir: Path) -> None:
+    """Refuse an unusable output folder before a model is loaded and samples are generated for nothing."""
+    if output_dir.exists() and not output_dir.is_dir():
+        fail(f"--output-dir {output_dir} is a file, not a folder")
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        fail(f"cannot create --output-dir {output_dir}: {exc.strerror}")
+    if not os.access(output_dir, os.W_OK | os.X_OK):
+        fail(f"--output-dir {output_dir} is not writable")
+
+
 def _progress_bar():
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -89,6 +102,7 @@ def eval_command(
     question_field: Annotated[str | None, typer.Option(help="Custom task: the question column.")] = None,
     answer_field: Annotated[str | None, typer.Option(help="Custom task: the answer column.")] = None,
     id_field: Annotated[str | None, typer.Option(help="Custom task: a unique id column.")] = None,
+    threads: Annotated[int, typer.Option(min=0, help="Torch CPU threads; 0 = the CPUs this process may use (affinity, cgroup quota).")] = 0,
 ) -> None:
     """Run a model on math tasks with a method; resumable, graded, with code-usage statistics."""
     from tabulate import tabulate
@@ -96,10 +110,12 @@ def eval_command(
     from harness.eval.metacognition import write_if_complete
     from harness.eval.methods import MethodError, load_method
     from harness.eval.results import build_results
+    from harness.eval.run_lock import RunLockedError
     from harness.eval.runner import EvalConfig, EvalRun
-    from harness.eval.store import RunMismatchError
+    from harness.eval.store import RunMismatchError, RunStoreError
     from harness.eval.tasks import TaskError, load_samples, load_task
-    from harness.models import BackendError, load_backend
+    from harness.models import BackendError, load_backend, parse_model_spec
+    from harness.models.threads import available_cpus, set_torch_threads
 
     if sandbox not in ("local", "docker"):
         fail(f"--sandbox must be local or docker, not {sandbox!r}")
@@ -111,6 +127,12 @@ def eval_command(
     except (TaskError, MethodError) as exc:
         fail(str(exc))
     args = parse_model_args(model_args)
+    _check_output_dir(output_dir)
+    try:
+        local_torch = parse_model_spec(model)[0] in ("hf", "smollm2")
+    except BackendError as exc:
+        fail(str(exc))
+    cpus = set_torch_threads(threads or None) if local_torch else available_cpus()
     box = _open_sandbox(sandbox, sandbox_timeout) if chosen_method.tools else None
     try:
         backend = load_backend(model, args)
@@ -118,7 +140,7 @@ def eval_command(
         if box is not None:
             box.close()
         fail(str(exc))
-    env, rows = environment(), []
+    env, rows = {**environment(), "cpus": cpus}, []
     try:
         for spec, (samples_list, fingerprint) in zip(tasks, datasets):
             config = EvalConfig(model=model, model_args=args, task=spec.name, method=chosen_method.name, samples=samples,
@@ -127,21 +149,26 @@ def eval_command(
                                 batch_size=batch_size, output_dir=str(output_dir), data_dir=str(data_dir) if data_dir else None)
             run = EvalRun(config, spec, chosen_method, samples_list, fingerprint, backend, box)
             started = time.perf_counter()
-            with _progress_bar() as bar:
-                bar_task = bar.add_task(f"{spec.name}/{chosen_method.name}", total=None, acc="-")
+            try:
+                warning = run.open(env, overwrite=overwrite)
+                if warning:
+                    typer.echo(f"warning: {warning}", err=True)
+                with _progress_bar() as bar:
+                    bar_task = bar.add_task(f"{spec.name}/{chosen_method.name}", total=None, acc="-")
 
-                def report(done: int, total: int, correct: int) -> None:
-                    bar.update(bar_task, completed=done, total=total, acc=f"{correct / done:.1%}" if done else "-")
+                    def report(done: int, total: int, correct: int) -> None:
+                        bar.update(bar_task, completed=done, total=total, acc=f"{correct / done:.1%}" if done else "-")
 
-                try:
-                    records = run.execute(env, overwrite=overwrite, progress=report)
-                except RunMismatchError as exc:
-                    fail(str(exc))
-            info = json.loads(run.store.run_file.read_text())
-            info["config"]["limit"] = limit
-            results = build_results(info, records, round(time.perf_counter() - started, 2))
-            results["rollout"] = vars(run.engine_stats)
-            run.store.write_results(results)
+                    records = run.execute(env, progress=report)
+                info = json.loads(run.store.run_file.read_text(encoding="utf-8"))
+                info["config"]["limit"] = limit
+                results = build_results(info, records, round(time.perf_counter() - started, 2))
+                results["rollout"] = vars(run.engine_stats)
+                run.store.write_results(results)
+            except (RunMismatchError, RunLockedError, RunStoreError) as exc:
+                fail(str(exc))
+            finally:
+                run.close()
             rows.append(_summary_row(results))
             write_if_complete(run.directory.parent)
             typer.echo(f"wrote {run.directory}/results.json")
@@ -157,11 +184,12 @@ def eval_command(
 
 def _open_sandbox(kind: str, timeout: float):
     from harness.sandbox import SandboxLimits, get_sandbox
+    from harness.sandbox.cli import open_or_explain
 
-    try:
-        return get_sandbox(kind, limits=SandboxLimits(timeout_s=timeout))
-    except Exception as exc:  # noqa: BLE001 - any engine failure becomes one line for the user
-        fail(f"the {kind} sandbox is unavailable ({type(exc).__name__}: {exc}); see `harness sandbox doctor`")
+    box, problem = open_or_explain(get_sandbox, kind, SandboxLimits(timeout_s=timeout))
+    if box is None:
+        fail(f"the {kind} sandbox is unavailable ({problem}); see `harness sandbox doctor`")
+    return box
 
 
 def score_command(run_dirs: Annotated[list[Path], typer.Argument(help="Run directories (with run.json and samples.jsonl).")]) -> None:
@@ -169,13 +197,19 @@ def score_command(run_dirs: Annotated[list[Path], typer.Argument(help="Run direc
     from tabulate import tabulate
 
     from harness.eval.results import rescore
+    from harness.eval.run_lock import RunLockedError
 
     rows = []
     for directory in run_dirs:
         try:
-            rows.append(_summary_row(rescore(directory)))
-        except (FileNotFoundError, KeyError, json.JSONDecodeError) as exc:
-            fail(f"{directory}: cannot re-score ({exc})")
+            results, warning = rescore(directory)
+        except (RunLockedError, OSError) as exc:
+            fail(str(exc))
+        except (KeyError, ValueError) as exc:
+            fail(f"{directory}: cannot re-score ({type(exc).__name__}: {exc})")
+        if warning:
+            typer.echo(f"warning: {warning}", err=True)
+        rows.append(_summary_row(results))
     typer.echo(tabulate(rows, headers=SUMMARY_HEADERS, tablefmt="github"))
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from harness.eval.metrics import by_problem
 from harness.eval.results import select
+from harness.eval.runner import RECORD_FIELDS, RECORD_KEY
 from harness.eval.store import read_samples
 from harness.io import atomic_write_text
 
@@ -24,7 +25,7 @@ MODES = ("cot", "tir", "auto")
 
 def _load(run_dir: Path) -> tuple[dict, dict[str, list[dict]]]:
     info = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
-    return info, by_problem(select(read_samples(run_dir / "samples.jsonl"), info))
+    return info, by_problem(select(read_samples(run_dir / "samples.jsonl", RECORD_KEY, RECORD_FIELDS), info))
 
 
 def _solved(attempts: list[dict]) -> bool:

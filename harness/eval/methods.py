@@ -43,7 +43,10 @@ def load_method(name_or_path: str) -> Method:
     path = methods.get(name_or_path) or Path(name_or_path)
     if not path.is_file():
         raise MethodError(f"unknown method {name_or_path!r}; choose one of {', '.join(methods)} or give a prompt file (.toml)")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise MethodError(f"{path}: not UTF-8 text") from None
     try:
         spec = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from harness.eval.metrics import accuracy_metrics, breakdown, tool_metrics
-from harness.eval.store import RunStore, read_samples
+from harness.eval.store import RunStore
 from harness.io import atomic_write_text
 
 _NOT_METRICS = ("problems", "unscorable_problems", "samples_per_problem")
@@ -64,19 +64,26 @@ def build_results(run_info: dict, records: list[dict], elapsed_s: float | None =
     }
 
 
-def rescore(directory: Path) -> dict:
-    """Grade every stored response again with the current grader; rewrite samples and results."""
+def rescore(directory: Path) -> tuple[dict, str | None]:
+    """Grade every stored response again with the current grader; rewrite samples and results.
+    Returns the results and a warning when bad lines were set aside."""
+    from harness.eval.runner import RECORD_FIELDS, RECORD_KEY
     from harness.grading import grade_batch
 
-    store = RunStore(directory)
+    store = RunStore(directory, key=RECORD_KEY, required=RECORD_FIELDS)
     if not store.run_file.is_file():
         raise FileNotFoundError(f"{directory} is not a run directory (no run.json)")
-    run_info = json.loads(store.run_file.read_text(encoding="utf-8"))
-    records = read_samples(store.samples_file)
-    grades = grade_batch([(r["response"], r["gold"], run_info["task"]["grader"]) for r in records])
-    records = [{**record, **grade.to_dict()} for record, grade in zip(records, grades)]
-    atomic_write_text(store.samples_file, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
-    previous = json.loads(store.results_file.read_text()) if store.results_file.is_file() else {}
-    results = build_results(run_info, records, previous.get("total_evaluation_time_seconds"))
-    store.write_results(results)
-    return results
+    try:
+        run_info = json.loads(store.run_file.read_text(encoding="utf-8"))
+        records = store.load()
+        # An attempt refused before generation has no response to grade: it keeps its verdict.
+        graded = [r for r in records if r["status"] != "prompt_too_long"]
+        grades = iter(grade_batch([(r["response"], r["gold"], run_info["task"]["grader"]) for r in graded]))
+        records = [record if record["status"] == "prompt_too_long" else {**record, **next(grades).to_dict()} for record in records]
+        atomic_write_text(store.samples_file, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+        previous = json.loads(store.results_file.read_text(encoding="utf-8")) if store.results_file.is_file() else {}
+        results = build_results(run_info, records, previous.get("total_evaluation_time_seconds"))
+        store.write_results(results)
+    finally:
+        store.close()
+    return results, store.rejected_summary()

@@ -3,7 +3,9 @@
 Problems are processed in chunks (``batch_size`` problems x ``samples`` attempts); each finished
 chunk is graded and appended to samples.jsonl, so an interrupted run resumes where it stopped.
 Every attempt has its own seed, derived from the run seed, the problem id and the attempt number,
-so a resumed run reproduces what an uninterrupted one would have generated.
+so a resumed run reproduces what an uninterrupted one would have generated. A prompt that fills the
+model's context is not generated for: its attempts are recorded as incorrect with status
+``prompt_too_long``.
 """
 
 from __future__ import annotations
@@ -55,6 +57,11 @@ def safe_name(name: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name).strip("._") or "model"
 
 
+# What identifies a sample line, and what else every line must hold for the metrics to read it.
+RECORD_KEY = ("doc_id", "attempt")
+RECORD_FIELDS = ("response", "gold", "correct", "extracted", "status", "tool_calls", "tokens", "seconds", "finish_reason")
+
+
 def config_hash(config: EvalConfig, task: TaskSpec, method: Method, fingerprint: str) -> str:
     payload = {"config": config.hashed(), "task_version": task.version, "method_version": method.version, "data": fingerprint}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -78,6 +85,16 @@ def _record(sample: Sample, attempt: int, prompt: str, trajectory, seconds: floa
     }
 
 
+def _refused_record(sample: Sample, attempt: int, seed: int, prompt: str) -> dict:
+    """An attempt never generated because its prompt fills the model's context: it counts as incorrect."""
+    return {
+        "doc_id": sample.id, "attempt": attempt, "seed": seed, "question": sample.question, "gold": sample.answer,
+        "metadata": sample.metadata, "prompt": None, "prompt_chars": len(prompt), "prompt_ids": [], "response": "",
+        "tokens": 0, "seconds": 0.0, "used_code": False, "finish_reason": "prompt_too_long", "segments": [],
+        "tool_calls": [], "correct": False, "extracted": None, "status": "prompt_too_long", "extra": {},
+    }
+
+
 class EvalRun:
     """One run directory being filled. ``progress`` is called with (done, total, correct) after each chunk."""
 
@@ -86,8 +103,9 @@ class EvalRun:
         self.samples = samples[: config.limit] if config.limit else samples
         self.fingerprint = fingerprint
         self.directory = Path(config.output_dir) / safe_name(backend.name) / safe_name(task.name) / safe_name(method.name)
-        self.store = RunStore(self.directory)
+        self.store = RunStore(self.directory, key=RECORD_KEY, required=RECORD_FIELDS)
         self.hash = config_hash(config, task, method, fingerprint)
+        self.records: list[dict] | None = None
 
     def run_info(self, environment: dict) -> dict:
         return {
@@ -102,6 +120,14 @@ class EvalRun:
             **environment,
         }
 
+    def open(self, environment: dict, overwrite: bool = False) -> str | None:
+        """Lock the run directory and read what is done; returns a warning when bad lines were set aside."""
+        self.records = self.store.open(self.run_info(environment), overwrite)
+        return self.store.rejected_summary()
+
+    def close(self) -> None:
+        self.store.close()
+
     def execute(self, environment: dict, overwrite: bool = False, progress=None) -> list[dict]:
         """Generate and grade every missing (problem, attempt); returns all records of the run."""
         from harness.grading import grade_batch
@@ -109,22 +135,28 @@ class EvalRun:
         from harness.models import SamplingParams
 
         shared_pool()  # start the grading workers now: they warm up while the first chunk generates
-        records = self.store.open(self.run_info(environment), overwrite)
+        if self.records is None:
+            self.open(environment, overwrite)
+        records = self.records
         done = {(r["doc_id"], r["attempt"]) for r in records}
         todo = [(s, a) for s in self.samples for a in range(self.config.samples) if (s.id, a) not in done]
+        prompts = {s.id: self.backend.chat_prompt(self.method.messages(s.question)) for s, _ in todo}
+        encoded, refused = self._encode(prompts, todo)
+        self.store.append(refused)
+        records.extend(refused)
+        todo = [(s, a) for s, a in todo if s.id in encoded]
         params = SamplingParams(temperature=self.config.temperature, top_p=self.config.top_p,
                                 max_new_tokens=self.config.max_tokens, seed=self.config.seed)
         engine = RolloutEngine(self.backend, params, tools=self.method.tools, sandbox=self.sandbox,
                                max_tool_calls=self.config.max_tool_calls, max_tokens=self.config.max_tokens)
-        prompts = {s.id: self.backend.chat_prompt(self.method.messages(s.question)) for s, _ in todo}
         total = len(self.samples) * self.config.samples
         if progress:
-            progress(len(done), total, sum(bool(r["correct"]) for r in records))
+            progress(len(records), total, sum(bool(r["correct"]) for r in records))
         chunk = max(1, self.config.batch_size) * self.config.samples
         for start in range(0, len(todo), chunk):
             batch = todo[start : start + chunk]
             began = time.perf_counter()
-            trajectories = engine.run([self.backend.encode(prompts[s.id]) for s, _ in batch],
+            trajectories = engine.run([encoded[s.id] for s, _ in batch],
                                       [attempt_seed(self.config.seed, s.id, a) for s, a in batch])
             seconds = (time.perf_counter() - began) / len(batch)
             grades = grade_batch([(t.response_text, s.answer, self.task.grader) for (s, _), t in zip(batch, trajectories)])
@@ -137,3 +169,16 @@ class EvalRun:
                 progress(len(records), total, sum(bool(r["correct"]) for r in records))
         self.engine_stats = engine.stats
         return records
+
+    def _encode(self, prompts: dict[str, str], todo: list[tuple[Sample, int]]) -> tuple[dict[str, list[int]], list[dict]]:
+        """Token ids of each prompt that fits the model's context, and refused records for the attempts of the rest."""
+        from harness.models import PromptTooLongError
+
+        encoded, too_long = {}, set()
+        for doc_id, prompt in prompts.items():
+            try:
+                encoded[doc_id] = self.backend.encode_prompt(prompt)
+            except PromptTooLongError:
+                too_long.add(doc_id)
+        refused = [_refused_record(s, a, attempt_seed(self.config.seed, s.id, a), prompts[s.id]) for s, a in todo if s.id in too_long]
+        return encoded, refused

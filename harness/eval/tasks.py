@@ -160,6 +160,8 @@ def load_samples(task: TaskSpec, data_dir: str | Path | None = None) -> tuple[li
 
 
 def _to_samples(task: TaskSpec, rows: list[dict]) -> tuple[list[Sample], str]:
+    if not rows:
+        raise TaskError(f"task {task.name} has no samples ({task.local_file or task.source} is empty)")
     samples = []
     for index, row in enumerate(rows):
         missing = [role for role in ("question", "answer") if task.fields[role] not in row]

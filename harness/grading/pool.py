@@ -24,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection
 
 from harness.grading.scorer import Grade
+from harness.models.threads import available_cpus
 
 DEFAULT_DEADLINE_S = 5.0
 _STARTUP_TIMEOUT_S = 120.0
@@ -71,7 +72,7 @@ class GradingPool:
     """
 
     def __init__(self, workers: int | None = None, deadline_s: float = DEFAULT_DEADLINE_S) -> None:
-        self.workers = max(1, workers or os.cpu_count() or 1)
+        self.workers = max(1, workers or available_cpus()["available"])
         self.deadline_s = deadline_s
         self._idle: queue.Queue[_Worker | None] = queue.Queue()
         self._spares: list[_Worker] = []

@@ -7,6 +7,7 @@ estimates. It is pure and unbounded in time; callers go through ``harness.gradin
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 
 from harness.grading.equivalence import (
@@ -118,6 +119,8 @@ def score_response(response: str, gold: object, task: str = "math500") -> Grade:
     """Extract the answer from ``response`` (a whole response or a bare answer) and grade it."""
     if task not in TASKS:
         raise ValueError(f"unknown grading task {task!r}; expected one of {', '.join(TASKS)}")
+    if gold is None or (isinstance(gold, float) and not math.isfinite(gold)):
+        return Grade(None, None, "gold_unscorable")  # no reference answer: nothing to grade against
     gold_text = gold_answer(gold)
     extraction = extract_answer(str(response), task)
     if extraction.answer is not None:

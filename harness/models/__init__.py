@@ -11,6 +11,7 @@ from harness.models.types import (
     Generation,
     GenerationRequest,
     ModelBackend,
+    PromptTooLongError,
     SamplingParams,
 )
 
@@ -20,6 +21,7 @@ __all__ = [
     "Generation",
     "GenerationRequest",
     "ModelBackend",
+    "PromptTooLongError",
     "SamplingParams",
     "load_backend",
     "parse_model_spec",

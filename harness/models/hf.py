@@ -72,6 +72,7 @@ class HFBackend(ModelBackend):
         self.model = model.to(self.device).eval()
         self.name = name or Path(str(model_path).rstrip("/")).name
         self.eos_token_ids = eos_token_ids_of(model.config, getattr(model, "generation_config", None), self.tokenizer)
+        self.context_length = context_length_of(model.config)
         on_gpu = self.device.type == "cuda"
         self.batch_size = args.get("batch_size", 64 if on_gpu else 8)
         self.engine = _choose_engine(args.get("engine", "auto"), on_gpu, model.config, model.config._attn_implementation)
@@ -85,6 +86,7 @@ class HFBackend(ModelBackend):
         self = cls.__new__(cls)
         self.model, self.tokenizer, self.name, self.device = model.eval(), tokenizer, name, model.device
         self.eos_token_ids = eos_token_ids_of(model.config, getattr(model, "generation_config", None), tokenizer)
+        self.context_length = context_length_of(model.config)
         self.batch_size = batch_size
         self.engine = _choose_engine(engine, model.device.type == "cuda", model.config, model.config._attn_implementation)
         self._slot_decoder = None
@@ -122,6 +124,15 @@ class HFBackend(ModelBackend):
             import torch
 
             torch.cuda.empty_cache()
+
+
+def context_length_of(config: Any) -> int | None:
+    """The positions a model was built for, under the names configs use for it."""
+    for name in ("max_position_embeddings", "n_positions", "max_sequence_length"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
 
 
 def _existing_path_or_name(model_path: str) -> str:

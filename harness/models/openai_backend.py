@@ -13,7 +13,8 @@ reported as ``eos``.
 model_args: ``tokenizer`` (a local tokenizer folder; required, for encode/decode and chat templates),
 ``concurrency`` (requests in flight, default 16), ``max_retries`` (default 5, with exponential backoff on
 connection errors, 408, 429 and 5xx), ``timeout`` (seconds per request, default 600), ``api_key`` (default
-``$OPENAI_API_KEY``), ``token_prompts`` (``auto``, ``true``, ``false``).
+``$OPENAI_API_KEY``), ``token_prompts`` (``auto``, ``true``, ``false``), ``max_model_len`` (the model's
+context in tokens; default: what the server's ``/models`` reports, as vLLM does, else unknown).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from harness.models.stopping import finished_generation
 from harness.models.types import BackendError, Generation, GenerationRequest, ModelBackend, SamplingParams
 
 _ARG_TYPES = {"tokenizer": str, "concurrency": int, "max_retries": int, "timeout": float, "api_key": str,
-              "token_prompts": str, "backoff_s": float}
+              "token_prompts": str, "backoff_s": float, "max_model_len": int}
 _RETRY_STATUSES = {408, 429, 500, 502, 503, 504}
 
 
@@ -62,6 +63,7 @@ class OpenAIBackend(ModelBackend):
             limits=httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency),
         )
         self._mode_lock = threading.Lock()
+        self.context_length = args.get("max_model_len") or self._server_context_length()
 
     @classmethod
     def from_spec(cls, target: str, model_args: dict[str, Any] | None = None) -> "OpenAIBackend":
@@ -78,6 +80,18 @@ class OpenAIBackend(ModelBackend):
 
     def close(self) -> None:
         self._client.close()
+
+    def _server_context_length(self) -> int | None:
+        """vLLM lists each served model's ``max_model_len``; other servers may not, which is fine."""
+        import httpx
+
+        try:
+            response = self._client.get(self.url.rsplit("/", 1)[0] + "/models", timeout=10.0)
+            entries = response.json().get("data", []) if response.status_code == 200 else []
+            lengths = [e.get("max_model_len") for e in entries if isinstance(e, dict) and e.get("id") == self.model]
+        except (httpx.HTTPError, ValueError, AttributeError):
+            return None
+        return lengths[0] if lengths and isinstance(lengths[0], int) and lengths[0] > 0 else None
 
     def _complete(self, request: GenerationRequest, index: int, params: SamplingParams) -> Generation:
         while True:

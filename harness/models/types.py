@@ -27,6 +27,10 @@ class BackendError(RuntimeError):
     """A model backend could not be loaded or used; the message is one line meant for the user."""
 
 
+class PromptTooLongError(ValueError):
+    """A prompt fills the model's context, leaving no room for an answer."""
+
+
 @dataclass(frozen=True)
 class SamplingParams:
     """How to generate. ``temperature == 0`` means greedy decoding (``top_p`` and seeds are then ignored).
@@ -87,6 +91,7 @@ class ModelBackend:
 
     name: str
     tokenizer: Any
+    context_length: int | None = None  # tokens the model attends to (prompt and answer); None: unknown
 
     def generate(self, requests: list[GenerationRequest], params: SamplingParams) -> list[Generation]:
         raise NotImplementedError
@@ -94,6 +99,31 @@ class ModelBackend:
     def encode(self, text: str) -> list[int]:
         # No special tokens: encoded text is spliced into trajectories (tool outputs), where a BOS would be wrong.
         return list(self.tokenizer.encode(text, add_special_tokens=False))
+
+    def encode_prompt(self, text: str) -> list[int]:
+        """``encode`` for a whole prompt, refused with PromptTooLongError when it fills the context.
+
+        The length in characters is checked first against what ``context_length`` tokens could hold at
+        most, so a huge prompt is refused without tokenizing it (that alone can take minutes and gigabytes).
+        """
+        limit = self.context_length
+        if limit is None:
+            return self.encode(text)
+        most_chars = self._max_token_chars()
+        if most_chars is not None and len(text) > 2 * limit * most_chars:  # x2: margin for normalizers
+            raise PromptTooLongError(f"prompt of {len(text)} characters cannot fit the model's {limit}-token context")
+        ids = self.encode(text)
+        if len(ids) >= limit:
+            raise PromptTooLongError(f"prompt of {len(ids)} tokens fills the model's {limit}-token context")
+        return ids
+
+    def _max_token_chars(self) -> int | None:
+        # A vocabulary entry is spelled with at least one character per character it decodes to (byte-level
+        # BPE spells each byte as one character), so its longest entry bounds the characters per token.
+        if not hasattr(self, "_longest_token"):
+            get_vocab = getattr(self.tokenizer, "get_vocab", None)
+            self._longest_token = max(map(len, get_vocab()), default=None) if get_vocab else None
+        return self._longest_token
 
     def decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(list(ids), skip_special_tokens=False)

@@ -67,6 +67,10 @@ class VLLMBackend(ModelBackend):
         self.tokenizer = AutoTokenizer.from_pretrained(tokenizer_ref, trust_remote_code=engine_args.get("trust_remote_code", False))
         self.name = Path(model.rstrip("/")).name
         self.eos_token_ids = eos_token_ids_of(None, None, self.tokenizer) | self._engine_eos_ids()
+        try:
+            self.context_length = int(self.llm.llm_engine.model_config.max_model_len)
+        except (AttributeError, TypeError, ValueError):
+            self.context_length = None
 
     def _engine_eos_ids(self) -> set[int]:
         """EOS ids vLLM stops on, from the model's generation config (e.g. Qwen's two end tokens)."""

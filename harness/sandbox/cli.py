@@ -12,6 +12,20 @@ import typer
 sandbox_app = typer.Typer(help="Run model-written Python safely: local namespaces or Docker.", no_args_is_help=True)
 
 
+def open_or_explain(get_sandbox, backend: str, limits) -> tuple[object | None, str]:
+    """The sandbox, or None and why not. The exception and its traceback are dropped and collected here:
+    they hold the half-built sandbox, whose close at interpreter exit would otherwise fail loudly."""
+    import gc
+
+    try:
+        return get_sandbox(backend, limits=limits), ""
+    except Exception as exc:  # noqa: BLE001 - any engine failure becomes one line for the user
+        lines = str(exc).strip().splitlines()
+        problem = f"{type(exc).__name__}: {lines[0] if lines else ''}"
+    gc.collect()
+    return None, problem
+
+
 @sandbox_app.command("run")
 def run_file(
     file: Path = typer.Argument(..., exists=True, dir_okay=False, help="Python file to run as one cell."),
@@ -20,11 +34,17 @@ def run_file(
     memory: Optional[int] = typer.Option(None, help="Memory limit in MB."),
 ) -> None:
     """Run FILE as one cell of a fresh session and print one JSON object; exit 0 even when the code fails."""
+    from harness.io import fail
     from harness.sandbox import SandboxLimits, get_sandbox
 
+    if backend not in ("local", "docker"):
+        fail(f"--backend must be local or docker, not {backend!r}")
     limits = SandboxLimits().with_overrides(timeout_s=timeout, memory_mb=memory)
     code = file.read_text(encoding="utf-8", errors="surrogateescape")
-    with get_sandbox(backend, limits=limits) as sandbox:
+    sandbox, problem = open_or_explain(get_sandbox, backend, limits)
+    if sandbox is None:
+        fail(f"the {backend} sandbox is unavailable ({problem}); see `harness sandbox doctor`")
+    with sandbox:
         result = sandbox.run(code)
     payload = {"backend": backend, **result.to_dict(), "feedback": result.feedback()}
     sys.stdout.write(json.dumps(payload) + "\n")

@@ -42,6 +42,15 @@ class FakeServer:
                 self.end_headers()
                 self.wfile.write(data)
 
+            def do_GET(self):
+                # vLLM lists the served model with its context; a plain server knows no /models.
+                found = self.path == "/v1/models" and server.dialect == "vllm"
+                data = json.dumps({"data": [{"id": "tiny", "max_model_len": 321}]} if found else {"error": self.path}).encode()
+                self.send_response(200 if found else 404)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
@@ -161,3 +170,9 @@ def test_unreachable_server_and_bad_specs(tokenizer_dir):
         load_backend("openai:just-a-model", {"tokenizer": tokenizer_dir})
     with pytest.raises(BackendError, match="needs model_args tokenizer"):
         load_backend("openai:m@http://127.0.0.1:9/v1")
+
+
+def test_context_length_from_model_args_or_the_servers_model_list(serve, tokenizer_dir):
+    assert backend_for(serve("vllm"), tokenizer_dir).context_length == 321
+    assert backend_for(serve("plain"), tokenizer_dir).context_length is None
+    assert backend_for(serve("vllm"), tokenizer_dir, max_model_len="77").context_length == 77
