@@ -159,25 +159,33 @@ def format_exception(exc: BaseException) -> str:
     return text
 
 
-def live_descendants(root: int) -> list[int]:
-    """Every live process below root, whichever of its threads started it (zombies left out: they are dead)."""
-    found, frontier = [], [root]
-    while frontier:
-        pid = frontier.pop()
-        try:
-            tasks = os.listdir(f"/proc/{pid}/task")
+def children(pid: int) -> list[int]:
+    """pid's child processes, whichever of its threads started them (zombies included)."""
+    found = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return found
+    for task in tasks:
+        try:  # os.open/os.read: this runs after every cell, and a text-mode open costs several times more
+            fd = os.open(f"/proc/{pid}/task/{task}/children", os.O_RDONLY)
         except OSError:
             continue
-        for task in tasks:
-            try:
-                with open(f"/proc/{pid}/task/{task}/children") as handle:
-                    children = [int(child) for child in handle.read().split()]
-            except OSError:
-                continue
-            for child in children:
-                if not is_zombie(child):
-                    found.append(child)
-                    frontier.append(child)
+        try:
+            found.extend(int(child) for child in os.read(fd, 1 << 16).split())
+        finally:
+            os.close(fd)
+    return found
+
+
+def live_descendants(root: int) -> list[int]:
+    """Every live process below root (zombies left out: they are dead, and have no children)."""
+    found, frontier = [], [root]
+    while frontier:
+        for child in children(frontier.pop()):
+            if not is_zombie(child):
+                found.append(child)
+                frontier.append(child)
     return found
 
 

@@ -35,6 +35,7 @@ else:
 PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_CHILD_SUBREAPER = 1, 4, 36
 REPORT_BYTES = 256 * 1024  # a worker's report is at most ~50 KiB (kernel.TRACEBACK_CHARS); more is hostile
 WORKER_STATUSES = ("ok", "error", "oom")
+PIPE_BYTES = 65536  # Linux's default pipe capacity
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
@@ -66,10 +67,14 @@ class Supervisor:
 
     def run_cell(self, request: dict) -> dict:
         """The reply for one cell: the worker's checked report, or how it died."""
+        frame = cells.encode_frame({"code": request["code"], "display_last_expr": request.get("display_last_expr", True)})
         try:
-            os.kill(self.worker, signal.SIGCONT)  # first: a long request must not wait on a stopped reader
-            cells.write_all(self.requests, cells.encode_frame(
-                {"code": request["code"], "display_last_expr": request.get("display_last_expr", True)}))
+            if len(frame) <= PIPE_BYTES:  # it fits in the pipe: the worker finds it there when it wakes
+                cells.write_all(self.requests, frame)
+                os.kill(self.worker, signal.SIGCONT)
+            else:  # a stopped worker cannot drain the pipe
+                os.kill(self.worker, signal.SIGCONT)
+                cells.write_all(self.requests, frame)
         except OSError:
             pass  # the worker is gone: waitpid says how
         self.worker_exit = self._wait_for_stop()
@@ -87,26 +92,33 @@ class Supervisor:
         """Processes a cell started do not outlive it: a setsid() grandchild included (we are its subreaper)."""
         deadline = time.monotonic() + 2.0
         while time.monotonic() < deadline:
-            victims = [pid for pid in cells.live_descendants(os.getpid()) if pid != self.worker]
+            victims = self.leftovers()
             if not victims:
-                break
+                return
             for pid in victims:
                 try:
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
-            self.reap_orphans()
             time.sleep(0.0005)  # SIGKILL lands asynchronously
-        self.reap_orphans()
 
-    def reap_orphans(self) -> None:
-        """Reap our children except the worker, whose status only _wait_for_stop may take."""
-        for child in children_of(os.getpid()):
-            if child != self.worker:
-                try:
-                    os.waitpid(child, os.WNOHANG)
-                except ChildProcessError:
-                    pass
+    def leftovers(self) -> list[int]:
+        """Live processes below us other than the worker; the common case, none, costs three reads of /proc."""
+        orphans = [pid for pid in cells.children(os.getpid()) if pid != self.worker]
+        self.reap(orphans)
+        found = []
+        for child in orphans + cells.children(self.worker):  # the worker reaps its own dead at its next cell
+            if not cells.is_zombie(child):
+                found += [child, *cells.live_descendants(child)]
+        return found
+
+    def reap(self, orphans: list[int]) -> None:
+        """Reap dead orphans (never the worker, whose status only _wait_for_stop may take)."""
+        for child in orphans:
+            try:
+                os.waitpid(child, os.WNOHANG)
+            except ChildProcessError:
+                pass
 
     def close(self) -> None:
         if self.worker_exit is None:
@@ -114,17 +126,6 @@ class Supervisor:
             os.waitpid(self.worker, 0)
             self.worker_exit = -signal.SIGKILL
         self.kill_leftovers()
-
-
-def children_of(pid: int) -> list[int]:
-    found = []
-    for task in os.listdir(f"/proc/{pid}/task"):
-        try:
-            with open(f"/proc/{pid}/task/{task}/children") as handle:
-                found.extend(int(child) for child in handle.read().split())
-        except OSError:
-            continue
-    return found
 
 
 def read_available(fd: int, cap: int) -> bytes:
