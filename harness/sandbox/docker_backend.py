@@ -54,9 +54,13 @@ class SentinelStream:
     def feed(self, data: bytes) -> bytes:
         """Append data; returns the part that is certainly cell output."""
         self.pending += data
-        if len(self.pending) > self.max_bytes:
+        output = self._take_output()
+        if len(self.pending) > self.max_bytes:  # what is kept back, not what passes through
             raise ControlLimitExceeded(f"the session sent more than {self.max_bytes} bytes past the end of a cell "
                                        "or in one status line")
+        return output
+
+    def _take_output(self) -> bytes:
         if self.finished:
             return b""
         at = self.pending.find(self.sentinel)
@@ -123,25 +127,26 @@ class DockerKernel:
             self.socket.sendall(encode_frame({"code": code, "display_last_expr": display_last_expr}))
         except OSError:
             return self._died(capture)
-        outcome = dict(stdout=bytes(capture.parts["stdout"]), stderr=bytes(capture.parts["stderr"]),
-                       truncated=capture.overflowed)
+
+        def captured() -> dict:
+            return dict(stdout=bytes(capture.parts["stdout"]), stderr=bytes(capture.parts["stderr"]),
+                        truncated=capture.overflowed)
+
         try:
             ended = self._collect(deadline, capture)
-            outcome.update(stdout=bytes(capture.parts["stdout"]), stderr=bytes(capture.parts["stderr"]),
-                           truncated=capture.overflowed)
             if ended == "done":
                 status, traceback, exit_code = cell_reply(decode_message(self.streams[2].status_line))
                 if status == "died":
                     return self._died(capture, exit_code)
-                return CellOutcome(status, traceback=traceback, **outcome)
+                return CellOutcome(status, traceback=traceback, **captured())
         except ProtocolError as exc:  # the session's side broke the protocol: its failure, not the harness's
             self.kill()
             status = "control_limit" if isinstance(exc, ControlLimitExceeded) else "protocol"
-            return CellOutcome(status, details=[str(exc)], **outcome)
+            return CellOutcome(status, details=[str(exc)], **captured())
         if ended == "eof":
             return self._died(capture)
         self.kill()
-        return CellOutcome("timeout" if ended == "deadline" else "output_limit", **outcome)
+        return CellOutcome("timeout" if ended == "deadline" else "output_limit", **captured())
 
     def _collect(self, deadline: float, capture: OutputCapture) -> str:
         """Read the exec stream until the cell's end ("done"), "eof", "deadline" or "overflow"."""

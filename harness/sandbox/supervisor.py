@@ -32,7 +32,7 @@ if __name__ == "__main__":  # run as a script (Docker): -I leaves this file's di
 else:
     import kernel as cells  # the zygote put this directory on sys.path
 
-PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_CHILD_SUBREAPER = 1, 4, 36
+PR_SET_PDEATHSIG, PR_GET_DUMPABLE, PR_SET_DUMPABLE, PR_SET_CHILD_SUBREAPER = 1, 3, 4, 36
 REPORT_BYTES = 256 * 1024  # a worker's report is at most ~50 KiB (kernel.TRACEBACK_CHARS); more is hostile
 WORKER_STATUSES = ("ok", "error", "oom")
 PIPE_BYTES = 65536  # Linux's default pipe capacity
@@ -52,6 +52,7 @@ class Supervisor:
                 for fd in (*private_fds, self.requests, self.reports):
                     os.close(fd)
                 _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+                first_to_die_of_oom()
                 cells.worker_loop(kernel, requests_read, reports_write)
             finally:
                 os._exit(1)
@@ -126,6 +127,19 @@ class Supervisor:
             os.waitpid(self.worker, 0)
             self.worker_exit = -signal.SIGKILL
         self.kill_leftovers()
+
+
+def first_to_die_of_oom() -> None:
+    """Over the session's memory limit the kernel must kill the worker, whose report says oom, and not the
+    supervisor or the launcher, which look as big (all are forks of one interpreter) and would say nothing."""
+    dumpable = _libc.prctl(PR_GET_DUMPABLE, 0, 0, 0, 0)
+    _libc.prctl(PR_SET_DUMPABLE, 1, 0, 0, 0)  # after a uid change /proc/self is root's until this
+    try:
+        with open("/proc/self/oom_score_adj", "w") as handle:
+            handle.write("1000")  # raising it needs no privilege
+    except OSError:
+        pass
+    _libc.prctl(PR_SET_DUMPABLE, dumpable, 0, 0, 0)
 
 
 def read_available(fd: int, cap: int) -> bytes:
