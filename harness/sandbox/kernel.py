@@ -209,7 +209,8 @@ def reap_children() -> None:
 
 def worker_loop(kernel: Kernel, requests_fd: int, reports_fd: int) -> None:
     """The worker's life: stop, be resumed with a request waiting, run it, report, stop again."""
-    kernel.pid = os.getpid()  # the kernel was made before the fork, while its saved descriptors could be
+    # The kernel was made before the fork (its saved descriptors sit above RLIMIT_NOFILE): it is ours now.
+    kernel.pid = os.getpid()
     while True:
         os.kill(os.getpid(), signal.SIGSTOP)
         request = read_frame(requests_fd)
