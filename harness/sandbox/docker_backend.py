@@ -1,13 +1,13 @@
-"""The Docker backend: one REPL process per session inside a pooled container, driven over the exec socket.
+"""The Docker backend: one REPL (supervisor.py) per session inside a pooled container, driven over the exec socket.
 
-The host side enforces everything: the deadline and the byte cap while reading the exec stream, and on
-expiry a kill of every process of the session's uid (the REPL and whatever it started), followed by a
-replay in a fresh REPL. docker-py has no exec timeout and no exec kill, hence this module.
+The host side enforces everything: the deadline and the byte cap while reading the exec stream, a cap on
+every other byte it keeps for the session, and on expiry a kill of every process of the session's uid (the
+REPL and whatever it started), followed by a replay in a fresh REPL. docker-py has no exec timeout and no
+exec kill, hence this module.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import secrets
@@ -20,24 +20,33 @@ import time
 
 from harness.sandbox.base import Sandbox
 from harness.sandbox.docker_pool import ContainerPool, PooledContainer, reap_containers
-from harness.sandbox.image import DEFAULT_IMAGE, KERNEL_IN_IMAGE, build_image
-from harness.sandbox.kernel import encode_frame
+from harness.sandbox.image import DEFAULT_IMAGE, ENTRY_IN_IMAGE, SCRIPTS_IN_IMAGE, build_image
 from harness.sandbox.limits import SandboxLimits
 from harness.sandbox.local import DEFAULT_PACKAGES
+from harness.sandbox.protocol import ControlLimitExceeded, ProtocolError, cell_reply, control_cap, decode_message, encode_frame
 from harness.sandbox.session import CellOutcome, OutputCapture, Session
 
 STREAM_HEADER = struct.Struct(">BxxxL")  # Docker's multiplexed stream: stream id (1 stdout, 2 stderr), length
 START_TIMEOUT_S = 120.0
 # Starting a REPL imports sympy and numpy (~0.6 s of CPU); too many at once starve the running cells.
 REPL_STARTS = threading.BoundedSemaphore(max(2, (os.cpu_count() or 2)))
-KILL_UID = "import os, shutil, signal, sys\ntry: os.kill(-1, signal.SIGKILL)\nexcept ProcessLookupError: pass\nshutil.rmtree(sys.argv[1], ignore_errors=True)"
+# Run in the container as the session's uid: kill its processes, then remove its files from /tmp and /dev/shm.
+KILL_UID = f"""import os, signal, sys
+try: os.kill(-1, signal.SIGKILL)
+except ProcessLookupError: pass
+sys.path.insert(0, {SCRIPTS_IN_IMAGE!r})
+import supervisor
+supervisor.wipe_own_files()"""
 
 
 class SentinelStream:
-    """One of stdout/stderr: passes bytes through until the end-of-cell sentinel, which it swallows."""
+    """One of stdout/stderr: passes bytes through until the end-of-cell sentinel, which it swallows.
 
-    def __init__(self, sentinel: bytes, with_status: bool) -> None:
-        self.sentinel, self.with_status = sentinel, with_status
+    Never keeps more than max_bytes: a status line that does not end, or bytes that keep coming after the
+    sentinel, are a ControlLimitExceeded."""
+
+    def __init__(self, sentinel: bytes, with_status: bool, max_bytes: int) -> None:
+        self.sentinel, self.with_status, self.max_bytes = sentinel, with_status, max_bytes
         self.pending = bytearray()
         self.status_line: bytes | None = None
         self.finished = False
@@ -45,6 +54,13 @@ class SentinelStream:
     def feed(self, data: bytes) -> bytes:
         """Append data; returns the part that is certainly cell output."""
         self.pending += data
+        output = self._take_output()
+        if len(self.pending) > self.max_bytes:  # what is kept back, not what passes through
+            raise ControlLimitExceeded(f"the session sent more than {self.max_bytes} bytes past the end of a cell "
+                                       "or in one status line")
+        return output
+
+    def _take_output(self) -> bytes:
         if self.finished:
             return b""
         at = self.pending.find(self.sentinel)
@@ -76,24 +92,31 @@ class DockerKernel:
     def __init__(self, pool: ContainerPool, entry: PooledContainer, uid: int, preload: tuple[str, ...]) -> None:
         self.pool, self.entry, self.uid, self.limits = pool, entry, uid, pool.limits
         self.api = pool.client.api
-        self.home = f"/tmp/session-{uid}"
-        self.sentinel = b"\x00\x1b" + secrets.token_hex(16).encode() + b"\x1b\x00"
-        self.streams = {1: SentinelStream(self.sentinel, False), 2: SentinelStream(self.sentinel, True)}
+        sentinel = b"\x00\x1b" + secrets.token_hex(16).encode() + b"\x1b\x00"  # frames the ready line only
+        self.cap = control_cap(self.limits)
+        self.streams = {1: SentinelStream(sentinel, False, self.cap), 2: SentinelStream(sentinel, True, self.cap)}
         self.buffer = bytearray()
         self.eof = False
         with REPL_STARTS:
             self.exec_id = self.api.exec_create(
-                entry.container.id, [entry.python, "-I", "-B", KERNEL_IN_IMAGE], stdin=True, user=f"{uid}:{uid}",
-                environment={"HOME": self.home, "TMPDIR": self.home}, workdir="/tmp")["Id"]
+                entry.container.id, [entry.python, "-I", "-B", ENTRY_IN_IMAGE], stdin=True, user=f"{uid}:{uid}",
+                workdir="/tmp")["Id"]
             self.socket = self.api.exec_start(self.exec_id, socket=True)._sock
-            config = {"sentinel": self.sentinel.decode(), "preload": list(preload), "sys_path": list(entry.sys_path),
-                      "home": self.home, "memory_mb": self.limits.memory_mb, "cpu_s": self.limits.cpu_s,
-                      "pids": self.limits.pids, "file_mb": self.limits.scratch_mb, "open_files": self.limits.open_files}
+            config = {"sentinel": sentinel.decode(), "preload": list(preload), "sys_path": list(entry.sys_path),
+                      "memory_mb": self.limits.memory_mb, "cpu_s": self.limits.cpu_s, "pids": self.limits.pids,
+                      "file_mb": self.limits.scratch_mb, "open_files": self.limits.open_files}
             self.socket.sendall(encode_frame(config))
-            ready = self._collect(time.monotonic() + START_TIMEOUT_S, OutputCapture(1 << 20))
-        if ready != "done" or json.loads(self.streams[2].status_line or b"{}").get("ready") is not True:
+            try:
+                ready = self._collect(time.monotonic() + START_TIMEOUT_S, OutputCapture(1 << 20))
+                message = decode_message(self.streams[2].status_line or b"{}") if ready == "done" else {}
+            except ProtocolError as exc:
+                ready, message = str(exc), {}
+        if message.get("ready") is not True or not isinstance(message.get("sentinel"), str):
             self.close()
             raise RuntimeError(f"the docker sandbox REPL did not start ({ready})")
+        # The supervisor drew the sentinel that ends cells after it forked the worker: no cell can know it.
+        for stream in self.streams.values():
+            stream.sentinel = message["sentinel"].encode()
 
     def run_cell(self, code: str, timeout_s: float, display_last_expr: bool) -> CellOutcome:
         deadline = time.monotonic() + timeout_s
@@ -104,16 +127,26 @@ class DockerKernel:
             self.socket.sendall(encode_frame({"code": code, "display_last_expr": display_last_expr}))
         except OSError:
             return self._died(capture)
-        ended = self._collect(deadline, capture)
-        outcome = dict(stdout=bytes(capture.parts["stdout"]), stderr=bytes(capture.parts["stderr"]),
-                       truncated=capture.overflowed)
-        if ended == "done":
-            reply = json.loads(self.streams[2].status_line)
-            return CellOutcome(reply["status"], traceback=reply.get("traceback"), **outcome)
+
+        def captured() -> dict:
+            return dict(stdout=bytes(capture.parts["stdout"]), stderr=bytes(capture.parts["stderr"]),
+                        truncated=capture.overflowed)
+
+        try:
+            ended = self._collect(deadline, capture)
+            if ended == "done":
+                status, traceback, exit_code = cell_reply(decode_message(self.streams[2].status_line))
+                if status == "died":
+                    return self._died(capture, exit_code)
+                return CellOutcome(status, traceback=traceback, **captured())
+        except ProtocolError as exc:  # the session's side broke the protocol: its failure, not the harness's
+            self.kill()
+            status = "control_limit" if isinstance(exc, ControlLimitExceeded) else "protocol"
+            return CellOutcome(status, details=[str(exc)], **captured())
         if ended == "eof":
             return self._died(capture)
         self.kill()
-        return CellOutcome("timeout" if ended == "deadline" else "output_limit", **outcome)
+        return CellOutcome("timeout" if ended == "deadline" else "output_limit", **captured())
 
     def _collect(self, deadline: float, capture: OutputCapture) -> str:
         """Read the exec stream until the cell's end ("done"), "eof", "deadline" or "overflow"."""
@@ -136,6 +169,8 @@ class DockerKernel:
             self.buffer += data
             while len(self.buffer) >= STREAM_HEADER.size:
                 stream_id, size = STREAM_HEADER.unpack_from(self.buffer)
+                if size > self.cap:
+                    raise ControlLimitExceeded(f"a {size}-byte chunk on the exec stream (the limit is {self.cap})")
                 if len(self.buffer) < STREAM_HEADER.size + size:
                     break
                 payload = bytes(self.buffer[STREAM_HEADER.size: STREAM_HEADER.size + size])
@@ -146,16 +181,18 @@ class DockerKernel:
                 return "overflow"
         return "done"
 
-    def _died(self, capture: OutputCapture) -> CellOutcome:
-        exit_code, oom = None, False
+    def _died(self, capture: OutputCapture, exit_code: int | None = None) -> CellOutcome:
+        """The REPL ended: exit_code is the worker's as its supervisor reported it, else the exec's."""
+        oom = False
         try:
-            exit_code = self.api.exec_inspect(self.exec_id).get("ExitCode")
+            if exit_code is None:
+                exit_code = self.api.exec_inspect(self.exec_id).get("ExitCode")
+                if exit_code is not None and exit_code > 128:
+                    exit_code = -(exit_code - 128)  # a shell-style status: killed by signal (status - 128)
             self.entry.container.reload()
             oom = bool(self.entry.container.attrs["State"].get("OOMKilled"))
         except Exception:  # the container itself is gone
             self.pool.mark_broken(self.entry)
-        if exit_code is not None and exit_code > 128:
-            exit_code = -(exit_code - 128)  # a shell-style status: killed by signal (status - 128)
         self.kill()
         return CellOutcome("died", bytes(capture.parts["stdout"]), bytes(capture.parts["stderr"]),
                            truncated=capture.overflowed, exit_code=exit_code, oom_killed=oom or exit_code == -9)
@@ -172,8 +209,8 @@ class DockerKernel:
             killed_here = False
         try:
             # Detached: an attached exec_start can wait forever on a stream the engine never closes.
-            sweep = self.api.exec_create(self.entry.container.id, [self.entry.python, "-I", "-S", "-c", KILL_UID,
-                                                                   self.home], user=f"{self.uid}:{self.uid}")
+            sweep = self.api.exec_create(self.entry.container.id, [self.entry.python, "-I", "-S", "-c", KILL_UID],
+                                         user=f"{self.uid}:{self.uid}")
             self.api.exec_start(sweep["Id"], detach=True)
             deadline = time.monotonic() + (0 if killed_here else 10)  # only wait when the sweep is the kill
             while time.monotonic() < deadline:
@@ -205,12 +242,14 @@ class DockerKernel:
 
 
 class DockerSandbox(Sandbox):
-    """Sessions as REPLs in a pool of long-lived containers (see docker_pool.py for their settings)."""
+    """Sessions as REPLs in a pool of long-lived containers, one session per container at a time (docker_pool.py).
+
+    containers is how many sessions can be open at once; more wait for a container to be released."""
 
     backend = "docker"
 
-    def __init__(self, limits: SandboxLimits | None = None, image: str = DEFAULT_IMAGE, containers: int = 4,
-                 sessions_per_container: int = 8, runtime: str | None = None, cpus: float = 1.0,
+    def __init__(self, limits: SandboxLimits | None = None, image: str = DEFAULT_IMAGE, containers: int = 16,
+                 runtime: str | None = None, cpus: float = 1.0,
                  packages: tuple[str, ...] = DEFAULT_PACKAGES, preload: tuple[str, ...] = ("sympy", "numpy"),
                  build: bool = True, client=None) -> None:
         super().__init__(limits)
@@ -225,7 +264,7 @@ class DockerSandbox(Sandbox):
             except docker.errors.ImageNotFound:
                 build_image(self.client, image, packages=packages)
         self.preload = preload
-        self.pool = ContainerPool(self.client, image, self.limits, containers, sessions_per_container, runtime, cpus,
+        self.pool = ContainerPool(self.client, image, self.limits, containers, runtime, cpus,
                                   tuple(dict.fromkeys(packages + preload)))
         self._uid_base = random.randrange(100_000, 1_000_000_000)
         self._uid_counter = 0

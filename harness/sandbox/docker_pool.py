@@ -1,8 +1,10 @@
-"""Long-lived, locked-down containers that host many session REPLs each, and the reaper of labelled leftovers.
+"""Long-lived, locked-down containers, each lent to one session at a time, and the reaper of labelled leftovers.
 
-A `docker run` costs ~300 ms here and a `docker exec` ~80 ms, so containers are started once and reused;
-each session is one REPL process inside one of them, under a uid of its own so that sessions sharing a
-container cannot signal or read each other (files are private by umask 077, /tmp is sticky).
+A `docker run` costs ~300 ms here and a `docker exec` ~80 ms, so containers are started once and reused.
+A container holds one session at a time, so its /tmp (a tmpfs of the session's scratch size) and /dev/shm
+are that session's alone: nothing one session writes there can be read, planted or filled up for another.
+When a session ends its kernels remove their files; the pool checks both places are empty before lending
+the container again, and replaces it otherwise.
 """
 
 from __future__ import annotations
@@ -14,11 +16,13 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from harness.sandbox.image import KERNEL_IN_IMAGE, KERNEL_SCRIPT, KIND_LABEL, PYTHON_LABEL, engine_is_local, host_mounts
+from harness.sandbox.image import KIND_LABEL, PYTHON_LABEL, SCRIPTS_IN_IMAGE, SESSION_SCRIPTS, engine_is_local, host_mounts
 from harness.sandbox.limits import SandboxLimits
 
 LABEL = "harness.sandbox"
 RUN_LABEL, HOST_LABEL, PID_LABEL = "harness.sandbox.run", "harness.sandbox.host", "harness.sandbox.pid"
+SCRATCH_PLACES = ("/tmp", "/dev/shm")
+INTERPRETER_MB = 256  # the supervisor and the worker's own interpreter, on top of the session's memory limit
 CONTAINER_ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
                  "MKL_NUM_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1"}
 
@@ -28,7 +32,7 @@ class PooledContainer:
     container: object
     python: str
     sys_path: tuple[str, ...]
-    sessions: int = 0
+    in_use: bool = False
     served: int = 0
     broken: bool = False
 
@@ -65,12 +69,12 @@ def reap_containers(client, everything: bool = False, run_id: str | None = None)
 
 
 class ContainerPool:
-    """Up to `containers` containers of `sessions_per_container` sessions each; acquire() blocks when all are full."""
+    """Up to `containers` containers, one session each; acquire() blocks while all are lent."""
 
-    def __init__(self, client, image: str, limits: SandboxLimits, containers: int, sessions_per_container: int,
-                 runtime: str | None, cpus: float, packages: tuple[str, ...], recycle_after: int = 500) -> None:
+    def __init__(self, client, image: str, limits: SandboxLimits, containers: int, runtime: str | None, cpus: float,
+                 packages: tuple[str, ...], recycle_after: int = 500) -> None:
         self.client, self.image_name, self.limits, self.runtime, self.cpus = client, image, limits, runtime, cpus
-        self.max_containers, self.per_container, self.recycle_after = containers, sessions_per_container, recycle_after
+        self.max_containers, self.recycle_after = containers, recycle_after
         self.run_id = uuid.uuid4().hex[:12]
         image_labels = client.images.get(image).labels or {}
         self.kind = image_labels.get(KIND_LABEL, "dockerfile")
@@ -87,42 +91,51 @@ class ContainerPool:
             while True:
                 if self.closed:
                     raise RuntimeError("the docker sandbox is closed")
-                usable = [entry for entry in self.pool if not entry.broken and entry.sessions < self.per_container
-                          and entry.served < self.recycle_after]
-                if usable:
-                    entry = min(usable, key=lambda candidate: candidate.sessions)
+                free = [entry for entry in self.pool if not entry.in_use and not entry.broken]
+                if free:
+                    entry = free[0]
                     break
                 if len(self.pool) < self.max_containers:
                     entry = self._start_container()
                     self.pool.append(entry)
                     break
                 if not self.changed.wait(timeout=max(deadline - time.monotonic(), 0)):
-                    raise TimeoutError(f"no free sandbox slot within {timeout_s:g} s "
-                                       f"({self.max_containers} containers x {self.per_container} sessions)")
-            entry.sessions += 1
+                    raise TimeoutError(f"no free sandbox container within {timeout_s:g} s "
+                                       f"({self.max_containers} containers, one session each)")
+            entry.in_use = True
             entry.served += 1
             return entry
 
     def release(self, entry: PooledContainer) -> None:
+        """Lend the container again only if the session left nothing behind in it."""
+        retire = entry.broken or entry.served >= self.recycle_after or self.closed or not self._scratch_is_empty(entry)
         with self.changed:
-            entry.sessions -= 1
-            retire = entry.sessions == 0 and (entry.broken or entry.served >= self.recycle_after or self.closed)
+            entry.in_use = False
             if retire and entry in self.pool:
                 self.pool.remove(entry)
             self.changed.notify_all()
         if retire:
             self._remove(entry)
 
+    def _scratch_is_empty(self, entry: PooledContainer) -> bool:
+        check = f"import os, sys\nsys.exit(any(os.listdir(path) for path in {SCRATCH_PLACES!r}))"
+        try:
+            result = entry.container.exec_run([entry.python, "-I", "-S", "-c", check], user="65534:65534")
+        except Exception:  # the container is gone or stuck: it is not lent again either way
+            return False
+        return result.exit_code == 0
+
     def mark_broken(self, entry: PooledContainer) -> None:
         with self.changed:
             entry.broken = True
 
     def _start_container(self) -> PooledContainer:
-        limits, per = self.limits, self.per_container
+        limits = self.limits
+        memory = f"{limits.memory_mb + INTERPRETER_MB}m"
         options = dict(
-            network_mode="none", mem_limit=f"{limits.memory_mb * per}m", memswap_limit=f"{limits.memory_mb * per}m",
-            pids_limit=limits.pids * per + 8, nano_cpus=int(self.cpus * 1e9), read_only=True,
-            tmpfs={"/tmp": f"size={limits.scratch_mb * per}m,mode=1777"}, cap_drop=["ALL"],
+            network_mode="none", mem_limit=memory, memswap_limit=memory,
+            pids_limit=limits.pids + 8, nano_cpus=int(self.cpus * 1e9), read_only=True,
+            tmpfs={"/tmp": f"size={limits.scratch_mb}m,mode=1777"}, shm_size=f"{limits.scratch_mb}m", cap_drop=["ALL"],
             security_opt=["no-new-privileges"], user="65534:65534", init=True, hostname="sandbox",
             environment=CONTAINER_ENV, working_dir="/tmp", detach=True, ipc_mode="private",
             labels={LABEL: "1", RUN_LABEL: self.run_id, HOST_LABEL: socket.gethostname(), PID_LABEL: str(os.getpid())},
@@ -136,8 +149,9 @@ class ContainerPool:
 
             binds = [Mount(path, path, type="bind", read_only=True) for path in self.mounts.read_only]
             binds += [Mount(path, None, type="tmpfs", read_only=True, tmpfs_size=65536) for path in self.mounts.masked]
-            if self.local_engine:  # the kernel as it is now, not as it was when the image was built
-                binds.append(Mount(KERNEL_IN_IMAGE, str(KERNEL_SCRIPT), type="bind", read_only=True))
+            if self.local_engine:  # the session scripts as they are now, not as they were when the image was built
+                binds += [Mount(f"{SCRIPTS_IN_IMAGE}/{name}", str(script), type="bind", read_only=True)
+                          for name, script in SESSION_SCRIPTS.items()]
             options["mounts"] = binds
             python, sys_path = self.mounts.python, self.mounts.sys_path
         sleeper = "import signal\nwhile True: signal.pause()"

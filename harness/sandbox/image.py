@@ -22,14 +22,16 @@ from harness.sandbox.host_files import LIBRARY_DIRS, interpreter_files, package_
 from harness.sandbox.jail import DEVICES
 
 DEFAULT_IMAGE = "harness-sandbox:latest"
-KERNEL_SCRIPT = Path(__file__).with_name("kernel.py")
-KERNEL_IN_IMAGE = "/opt/harness/kernel.py"
+# The in-sandbox half of a session: the supervisor (the REPL's entry point) and the worker it forks.
+SESSION_SCRIPTS = {name: Path(__file__).with_name(name) for name in ("supervisor.py", "kernel.py")}
+SCRIPTS_IN_IMAGE = "/opt/harness"
+ENTRY_IN_IMAGE = f"{SCRIPTS_IN_IMAGE}/supervisor.py"
 KIND_LABEL = "harness.sandbox.kind"
 PYTHON_LABEL = "harness.sandbox.python"
 DOCKERFILE = """\
 FROM {base}
 RUN pip install --no-cache-dir {packages} && python -m compileall -q /usr/local/lib
-COPY kernel.py {kernel}
+COPY supervisor.py kernel.py {scripts}/
 LABEL {kind_label}=dockerfile {python_label}=/usr/local/bin/python3
 """
 
@@ -78,10 +80,11 @@ def skeleton_tar() -> bytes:
             info = tarfile.TarInfo(name)
             info.size, info.mode = len(data), 0o644
             tar.addfile(info, io.BytesIO(data))
-        data = KERNEL_SCRIPT.read_bytes()
-        info = tarfile.TarInfo(KERNEL_IN_IMAGE.lstrip("/"))
-        info.size, info.mode = len(data), 0o644
-        tar.addfile(info, io.BytesIO(data))
+        for name, script in SESSION_SCRIPTS.items():
+            data = script.read_bytes()
+            info = tarfile.TarInfo(f"{SCRIPTS_IN_IMAGE}/{name}".lstrip("/"))
+            info.size, info.mode = len(data), 0o644
+            tar.addfile(info, io.BytesIO(data))
     return buffer.getvalue()
 
 
@@ -105,9 +108,10 @@ def build_image(client, tag: str = DEFAULT_IMAGE, base: str | None = None,
                                                   changes=changes)
         return "hostpy"
     with tempfile.TemporaryDirectory() as context:
-        Path(context, "kernel.py").write_bytes(KERNEL_SCRIPT.read_bytes())
+        for name, script in SESSION_SCRIPTS.items():
+            Path(context, name).write_bytes(script.read_bytes())
         Path(context, "Dockerfile").write_text(DOCKERFILE.format(
-            base=base, packages=" ".join(packages), kernel=KERNEL_IN_IMAGE, kind_label=KIND_LABEL,
+            base=base, packages=" ".join(packages), scripts=SCRIPTS_IN_IMAGE, kind_label=KIND_LABEL,
             python_label=PYTHON_LABEL))
         client.images.build(path=context, tag=tag, rm=True, pull=True)
     return "dockerfile"

@@ -1,14 +1,10 @@
-"""The interpreter loop that runs inside a sandbox: cells in, output and one status per cell out.
+"""The interpreter that runs cells inside a sandbox: the worker half of a session (supervisor.py is the other).
 
-This file runs inside the sandbox (forked from the local zygote, or as the REPL process of a Docker
-container), so it imports only the standard library and trusts nothing the cells do: it restores the
-stdio descriptors a cell may have closed, and after every cell it kills the processes the cell left
-behind. Everything that bounds a cell from outside (deadline, byte cap, kill) lives on the host side.
-
-Two ways of talking to the host:
-  * "fds" (local backend): frames over a dedicated socket; stdout and stderr are pipes of their own.
-  * "stream" (Docker exec): frames arrive on stdin; the end of a cell is a sentinel written on both
-    stdout and stderr, because Docker may reorder the two streams relative to each other.
+This file runs inside the sandbox, in the process that executes the model's code, so it imports only the
+standard library and holds nothing the host trusts: no control channel, no end-of-cell marker. It restores
+the stdio descriptors a cell may have closed, reports each cell's status to its supervisor over a pipe and
+then stops itself (SIGSTOP); the supervisor believes a cell is over only when it sees that stop, so a cell
+that writes a fake report and keeps running still meets its deadline.
 """
 
 from __future__ import annotations
@@ -20,17 +16,18 @@ import json
 import linecache
 import os
 import resource
-import shutil
 import signal
 import struct
 import sys
-import time
 import traceback
 
 FRAME_HEADER = struct.Struct(">I")
 # Cell stdio is redirected back to these if a cell closed or replaced them.
 SAVED_STDOUT_FD = 1000
 SAVED_STDERR_FD = 1001
+# A report must fit in the pipe to the supervisor (64 KiB) so the worker never blocks before it stops; JSON
+# may spell a character in 6 bytes.
+TRACEBACK_CHARS = 8000
 
 
 def read_exactly(fd: int, size: int) -> bytes | None:
@@ -74,7 +71,7 @@ def apply_rlimits(memory_mb: int, cpu_s: int, pids: int, file_mb: int, open_file
     resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, open_files))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     if limit_pids:  # only meaningful where the session has a uid of its own
-        resource.setrlimit(resource.RLIMIT_NPROC, (pids, pids))
+        resource.setrlimit(resource.RLIMIT_NPROC, (pids + 1, pids + 1))  # +1: the supervisor
     # A write past RLIMIT_FSIZE should be an OSError the cell can see, not a silent SIGXFSZ death.
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 
@@ -82,10 +79,7 @@ def apply_rlimits(memory_mb: int, cpu_s: int, pids: int, file_mb: int, open_file
 class Kernel:
     """Runs cells in one persistent namespace, like a notebook kernel."""
 
-    def __init__(self, owns_every_process: bool) -> None:
-        # True when every process this uid can signal belongs to this session (own pid namespace, or a uid
-        # of its own in a container): then kill(-1) is the cleanup. Otherwise only descendants are killed.
-        self.owns_every_process = owns_every_process
+    def __init__(self) -> None:
         self.namespace: dict = {"__name__": "__main__", "__builtins__": builtins}
         self.cell_count = 0
         self.pid = os.getpid()
@@ -116,6 +110,7 @@ class Kernel:
         filename = f"<cell {self.cell_count}>"
         linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
         self.restore_stdio()
+        reap_children()  # what the supervisor killed after the previous cell
         status, tb_text = "ok", None
         try:
             body, last_expr = compile_cell(code, filename, display_last_expr)
@@ -137,32 +132,7 @@ class Kernel:
             if os.getpid() != self.pid:  # a process the cell forked got here: it must never speak the protocol
                 os._exit(1)
         self.restore_stdio()
-        self.kill_leftover_processes()
         return {"status": status, "traceback": tb_text}
-
-    def kill_leftover_processes(self) -> None:
-        """Processes a cell started do not outlive it: a setsid() grandchild included."""
-        killed = False
-        if self.owns_every_process:
-            try:
-                os.kill(-1, signal.SIGKILL)
-                killed = True  # ESRCH (nothing to kill) is the common, free case
-            except ProcessLookupError:
-                pass
-        else:
-            for pid in descendants(os.getpid()):
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                    killed = True
-                except ProcessLookupError:
-                    pass
-        reap_children()
-        # SIGKILL lands asynchronously: wait until the victims are really gone, so the next cell starts clean.
-        deadline = time.monotonic() + 2.0
-        still_there = other_live_processes_of_my_uid if self.owns_every_process else lambda: descendants(os.getpid())
-        while killed and time.monotonic() < deadline and still_there():
-            time.sleep(0.001)
-            reap_children()
 
 
 def compile_cell(code: str, filename: str, display_last_expr: bool):
@@ -180,40 +150,51 @@ def format_exception(exc: BaseException) -> str:
     while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
         tb = tb.tb_next
     try:
-        return "".join(traceback.format_exception(type(exc), exc, tb))
+        text = "".join(traceback.format_exception(type(exc), exc, tb))
     except BaseException:
-        return f"{type(exc).__name__}: {exc!r}\n"
+        text = f"{type(exc).__name__}: {exc!r}\n"
+    if len(text) > TRACEBACK_CHARS:  # the head says where, the tail what
+        half = TRACEBACK_CHARS // 2
+        text = f"{text[:half]}\n... [traceback cut] ...\n{text[-half:]}"
+    return text
 
 
-def descendants(root: int) -> list[int]:
-    found, frontier = [], [root]
-    while frontier:
-        pid = frontier.pop()
-        try:
-            with open(f"/proc/{pid}/task/{pid}/children") as handle:
-                children = [int(child) for child in handle.read().split()]
+def children(pid: int) -> list[int]:
+    """pid's child processes, whichever of its threads started them (zombies included)."""
+    found = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return found
+    for task in tasks:
+        try:  # os.open/os.read: this runs after every cell, and a text-mode open costs several times more
+            fd = os.open(f"/proc/{pid}/task/{task}/children", os.O_RDONLY)
         except OSError:
             continue
-        found.extend(children)
-        frontier.extend(children)
+        try:
+            found.extend(int(child) for child in os.read(fd, 1 << 16).split())
+        finally:
+            os.close(fd)
     return found
 
 
-def other_live_processes_of_my_uid() -> bool:
-    me, uid = os.getpid(), os.getuid()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == me:
-            continue
-        try:
-            if os.stat(f"/proc/{entry}").st_uid != uid:
-                continue
-            with open(f"/proc/{entry}/stat") as handle:
-                state = handle.read().rpartition(")")[2].split()[0]
-        except OSError:
-            continue
-        if state not in ("Z", "X"):
-            return True
-    return False
+def live_descendants(root: int) -> list[int]:
+    """Every live process below root (zombies left out: they are dead, and have no children)."""
+    found, frontier = [], [root]
+    while frontier:
+        for child in children(frontier.pop()):
+            if not is_zombie(child):
+                found.append(child)
+                frontier.append(child)
+    return found
+
+
+def is_zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rpartition(")")[2].split()[0] in ("Z", "X")
+    except (OSError, IndexError):
+        return True  # gone already
 
 
 def reap_children() -> None:
@@ -226,56 +207,13 @@ def reap_children() -> None:
             return
 
 
-def serve_fds(kernel: Kernel, control_fd: int) -> None:
-    """Local backend: one frame per cell in, one frame per cell out, over control_fd."""
-    write_all(control_fd, encode_frame({"ready": True, "pid": os.getpid()}))
+def worker_loop(kernel: Kernel, requests_fd: int, reports_fd: int) -> None:
+    """The worker's life: stop, be resumed with a request waiting, run it, report, stop again."""
+    # The kernel was made before the fork (its saved descriptors sit above RLIMIT_NOFILE): it is ours now.
+    kernel.pid = os.getpid()
     while True:
-        request = read_frame(control_fd)
-        if request is None:
-            return
-        reply = kernel.run(request["code"], request.get("display_last_expr", True))
-        write_all(control_fd, encode_frame(reply))
-
-
-def serve_stream(kernel: Kernel, sentinel: bytes, frames_fd: int) -> None:
-    """Docker backend: frames on frames_fd; each cell ends with the sentinel on stdout and sentinel+status on stderr."""
-    write_all(SAVED_STDOUT_FD, sentinel)
-    write_all(SAVED_STDERR_FD, sentinel + json.dumps({"ready": True}).encode() + b"\n")
-    while True:
-        request = read_frame(frames_fd)
-        if request is None:
-            return
-        reply = kernel.run(request["code"], request.get("display_last_expr", True))
-        write_all(SAVED_STDOUT_FD, sentinel)
-        write_all(SAVED_STDERR_FD, sentinel + json.dumps(reply).encode() + b"\n")
-
-
-def container_main() -> None:
-    """Entry point of a Docker REPL (`python -I kernel.py`), configured by its first stdin frame."""
-    config = read_frame(0)
-    if config is None:
-        return
-    sys.path.extend(config.get("sys_path", []))
-    os.umask(0o077)  # sessions sharing a container must not read each other's files
-    home = config.get("home", "/tmp")
-    os.makedirs(home, mode=0o700, exist_ok=True)
-    os.chdir(home)
-    for name in config.get("preload", []):
-        __import__(name)
-    kernel = Kernel(owns_every_process=True)  # before the rlimits: its saved descriptors sit above RLIMIT_NOFILE
-    apply_rlimits(config["memory_mb"], config["cpu_s"], config["pids"], config["file_mb"], config["open_files"], True)
-    # Cells get an empty stdin, so input() cannot swallow the host's next frame.
-    frames_fd = os.dup(0)
-    os.set_inheritable(frames_fd, False)
-    null = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(null, 0)
-    os.close(null)
-    try:
-        serve_stream(kernel, config["sentinel"].encode(), frames_fd)
-    finally:
-        kernel.kill_leftover_processes()
-        shutil.rmtree(home, ignore_errors=True)
-
-
-if __name__ == "__main__":
-    container_main()
+        os.kill(os.getpid(), signal.SIGSTOP)
+        request = read_frame(requests_fd)
+        if request is None:  # the supervisor is gone
+            os._exit(0)
+        write_all(reports_fd, encode_frame(kernel.run(request["code"], request["display_last_expr"])))

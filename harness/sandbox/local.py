@@ -22,8 +22,8 @@ from pathlib import Path
 
 from harness.sandbox.base import Sandbox
 from harness.sandbox.isolation import local_isolation
-from harness.sandbox.kernel import FRAME_HEADER, encode_frame
 from harness.sandbox.limits import SandboxLimits
+from harness.sandbox.protocol import ControlLimitExceeded, FrameReader, ProtocolError, cell_reply, control_cap, encode_frame
 from harness.sandbox.session import CellOutcome, OutputCapture, Session
 
 ZYGOTE_SCRIPT = Path(__file__).with_name("zygote.py")
@@ -32,11 +32,11 @@ START_TIMEOUT_S = 120.0  # the zygote imports sympy and numpy once; a loaded 2-c
 
 
 class Frames:
-    """Length-prefixed JSON frames read from a non-blocking socket, a piece at a time."""
+    """Frames read from a non-blocking socket, a piece at a time, never more than the control cap."""
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, max_bytes: int) -> None:
         self.sock = sock
-        self.buffer = bytearray()
+        self.reader = FrameReader(max_bytes)
         self.closed = False
 
     def pump(self) -> None:
@@ -48,17 +48,10 @@ class Frames:
             data = b""
         if not data:
             self.closed = True
-        self.buffer += data
+        self.reader.feed(data)
 
     def pop(self) -> dict | None:
-        if len(self.buffer) < FRAME_HEADER.size:
-            return None
-        size = FRAME_HEADER.unpack_from(self.buffer)[0]
-        if len(self.buffer) < FRAME_HEADER.size + size:
-            return None
-        body = bytes(self.buffer[FRAME_HEADER.size: FRAME_HEADER.size + size])
-        del self.buffer[: FRAME_HEADER.size + size]
-        return json.loads(body)
+        return self.reader.pop()
 
 
 class LocalKernel:
@@ -66,20 +59,24 @@ class LocalKernel:
 
     def __init__(self, control: socket.socket, stdout_fd: int, stderr_fd: int, limits: SandboxLimits) -> None:
         self.control, self.stdout_fd, self.stderr_fd, self.limits = control, stdout_fd, stderr_fd, limits
-        self.frames = Frames(control)
+        self.frames = Frames(control, control_cap(limits))
         self.pidfd: int | None = None
-        self.exit_code: int | None = None
+        self.exit_code: int | None = None  # the supervisor's, from its launcher
+        self.worker_exit: int | None = None  # the worker's, from the supervisor: how the cell's process ended
         self.oom_killed = False  # the session's memory cgroup killed it
         deadline = time.monotonic() + START_TIMEOUT_S
         control.settimeout(START_TIMEOUT_S)
         message, fds, _, _ = socket.recv_fds(control, 65536, 1)
         if fds:
             self.pidfd = fds[0]
-        self.frames.buffer += message
         control.setblocking(False)
         os.set_blocking(stdout_fd, False)
         os.set_blocking(stderr_fd, False)
-        ready = self._next_frame(deadline)
+        try:
+            self.frames.reader.feed(message)
+            ready = self._next_frame(deadline)
+        except ProtocolError as exc:
+            ready = {"fatal": str(exc)}
         if ready and "fatal" in ready:
             self.close()
             raise RuntimeError(f"the sandbox session could not start:\n{ready['fatal']}")
@@ -106,6 +103,14 @@ class LocalKernel:
             self.control.setblocking(False)
         except OSError:
             return self._died(capture)
+        try:
+            return self._follow_cell(deadline, capture)
+        except ProtocolError as exc:  # the session's side broke the protocol: its failure, not the harness's
+            self.kill()
+            status = "control_limit" if isinstance(exc, ControlLimitExceeded) else "protocol"
+            return self._outcome(status, capture, details=[str(exc)])
+
+    def _follow_cell(self, deadline: float, capture: OutputCapture) -> CellOutcome:
         streams = {self.stdout_fd: "stdout", self.stderr_fd: "stderr"}
         poller = select.poll()
         for fd in (self.control.fileno(), *streams):
@@ -123,11 +128,15 @@ class LocalKernel:
                     self.frames.pump()
             frame = self.frames.pop()
             if frame is not None and "status" in frame:
+                status, traceback, exit_code = cell_reply(frame)
                 for fd, name in streams.items():  # whatever the cell wrote before it finished
                     self._drain(fd, name, capture)
                 if capture.overflowed:
                     return self._stop(capture, "output_limit")
-                return self._outcome(frame["status"], capture, traceback=frame.get("traceback"))
+                if status == "died":
+                    self.worker_exit = exit_code
+                    return self._died(capture)
+                return self._outcome(status, capture, traceback=traceback)
             if frame is not None and "exit" in frame:
                 self.exit_code, self.oom_killed = frame["exit"], frame.get("oom_killed", False)
             if frame is not None or self.frames.closed:
@@ -156,17 +165,21 @@ class LocalKernel:
         self._wait_for_exit(deadline=time.monotonic() + 5)
         for fd, name in ((self.stdout_fd, "stdout"), (self.stderr_fd, "stderr")):
             self._drain(fd, name, capture)
-        return self._outcome("died", capture, exit_code=self.exit_code, oom_killed=self.oom_killed)
+        exit_code = self.worker_exit if self.worker_exit is not None else self.exit_code
+        return self._outcome("died", capture, exit_code=exit_code, oom_killed=self.oom_killed)
 
     def _wait_for_exit(self, deadline: float) -> None:
         """The launcher reports the kernel's end once every process of its namespace is gone."""
         while self.exit_code is None and not self.frames.closed and time.monotonic() < deadline:
-            frame = self.frames.pop()
-            if frame is None:
-                select.select([self.control], [], [], max(deadline - time.monotonic(), 0))
-                self.frames.pump()
-            elif "exit" in frame:
-                self.exit_code, self.oom_killed = frame["exit"], frame.get("oom_killed", False)
+            try:
+                frame = self.frames.pop()
+                if frame is None:
+                    select.select([self.control], [], [], max(deadline - time.monotonic(), 0))
+                    self.frames.pump()
+            except ProtocolError:
+                return  # the kill already sent is all there is to do; the launcher's word is lost
+            if frame is not None and "exit" in frame:
+                self.exit_code, self.oom_killed = frame["exit"], frame.get("oom_killed", False) is True
 
     def kill(self) -> None:
         if self.pidfd is not None:

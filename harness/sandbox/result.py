@@ -18,6 +18,8 @@ class CellResult:
     a timeout, a kill or an out-of-memory); None when status is "ok".
     truncated means the harness stopped reading output at the byte cap.
     restarted means the session died during this cell and was rebuilt by replaying its earlier successful cells.
+    reason says why the harness, not the code, ended the cell: "timeout", "output_limit", "control_limit" (the
+    session sent more than the harness keeps) or "protocol" (it broke the sandbox protocol); None otherwise.
     """
 
     status: Status
@@ -27,6 +29,7 @@ class CellResult:
     truncated: bool = False
     restarted: bool = False
     error: str | None = None
+    reason: str | None = None
     traceback: str | None = None
     replay_note: str | None = None
     output_chars: int = 1000

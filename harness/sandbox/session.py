@@ -21,14 +21,18 @@ from harness.sandbox.result import CellResult, last_traceback_line
 class CellOutcome:
     """What a kernel process reported for one cell, before it becomes a CellResult."""
 
-    status: str  # ok, error, oom from the kernel; timeout, output_limit or died from the host side
+    status: str  # ok, error, oom from the kernel; timeout, output_limit, control_limit, protocol or died from the host
     stdout: bytes = b""
     stderr: bytes = b""
     traceback: str | None = None
     truncated: bool = False
     exit_code: int | None = None  # how the kernel ended, when it died (negative: killed by that signal)
     oom_killed: bool = False
-    details: list[str] = field(default_factory=list)
+    details: list[str] = field(default_factory=list)  # the host's explanation of a protocol violation
+
+
+# Outcomes after which the kernel cannot be trusted to hold the session's state: it is rebuilt by replay.
+LOST_KERNEL = ("timeout", "output_limit", "control_limit", "protocol", "died")
 
 
 class KernelProcess(Protocol):
@@ -80,7 +84,7 @@ class Session:
             outcome = self._kernel.run_cell(code, timeout_s, self.display_last_expr)
             duration = time.perf_counter() - started
             restarted, replay_note = False, None
-            if outcome.status in ("timeout", "output_limit", "died"):
+            if outcome.status in LOST_KERNEL:
                 self._kernel.close()
                 self._kernel = None
                 self._kernel, replay_note = self._rebuild()
@@ -97,7 +101,7 @@ class Session:
             if replayed.status != "ok":
                 # State diverged (the cell depends on something gone, or timed out this time): keep what replayed.
                 del self._history[index:]
-                if replayed.status in ("timeout", "output_limit", "died"):
+                if replayed.status in LOST_KERNEL:
                     kernel.close()
                     kernel = self._start_kernel()
                 return kernel, f"replay stopped at earlier cell {index + 1} ({replayed.status})"
@@ -108,22 +112,28 @@ class Session:
         limits = self.limits
         stdout = outcome.stdout.decode("utf-8", errors="replace")
         stderr = outcome.stderr.decode("utf-8", errors="replace")
-        status, error = outcome.status, None
+        status, error, reason = outcome.status, None, None
         if status in ("error", "oom") and outcome.traceback:
             error = last_traceback_line(outcome.traceback)
             stderr += outcome.traceback
             if status == "oom":
                 error = f"{error} (the memory limit is {limits.memory_mb} MB)"
         elif status == "timeout":
-            error = f"TimeoutError: the cell did not finish within {timeout_s:g} s and was stopped"
+            reason, error = "timeout", f"TimeoutError: the cell did not finish within {timeout_s:g} s and was stopped"
         elif status == "output_limit":
-            status = "killed"
+            status, reason = "killed", "output_limit"
             error = f"OutputLimitExceeded: the cell wrote more than {limits.max_output_bytes} bytes and was stopped"
+        elif status == "control_limit":
+            status, reason = "killed", "control_limit"
+            error = f"ControlLimitExceeded: {'; '.join(outcome.details)}; the cell was stopped"
+        elif status == "protocol":
+            status, reason = "error", "protocol"
+            error = f"ProtocolError: {'; '.join(outcome.details)}"
         elif status == "died":
             status, error = describe_death(outcome, limits)
         return CellResult(
             status=status, stdout=stdout, stderr=stderr, duration_s=duration,
-            truncated=outcome.truncated, restarted=restarted, error=error,
+            truncated=outcome.truncated, restarted=restarted, error=error, reason=reason,
             traceback=outcome.traceback if status in ("error", "oom") else None, replay_note=replay_note,
             output_chars=limits.output_chars, full_traceback=limits.full_traceback,
         )

@@ -8,8 +8,10 @@ Process tree, and why each level exists:
   zygote  (subreaper; exits when the harness exits or closes its end of the request socket)
     launcher  (one per session, dies with the zygote; makes the session's cgroup, unshares namespaces,
                reports how the kernel ended)
-      kernel  (pid 1 of the session's pid namespace: killing it kills everything the session started;
-               dies with its launcher, by a parent-death signal re-armed after the uid change)
+      supervisor  (pid 1 of the session's pid namespace: killing it kills everything the session started;
+                   dies with its launcher, by a parent-death signal re-armed after the uid change; the only
+                   process that holds the control socket, see supervisor.py)
+        worker  (runs the cells: kernel.py)
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import host_files  # noqa: E402
 import jail  # noqa: E402
 import kernel as kernel_loop  # noqa: E402
 import session_cgroup  # noqa: E402
+import supervisor as supervisor_loop  # noqa: E402
 import syscall_filter  # noqa: E402
 
 sys.path.pop(0)
@@ -149,10 +152,10 @@ def launch_session(request: dict, fds: list[int], setup: Setup) -> None:
             os._exit(0)
         limits = request["limits"]
         cgroup_dirs = []
-        if setup.cgroups is not None:  # the kernel is born inside; +1 process: this launcher
+        if setup.cgroups is not None:  # the kernel is born inside; +2 processes: this launcher and the supervisor
             cgroup_dirs = session_cgroup.create_and_enter(setup.cgroups, f"session-{os.getpid()}",
                                                           setup.baseline_bytes + limits["memory_mb"] * 2**20,
-                                                          limits["pids"] + 1)
+                                                          limits["pids"] + 2)
         ooms = session_cgroup.OomCounter(cgroup_dirs)
         if setup.files is not None:
             jail.enter_namespaces(setup.user_namespace)
@@ -207,7 +210,7 @@ def run_kernel(request, fds, setup: Setup, scratch, go_read) -> None:
         os.closerange(CONTROL_FD + 1, kernel_loop.SAVED_STDOUT_FD)  # no host descriptor may survive: a
         os.closerange(LIFELINE_FD + 1, 1 << 16)  # directory fd would undo the pivot
         sys.path[:] = [path for path in sys.path if os.path.isdir(path)]
-        kernel = kernel_loop.Kernel(owns_every_process=setup.files is not None)
+        kernel = kernel_loop.Kernel()
         kernel_loop.apply_rlimits(limits["memory_mb"], limits["cpu_s"], limits["pids"], limits["scratch_mb"],
                                   limits["open_files"], limit_pids=setup.files is not None and not setup.user_namespace)
         if setup.files is not None:
@@ -220,7 +223,7 @@ def run_kernel(request, fds, setup: Setup, scratch, go_read) -> None:
         os.close(LIFELINE_FD)
         if setup.filter_syscalls:
             syscall_filter.install()
-        kernel_loop.serve_fds(kernel, CONTROL_FD)
+        supervisor_loop.serve_fds(supervisor_loop.Supervisor(kernel, private_fds=[CONTROL_FD]), CONTROL_FD)
         os._exit(0)
     except BaseException:
         try:
@@ -232,7 +235,7 @@ def run_kernel(request, fds, setup: Setup, scratch, go_read) -> None:
 def kill_descendants_until_none() -> None:
     """Without a pid namespace: kill what the kernel left (they were reparented here), until nothing is left."""
     while True:
-        children = kernel_loop.descendants(os.getpid())
+        children = kernel_loop.live_descendants(os.getpid())
         if not children:
             return
         for pid in children:

@@ -31,7 +31,7 @@ def _open(backend: str):
         reason = f"NO DOCKER ENGINE ANSWERS ({exc.__class__.__name__}): Docker sandbox tests SKIPPED; run scripts/docker-up.sh"
         warnings.warn(reason)
         pytest.skip(reason)
-    return get_sandbox("docker", limits=TEST_LIMITS, containers=2, sessions_per_container=8)
+    return get_sandbox("docker", limits=TEST_LIMITS, containers=8)
 
 
 @pytest.fixture(scope="session")
