@@ -33,6 +33,7 @@ from pathlib import Path
 from harness.em.miniature_report import KINDS, markdown, plot, summarise
 
 DEFAULT_VARIANTS = "q_argmax,pi_q_free,pi_q_prefix_mean"
+BUDGET_FIELDS = ("queries_per_iteration", "k", "free_rollouts", "iterations")  # the board holds the rollout budget equal
 
 
 def parse_variants(text: str) -> dict[str, dict]:
@@ -59,6 +60,8 @@ def parse_variants(text: str) -> dict[str, dict]:
         unknown = sorted(set(overrides) - set(base))
         if unknown:
             raise ValueError(f"EM variant {name!r}: EMConfig has no field {', '.join(unknown)}")
+        if budget := sorted(set(overrides) & set(BUDGET_FIELDS)):
+            raise ValueError(f"EM variant {name!r}: {', '.join(budget)} would change the rollout budget, which every row shares")
         type(em_preset("tiny")).from_dict({**base, **overrides})  # the config's own validation
         variants[name] = overrides
     if not variants:

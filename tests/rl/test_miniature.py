@@ -81,13 +81,15 @@ def test_summary_and_table_over_seeds_from_hand_made_runs():
 
 
 def test_em_variants_map_to_config_overrides_and_are_checked_before_running():
-    assert parse_variants("v1:, a2:alpha=2;k=3") == {"v1": {}, "a2": {"alpha": 2, "k": 3}}
+    assert parse_variants("v1:, a2:alpha=2;kl_weight=0") == {"v1": {}, "a2": {"alpha": 2, "kl_weight": 0}}
     with pytest.raises(ValueError, match="no field nonsense"):
         parse_variants("x:nonsense=1")
     with pytest.raises(ValueError, match="not key=value"):
         parse_variants("x:alpha")
-    with pytest.raises(ValueError, match="invalid k"):
-        parse_variants("x:k=0")
+    with pytest.raises(ValueError, match="invalid subsample"):
+        parse_variants("x:subsample=everything")
+    with pytest.raises(ValueError, match="rollout budget"):
+        parse_variants("x:k=2")
     with pytest.raises(ValueError, match="twice"):
         parse_variants("x:,x:alpha=1")
     # A bare name is a decision rule (the EMConfig field item 2 adds); without that field it is refused by name.
