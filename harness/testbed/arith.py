@@ -158,12 +158,13 @@ def problems(split: str, size: int, seed: int = 0, kinds: tuple[str, ...] = KIND
     return chosen
 
 
-def generate(split: str = "test", size: int = 300, seed: int = 0) -> list[dict]:
-    """Rows for ``tasks/arith.toml`` (the eval pipeline's ``generator`` hook)."""
+def generate(split: str = "test", size: int = 300, seed: int = 0, kinds: list[str] | tuple[str, ...] = KINDS) -> list[dict]:
+    """Rows for ``tasks/arith.toml`` (the eval pipeline's ``generator`` hook); ``kinds`` narrows a
+    trainer's task (``task_args``) to some kinds."""
     return [
         {"id": f"arith-{split}-{seed}-{index}", "question": p.question, "answer": str(p.answer),
          "kind": p.kind, "level": p.level, "op": p.op}
-        for index, p in enumerate(problems(split, size, seed))
+        for index, p in enumerate(problems(split, size, seed, tuple(kinds)))
     ]
 
 

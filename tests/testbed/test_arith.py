@@ -77,6 +77,11 @@ def test_every_kind_and_level_is_labelled_and_present():
     assert all(int(row["answer"]) >= 1000 or row["op"] == "modpow" for row in code_necessary)
 
 
+def test_a_trainer_can_narrow_the_task_to_some_kinds():
+    rows = arith.generate("train", 60, seed=1, kinds=["cot-sufficient", "code-necessary"])
+    assert {row["kind"] for row in rows} == {"cot-sufficient", "code-necessary"} and len(rows) == 60
+
+
 def test_the_task_loads_through_the_eval_pipeline_with_its_breakdown():
     spec = load_task("arith")
     samples, fingerprint = load_samples(spec)
