@@ -55,7 +55,9 @@ def _compare_steps(a: int, b: int) -> str:
     steps = f"Tens: {a // 10} {sign(a // 10, b // 10)} {b // 10}."
     if a // 10 == b // 10:
         steps += f" Units: {a % 10} {sign(a % 10, b % 10)} {b % 10}."
-    return f"{steps} The larger number is {max(a, b)}."
+    # Both numbers restated in question order first: the answer is then copied from beside the sign
+    # just written, not picked out of the question (the model miscopied the first number that way).
+    return f"{steps} So {a} {sign(a, b)} {b}. The larger number is {max(a, b)}."
 
 
 def _addition_steps(a: int, b: int) -> str:

@@ -8,7 +8,7 @@ drifts towards code everywhere).
 
 The RL test trains on the cot-sufficient and code-necessary kinds, where code never loses. On the
 full mix, whose code-unhelpful stories punish code, vanilla RL did not find code at all in 40 steps
-here (code rate 0-6%, mean reward 0.62 over the first ten steps, 0.45 over the last): one decision
+here (code rate 0-2%, mean reward 0.63 over the first ten steps, 0.52 over the last): one decision
 shared by every query, pushed towards CoT wherever code hurts, is what EM's per-query E-step is
 for; the miniature board shows it over seeds."""
 
@@ -24,7 +24,7 @@ from harness.rl.trainer import RLTrainer
 
 STEPS = 40
 WINDOW = 10
-MIN_RISE = 0.15  # seen here (arith v2): 0.52 over the first ten steps, 0.97 over the last ten
+MIN_RISE = 0.15  # seen here (arith v2): 0.51 over the first ten steps, 0.93 over the last ten
 WHERE_CODE_NEVER_LOSES = {"split": "train", "size": 2000, "kinds": ["cot-sufficient", "code-necessary"]}
 
 
