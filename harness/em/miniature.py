@@ -1,30 +1,84 @@
-"""The miniature reproduction: SFT-only vs vanilla RL vs EM from one warmed-up tiny model, equal rollout budget.
+"""The miniature reproduction: SFT-only, RL from the warmed-up and from the base model, and EM variants, equal rollout budget.
 
-    python -m harness.em.miniature --model WARMED_UP_DIR [--seeds 0,1,2] [--iterations 2] [--out leaderboards/miniature.md]
+    python -m harness.em.miniature --model WARMED_UP/sft [--base WARMED_UP/init] [--seeds 0,1,2,3,4]
+        [--iterations 2] [--em-variants q_argmax,pi_q_free,pi_q_prefix_mean] [--workers 2] [--out leaderboards/miniature.md]
 
-For each seed, RL (``train-rl``'s tiny preset) and EM (``train-em``'s tiny preset) start from the same
-model and spend the same number of rollouts: EM's ``iterations`` x queries x (2K + free) and RL's
-steps x prompts x group, RL's steps chosen to match. Both are evaluated greedily with the `auto`
-method (the model decides) on the same held-out `arith` problems at every budget point (after each
-EM iteration, and after the matching number of RL steps); budget 0 is the warmed-up model itself,
-the "SFT-only" row. Accuracy and code rate per task kind go into a Markdown table (mean ± std over
-seeds) and a plot against rollouts spent.
+Rows, per seed: "SFT+RL" (``train-rl``'s tiny preset from the warmed-up model), "Base+RL" (the same
+from the un-warmed init model the warm-up writes, as the paper reports both), and one EM row per
+variant (``train-em``'s tiny preset plus the variant's overrides). Each EM iteration spends
+queries x (2K + free) rollouts; RL's steps per iteration are chosen to spend the same. The schedules
+match: RL samples with EM's temperature and top_p, at EM's learning rate, and, as each M-step starts
+a fresh AdamW with a linear warm-up (``warmup_ratio``) then cosine decay, RL restarts the same
+schedule and optimiser every iteration (a new trainer from the previous iteration's weights).
+
+Every row is evaluated greedily with `auto` (the model decides) on the same held-out `arith`
+problems after each iteration; at the start and at the final budget the same model is also forced
+into each mode (`cot-trigger`, `code-trigger`), the oracle for selection accuracy. The runner only
+records per-problem outcomes; ``harness.em.miniature_report`` turns them into the board.
+
+An EM variant is ``name`` (short for ``name:decision_rule=name``) or ``name:key=value;key=value``
+over any EMConfig field (values parsed as YAML), e.g. ``--em-variants "v1:,alpha2:alpha=2"``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import statistics
+import os
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-KINDS = ("cot-sufficient", "code-necessary", "code-unhelpful")
+from harness.em.miniature_report import KINDS, markdown, plot, summarise
+
+DEFAULT_VARIANTS = "q_argmax,pi_q_free,pi_q_prefix_mean"
+BUDGET_FIELDS = ("queries_per_iteration", "k", "free_rollouts", "iterations")  # the board holds the rollout budget equal
 
 
-def evaluate(backend, samples, method, sandbox, max_tokens: int, max_tool_calls: int) -> dict:
-    """Greedy `auto` rollouts on held-out problems: accuracy and code rate per kind."""
+def parse_variants(text: str) -> dict[str, dict]:
+    """``name[:key=value;...]`` items, comma-separated, to {name: overrides}; checked against EMConfig
+    before any compute is spent."""
+    import yaml
+
+    from harness.em.config import preset as em_preset
+
+    variants = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, colon, assignments = item.partition(":")
+        overrides = {}
+        if not colon:
+            overrides["decision_rule"] = name
+        for assignment in filter(None, (a.strip() for a in assignments.split(";"))):
+            key, equals, value = assignment.partition("=")
+            if not equals or not key.strip():
+                raise ValueError(f"EM variant {name!r}: {assignment!r} is not key=value")
+            overrides[key.strip()] = yaml.safe_load(value)
+        if name in variants:
+            raise ValueError(f"EM variant {name!r} is given twice")
+        base = em_preset("tiny").to_dict()
+        unknown = sorted(set(overrides) - set(base))
+        if unknown:
+            raise ValueError(f"EM variant {name!r}: EMConfig has no field {', '.join(unknown)}")
+        if budget := sorted(set(overrides) & set(BUDGET_FIELDS)):
+            raise ValueError(f"EM variant {name!r}: {', '.join(budget)} would change the rollout budget, which every row shares")
+        type(em_preset("tiny")).from_dict({**base, **overrides})  # the config's own validation
+        variants[name] = overrides
+    if not variants:
+        raise ValueError("no EM variants given")
+    return variants
+
+
+def held_out(test_size: int) -> list:
+    from harness.eval.tasks import load_samples, load_task
+
+    everything = load_samples(load_task("arith"))[0]
+    per_kind = test_size // len(KINDS)
+    return [s for kind in KINDS for s in [x for x in everything if x.metadata.get("kind") == kind][:per_kind]]
+
+
+def outcomes(backend, samples, method, sandbox, max_tokens: int, max_tool_calls: int) -> dict:
+    """Greedy rollouts under ``method``: per problem, correct or not and whether it ran code."""
     from harness.eval.rollout import RolloutEngine
     from harness.grading import grade_batch
     from harness.models import SamplingParams
@@ -35,133 +89,177 @@ def evaluate(backend, samples, method, sandbox, max_tokens: int, max_tool_calls:
     prompts = [backend.encode(backend.chat_prompt(method.messages(s.question))) for s in samples]
     trajectories = engine.run(prompts, list(range(len(samples))))
     grades = grade_batch([(t.response_text, s.answer, "math500") for s, t in zip(samples, trajectories)])
+    return {"correct": [bool(g.correct) for g in grades], "used_code": [bool(t.used_code) for t in trajectories]}
+
+
+def evaluate(backend, samples, method, sandbox, max_tokens: int, max_tool_calls: int) -> dict:
+    """Accuracy and code rate per kind of greedy rollouts under ``method``."""
+    point = outcomes(backend, samples, method, sandbox, max_tokens, max_tool_calls)
     result = {}
     for kind in KINDS:
-        rows = [(g, t) for s, g, t in zip(samples, grades, trajectories) if s.metadata.get("kind") == kind]
-        result[kind] = {"accuracy": sum(bool(g.correct) for g, _ in rows) / max(len(rows), 1),
-                        "code_rate": sum(t.used_code for _, t in rows) / max(len(rows), 1)}
+        rows = [i for i, s in enumerate(samples) if s.metadata.get("kind") == kind]
+        result[kind] = {"accuracy": sum(point["correct"][i] for i in rows) / max(len(rows), 1),
+                        "code_rate": sum(point["used_code"][i] for i in rows) / max(len(rows), 1)}
     return result
 
 
-def run_seed(model: str, seed: int, iterations: int, test_samples, work: Path) -> dict:
-    from harness.em.config import preset as em_preset
-    from harness.em.trainer import EMTrainer
+def measure(backend, samples, sandbox, max_tokens: int, max_tool_calls: int, oracle: bool) -> dict:
+    """The `auto` outcomes, and with ``oracle`` the same model forced into each mode."""
     from harness.eval.methods import load_method
-    from harness.rl.config import preset as rl_preset
-    from harness.rl.trainer import RLTrainer
+
+    point = outcomes(backend, samples, load_method("auto"), sandbox, max_tokens, max_tool_calls)
+    if oracle:
+        point["oracle"] = {mode: outcomes(backend, samples, load_method(method), sandbox, max_tokens, max_tool_calls)["correct"]
+                           for mode, method in (("cot", "cot-trigger"), ("code", "code-trigger"))}
+    return point
+
+
+def run_job(job: dict) -> dict:
+    """One row for one seed (or a start evaluation), in its own process when --workers > 1."""
+    import torch
+
+    from harness.em.config import preset as em_preset
     from harness.sandbox import SandboxLimits, get_sandbox
 
-    em_config = em_preset("tiny").updated(model=model, seed=seed, iterations=1, output_dir=str(work / f"em-{seed}"), device="cpu")
-    rl_config = rl_preset("tiny").updated(model=model, seed=seed, output_dir=str(work / f"rl-{seed}"), device="cpu")
-    per_iteration = em_config.queries_per_iteration * (2 * em_config.k + em_config.free_rollouts)
-    rl_steps = max(1, round(per_iteration / (rl_config.prompts_per_step * rl_config.group_size)))
-    method = load_method("auto")
-    curves = {"em": [], "rl": []}
-    with get_sandbox("local", limits=SandboxLimits(timeout_s=2.0)) as sandbox:
-        em = EMTrainer(em_config)
-        start = evaluate(em.backend, test_samples, method, sandbox, em_config.max_tokens, em_config.max_tool_calls)
-        curves["em"].append((0, start))
-        curves["rl"].append((0, start))
-        for iteration in range(iterations):
-            em.config = em.config.updated(iterations=iteration + 1)
-            estep = em.estep(iteration, sandbox)
-            em.mstep(iteration, estep)
-            curves["em"].append(((iteration + 1) * per_iteration, evaluate(em.backend, test_samples, method, sandbox,
-                                                                          em_config.max_tokens, em_config.max_tool_calls)))
-        del em
-        rl = RLTrainer(rl_config.updated(steps=rl_steps * iterations, save_every=10_000))
+    torch.set_num_threads(job["threads"])
+    samples = held_out(job["test_size"])
+    em_config = em_preset("tiny").updated(model=job["model"], seed=job["seed"], iterations=1, device="cpu",
+                                          output_dir=str(Path(job["work"]) / "em"), **job.get("overrides", {}))
+    limits = (em_config.max_tokens, em_config.max_tool_calls)
+    with get_sandbox("local", limits=SandboxLimits(timeout_s=em_config.sandbox_timeout)) as sandbox:
+        if job["kind"] == "start":
+            from harness.models.hf import HFBackend
+            from harness.rl.trainer import load_policy
+
+            model, tokenizer = load_policy(job["model"], em_config.dtype, torch.device("cpu"))
+            backend = HFBackend.from_loaded(model, tokenizer, Path(job["model"]).name)
+            return {**job, "point": measure(backend, samples, sandbox, *limits, oracle=True)}
+        curve = []
+        for iteration, backend in enumerate((_em_iterations if job["kind"] == "em" else _rl_iterations)(job, em_config, sandbox)):
+            last = iteration + 1 == job["iterations"]
+            curve.append([(iteration + 1) * job["per_iteration"], measure(backend, samples, sandbox, *limits, oracle=last)])
+    return {**job, "curve": curve}
+
+
+def _em_iterations(job: dict, config, sandbox):
+    from harness.em.trainer import EMTrainer
+
+    em = EMTrainer(config)
+    for iteration in range(job["iterations"]):
+        em.config = em.config.updated(iterations=iteration + 1)
+        em.mstep(iteration, em.estep(iteration, sandbox))
+        yield em.backend
+
+
+def _rl_iterations(job: dict, em_config, sandbox):
+    """RL with EM's sampling and schedule: a fresh trainer (AdamW, warm-up, cosine) per iteration,
+    from the weights the previous one left; global step numbers keep prompts and seeds moving on."""
+    from harness.rl.config import preset as rl_preset
+    from harness.rl.trainer import RLTrainer
+
+    model = job["model"]
+    for iteration in range(job["iterations"]):
+        config = rl_preset("tiny").updated(
+            model=model, seed=job["seed"], steps=job["rl_steps"], save_every=10_000, device="cpu",
+            output_dir=str(Path(job["work"]) / f"rl-{iteration}"), temperature=em_config.temperature,
+            top_p=em_config.top_p, learning_rate=em_config.learning_rate, lr_schedule="cosine",
+            warmup_steps=max(1, round(em_config.warmup_ratio * job["rl_steps"])))
+        rl = RLTrainer(config)
         rl.sandbox = sandbox
-        for step in range(rl_steps * iterations):
-            rl.train_step(step)
-            if (step + 1) % rl_steps == 0:
-                spent = (step + 1) * rl_config.prompts_per_step * rl_config.group_size
-                curves["rl"].append((spent, evaluate(rl.backend, test_samples, method, sandbox, rl_config.max_tokens,
-                                                     rl_config.max_tool_calls)))
-    return curves
+        for step in range(job["rl_steps"]):
+            rl.train_step(iteration * job["rl_steps"] + step)
+        model = str(Path(job["work"]) / f"rl-{iteration}" / "weights")
+        rl.accelerator.unwrap_model(rl.model).save_pretrained(model)
+        rl.tokenizer.save_pretrained(model)
+        yield rl.backend
 
 
-def summarise(runs: list[dict]) -> dict:
-    """Mean and std over seeds at each budget point, per method, kind and metric."""
-    summary = {}
-    for method in ("rl", "em"):
-        points = {}
-        for run in runs:
-            for spent, result in run[method]:
-                points.setdefault(spent, []).append(result)
-        summary[method] = {
-            spent: {kind: {metric: (statistics.mean(r[kind][metric] for r in results),
-                                    statistics.stdev(r[kind][metric] for r in results) if len(results) > 1 else 0.0)
-                           for metric in ("accuracy", "code_rate")} for kind in KINDS}
-            for spent, results in sorted(points.items())
-        }
-    return summary
+def plan(args, variants: dict, work: Path) -> list[dict]:
+    """Start evaluations, then every (row, seed): RL rows first, EM variants after."""
+    from harness.em.config import preset as em_preset
+    from harness.rl.config import preset as rl_preset
+
+    em, rl = em_preset("tiny"), rl_preset("tiny")
+    per_iteration = em.queries_per_iteration * (2 * em.k + em.free_rollouts)
+    rl_steps = max(1, round(per_iteration / (rl.prompts_per_step * rl.group_size)))
+    threads = max(1, (os.cpu_count() or 1) // args.workers)
+    common = {"iterations": args.iterations, "test_size": args.test_size, "threads": threads, "rl_steps": rl_steps}
+    jobs = [{**common, "row": row, "kind": "start", "model": model, "seed": 0, "work": str(work / f"start-{row}"),
+             "per_iteration": 0} for row, model in (("SFT only", args.model), ("Base only", args.base))]
+    rows = [("SFT+RL", "rl", args.model, {}, rl_steps * rl.prompts_per_step * rl.group_size),
+            ("Base+RL", "rl", args.base, {}, rl_steps * rl.prompts_per_step * rl.group_size)]
+    rows += [(f"EM ({name})", "em", args.model, overrides, per_iteration) for name, overrides in variants.items()]
+    for row, kind, model, overrides, spent in rows:
+        for seed in args.seeds:
+            jobs.append({**common, "row": row, "kind": kind, "model": model, "seed": seed, "overrides": overrides,
+                         "per_iteration": spent, "work": str(work / f"{row}-{seed}".replace(" ", "_"))})
+    return jobs
 
 
-def markdown(summary: dict, seeds: list[int], command: str, seconds: float) -> str:
-    def cell(value: tuple[float, float]) -> str:
-        return f"{100 * value[0]:.0f} ± {100 * value[1]:.0f}"
+def run_all(jobs: list[dict], workers: int) -> list[dict]:
+    if workers == 1:
+        return [run_job(job) for job in jobs]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
 
-    header = "| method | rollouts | " + " | ".join(f"acc {k}" for k in KINDS) + " | " + " | ".join(f"code {k}" for k in KINDS) + " |"
-    lines = [header, "|" + "---|" * (2 + 2 * len(KINDS))]
-    start_spent, start = next(iter(summary["em"].items()))
-    lines.append("| SFT only (start) | 0 | " + " | ".join(cell(start[k]["accuracy"]) for k in KINDS) + " | "
-                 + " | ".join(cell(start[k]["code_rate"]) for k in KINDS) + " |")
-    for method, name in (("rl", "vanilla RL"), ("em", "EM")):
-        for spent, result in summary[method].items():
-            if spent:
-                lines.append(f"| {name} | {spent} | " + " | ".join(cell(result[k]["accuracy"]) for k in KINDS) + " | "
-                             + " | ".join(cell(result[k]["code_rate"]) for k in KINDS) + " |")
-    return (f"# Miniature reproduction on `arith`\n\nCommand: `{command}`\n\nSeeds {seeds}; greedy `auto` evaluation on held-out "
-            f"problems; percentages, mean ± std over seeds. Wall time {seconds:.0f} s on this machine.\n\n" + "\n".join(lines) + "\n")
+    # spawn: a forked child would inherit torch's thread pool and the parent's sandbox state.
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return list(pool.map(run_job, jobs))
 
 
-def plot(summary: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(2, len(KINDS), figsize=(4 * len(KINDS), 6), sharex=True)
-    for column, kind in enumerate(KINDS):
-        for row, metric in enumerate(("accuracy", "code_rate")):
-            axis = axes[row][column]
-            for method, label in (("rl", "vanilla RL"), ("em", "EM")):
-                spent = list(summary[method])
-                means = [summary[method][s][kind][metric][0] for s in spent]
-                stds = [summary[method][s][kind][metric][1] for s in spent]
-                axis.errorbar(spent, means, yerr=stds, marker="o", capsize=3, label=label)
-            axis.set_title(f"{kind}: {metric.replace('_', ' ')}")
-            axis.set_ylim(-0.05, 1.05)
-            axis.set_xlabel("rollouts spent")
-    axes[0][0].legend()
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-
-
-def main() -> None:
+def parse_args(argv: list[str] | None = None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", required=True)
-    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--model", required=True, help="the warmed-up model (OUT/sft of `harness testbed warmup`)")
+    parser.add_argument("--base", help="the un-warmed model for Base+RL (default: init/ beside --model)")
+    parser.add_argument("--seeds", default="0,1,2,3,4")
     parser.add_argument("--iterations", type=int, default=2)
     parser.add_argument("--test-size", type=int, default=60)
+    parser.add_argument("--em-variants", default=DEFAULT_VARIANTS, help="name or name:key=value;key=value, comma-separated")
+    parser.add_argument("--workers", type=int, default=1, help="processes running (row, seed) jobs in parallel")
     parser.add_argument("--out", type=Path, default=Path("leaderboards/miniature.md"))
-    args = parser.parse_args()
-    from harness.eval.tasks import load_samples, load_task
+    args = parser.parse_args(argv)
+    args.base = args.base or str(Path(args.model).parent / "init")
+    try:
+        args.seeds = [int(s) for s in args.seeds.split(",")]
+    except ValueError:
+        parser.exit(2, f"error: --seeds must be comma-separated integers, not {args.seeds!r}\n")
+    for name, path in (("--model", args.model), ("--base", args.base)):
+        if not (Path(path) / "config.json").is_file():
+            parser.exit(2, f"error: {name} {path} is not a model folder (no config.json)\n")
+    if args.iterations < 1 or args.workers < 1 or args.test_size < len(KINDS):
+        parser.exit(2, "error: --iterations and --workers must be >= 1 and --test-size >= 3\n")
+    try:
+        args.variants = parse_variants(args.em_variants)
+    except (ValueError, TypeError) as error:
+        parser.exit(2, f"error: {error}\n")
+    return args
 
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
     started = time.perf_counter()
-    everything = load_samples(load_task("arith"))[0]
-    per_kind = args.test_size // len(KINDS)
-    test_samples = [s for kind in KINDS for s in [x for x in everything if x.metadata.get("kind") == kind][:per_kind]]
-    seeds = [int(s) for s in args.seeds.split(",")]
     with tempfile.TemporaryDirectory() as work:
-        runs = [run_seed(args.model, seed, args.iterations, test_samples, Path(work)) for seed in seeds]
-    summary = summarise(runs)
+        jobs = plan(args, args.variants, Path(work))
+        done = run_all(jobs, args.workers)
+    data = {"kinds": [s.metadata["kind"] for s in held_out(args.test_size)],
+            "starts": {job["row"]: job["point"] for job in done if job["kind"] == "start"},
+            "runs": [{"row": job["row"], "seed": job["seed"],
+                      "curve": [[0, next(j["point"] for j in done if j["kind"] == "start" and j["model"] == job["model"])],
+                                *job["curve"]]} for job in done if job["kind"] != "start"]}
     seconds = time.perf_counter() - started
-    command = f"python -m harness.em.miniature --model {args.model} --seeds {args.seeds} --iterations {args.iterations} --test-size {args.test_size}"
+    command = "python -m harness.em.miniature " + " ".join(sys.argv[1:] if argv is None else argv)
+    header = (f"# Miniature reproduction on `arith`\n\nCommand: `{command}`\n\nSeeds {args.seeds}, {args.iterations} "
+              f"iterations, EM variants {json.dumps(args.variants)}; greedy `auto` evaluation on {len(data['kinds'])} "
+              f"held-out problems; percentages, mean ± 95% t-interval half-width over seeds (n in the seeds column; "
+              f"the start rows are one greedy evaluation of a fixed model). Selection: share of problems where the "
+              f"`auto` choice (code or not) matches the mode that the same model gets right when forced "
+              f"(`cot-trigger` vs `code-trigger`); ties (both or neither right) count as matched, decisive problems "
+              f"in brackets. Wall time {seconds:.0f} s with {args.workers} worker(s) on {os.cpu_count()} cores.")
+    summary = summarise(data)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(markdown(summary, seeds, command, seconds))
+    args.out.write_text(markdown(summary, header))
     plot(summary, args.out.with_suffix(".png"))
-    args.out.with_suffix(".json").write_text(json.dumps({"seconds": seconds, "runs": runs}, indent=1))
+    args.out.with_suffix(".json").write_text(json.dumps({"seconds": seconds, "command": command, **data}, indent=1))
     print(f"wrote {args.out} and {args.out.with_suffix('.png')} in {seconds:.0f} s")
 
 

@@ -1,17 +1,20 @@
-"""The `arith` task family: procedural problems where code helps, does not matter, or cannot help.
+"""The `arith` task family: procedural problems where code helps, does not matter, or hurts.
 
 Three kinds, three difficulty levels each, every sample labelled with ``kind``, ``level`` and ``op``:
 
 * ``cot-sufficient``: a tiny model can answer in its head (compare two numbers, small additions);
   code would only cost a call and tokens.
-* ``code-necessary``: no tiny model computes these in one step, but one line of Python does (a long
-  sum, a product of two 5-digit numbers, a modular power).
-* ``code-unhelpful``: the answer is a fact stated in the text (who has how many of what); a program
-  can only restate what the model already had to find.
+* ``code-necessary``: no tiny model computes these in one step, but one line of Python does (a story
+  whose total needs a 4-digit product, a product of two 5-digit numbers, a modular power).
+* ``code-unhelpful``: a story whose answer is stated in its text, told with numbers that invite a
+  computation ("Ann had 7 coins at first, then got 5 coins from each of 3 bags. How many coins did
+  Ann have at first?"). Reading gives the answer; the program a code habit writes (``7 + 5 * 3``)
+  computes something else. The stories share their wording with the code-necessary ones, which ask
+  for the computed total, so the two kinds differ in what is asked, not in how they look.
 
 Train and test are disjoint by construction: a question belongs to the test split iff a hash of its
 text falls in the test bucket, so no seed or size can make them overlap. Golds come from Python
-arithmetic, and ``solve`` writes both solution styles from the same numbers.
+arithmetic, and ``cot_solution`` / ``code_program`` write both solution styles from the same numbers.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ class Problem:
     kind: str
     level: int
     op: str
-    expression: str  # the Python expression a code solution prints ("" for lookups: the fact is in the text)
+    expression: str  # what a code solution prints; for code-unhelpful stories, the tempting wrong computation
     reasoning: str  # what a chain-of-thought demonstration shows before its answer (digit by digit where a tiny model needs it)
 
 
@@ -52,7 +55,9 @@ def _compare_steps(a: int, b: int) -> str:
     steps = f"Tens: {a // 10} {sign(a // 10, b // 10)} {b // 10}."
     if a // 10 == b // 10:
         steps += f" Units: {a % 10} {sign(a % 10, b % 10)} {b % 10}."
-    return f"{steps} The larger number is {max(a, b)}."
+    # Both numbers restated in question order first: the answer is then copied from beside the sign
+    # just written, not picked out of the question (the model miscopied the first number that way).
+    return f"{steps} So {a} {sign(a, b)} {b}. The larger number is {max(a, b)}."
 
 
 def _addition_steps(a: int, b: int) -> str:
@@ -73,15 +78,25 @@ def _cot_sufficient(rng: random.Random, level: int) -> Problem:
     return Problem(f"What is {a} + {b}?", a + b, KINDS[0], level, "add", f"{a} + {b}", _addition_steps(a, b))
 
 
+def _story_people(rng: random.Random) -> tuple[str, str]:
+    return rng.choice(NAMES), rng.choice(THINGS)
+
+
 def _code_necessary(rng: random.Random, level: int) -> Problem:
     if level == 1:
-        terms = [_number(rng, 3) for _ in range(4)]
-        text = ", ".join(map(str, terms))
-        total = " + ".join(map(str, terms))
-        return Problem(f"What is the sum of {text}?", sum(terms), KINDS[1], 1, "long-sum", total, f"{total} = {sum(terms)}.")
+        name, thing = _story_people(rng)
+        start, per_bag, bags = _number(rng, 4), _number(rng, 3), _number(rng, 2)
+        total = f"{start} + {per_bag} * {bags}"
+        value = start + per_bag * bags
+        question = (f"{name} had {start} {thing} at first, then got {per_bag} {thing} from each of {bags} bags. "
+                    f"How many {thing} does {name} have now?")
+        return Problem(question, value, KINDS[1], 1, "story-total", total, f"{total} = {value}.")
     if level == 2:
-        a, b = _number(rng, 5), _number(rng, 5)
-        return Problem(f"What is {a} * {b}?", a * b, KINDS[1], 2, "multiply", f"{a} * {b}", f"{a} * {b} = {a * b}.")
+        name, thing = _story_people(rng)
+        boxes, per_box = _number(rng, 5), _number(rng, 5)
+        question = f"{name} packs {boxes} boxes with {per_box} {thing} each. How many {thing} does {name} pack?"
+        return Problem(question, boxes * per_box, KINDS[1], 2, "story-product", f"{boxes} * {per_box}",
+                       f"{boxes} * {per_box} = {boxes * per_box}.")
     base, exponent, modulus = _number(rng, 2), _number(rng, 3), _number(rng, 3)
     value = pow(base, exponent, modulus)
     return Problem(f"What is {base}^{exponent} mod {modulus}?", value, KINDS[1], 3, "modpow",
@@ -89,13 +104,26 @@ def _code_necessary(rng: random.Random, level: int) -> Problem:
 
 
 def _code_unhelpful(rng: random.Random, level: int) -> Problem:
-    people = rng.sample(NAMES, level + 1)
-    thing = rng.choice(THINGS)
-    counts = [_number(rng, rng.randint(2, 4)) for _ in people]
-    facts = " ".join(f"{name} has {count} {thing}." for name, count in zip(people, counts))
-    asked = rng.randrange(len(people))
-    question = f"{facts} How many {thing} does {people[asked]} have?"
-    return Problem(question, counts[asked], KINDS[2], level, "lookup", "", f"{people[asked]} has {counts[asked]} {thing}.")
+    """The code-necessary stories' wording, asking for a number the text states (the trap is what code computes)."""
+    name, thing = _story_people(rng)
+    if level == 1:
+        start, per_bag, bags = _number(rng, 2), _number(rng, 1), _number(rng, 1)
+        question = (f"{name} had {start} {thing} at first, then got {per_bag} {thing} from each of {bags} bags. "
+                    f"How many {thing} did {name} have at first?")
+        return Problem(question, start, KINDS[2], 1, "story-at-first", f"{start} + {per_bag} * {bags}",
+                       f"{name} had {start} {thing} at first.")
+    if level == 2:
+        had = _number(rng, 3)
+        kept = rng.randint(10, had - 1)
+        while 2 * kept == had:  # then the trap (had - kept) would be right by accident
+            kept = rng.randint(10, had - 1)
+        question = f"{name} had {had} {thing} and lost all but {kept}. How many {thing} does {name} have left?"
+        return Problem(question, kept, KINDS[2], 2, "story-all-but", f"{had} - {kept}",
+                       f"All but {kept} were lost, so {name} has {kept} {thing} left.")
+    boxes, per_box = _number(rng, 2), _number(rng, 2)
+    question = f"{name} packs {boxes} boxes with {per_box} {thing} each. How many {thing} are in each box?"
+    return Problem(question, per_box, KINDS[2], 3, "story-per-box", f"{boxes} * {per_box}",
+                   f"Each box holds {per_box} {thing}.")
 
 
 MAKERS = {KINDS[0]: _cot_sufficient, KINDS[1]: _code_necessary, KINDS[2]: _code_unhelpful}
@@ -132,12 +160,13 @@ def problems(split: str, size: int, seed: int = 0, kinds: tuple[str, ...] = KIND
     return chosen
 
 
-def generate(split: str = "test", size: int = 300, seed: int = 0) -> list[dict]:
-    """Rows for ``tasks/arith.toml`` (the eval pipeline's ``generator`` hook)."""
+def generate(split: str = "test", size: int = 300, seed: int = 0, kinds: list[str] | tuple[str, ...] = KINDS) -> list[dict]:
+    """Rows for ``tasks/arith.toml`` (the eval pipeline's ``generator`` hook); ``kinds`` narrows a
+    trainer's task (``task_args``) to some kinds."""
     return [
         {"id": f"arith-{split}-{seed}-{index}", "question": p.question, "answer": str(p.answer),
          "kind": p.kind, "level": p.level, "op": p.op}
-        for index, p in enumerate(problems(split, size, seed))
+        for index, p in enumerate(problems(split, size, seed, tuple(kinds)))
     ]
 
 
@@ -155,5 +184,6 @@ def cot_solution(problem: Problem) -> str:
 
 
 def code_program(problem: Problem) -> str:
-    """A one-line program whose printed output is the answer (a lookup can only print the fact it found)."""
-    return f"print({problem.expression or problem.answer})\n"
+    """The one-line program a code habit writes: the answer, except on code-unhelpful stories, where it
+    computes the trap from the numbers in the text."""
+    return f"print({problem.expression})\n"

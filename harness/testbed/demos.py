@@ -6,7 +6,10 @@ model's chat template) and a response as segments, the way the rollout engine re
 * CoT:  model "Let's reason step by step.\\n<step>\\nThe answer is \\boxed{N}."
 * code: model "Let's write a program.\\n```python\\n<program>```\\n```output",
         tool  "\\n<what the program printed>\\n```\\n"   (tool_segment_text, masked out of the loss),
-        model "The answer is \\boxed{N}."
+        model "The answer is \\boxed{P}."   (P: what the program printed)
+
+On code-unhelpful stories the program computes the trap, so P is wrong there: the demonstrations
+teach a code habit that misreads such questions, which is what makes code hurt on that kind.
 
 The opening sentence is the decision c of the paper (code or not), so RL/EM trainers can force or
 measure it with a prefix. Which style a row uses follows its prompt: the explicit methods fix it
@@ -48,7 +51,7 @@ def code_segments(problem: Problem) -> list[dict]:
     return [
         {"kind": "model", "text": call},
         {"kind": "tool", "text": tool_segment_text(call, output)},
-        {"kind": "model", "text": f"The answer is \\boxed{{{problem.answer}}}."},
+        {"kind": "model", "text": f"The answer is \\boxed{{{output.strip()}}}."},
     ]
 
 

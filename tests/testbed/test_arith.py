@@ -20,13 +20,14 @@ def recompute(question: str) -> int:
     if m := re.fullmatch(r"What is (\d+) ([+*]) (\d+)\?", question):
         a, b = int(m[1]), int(m[3])
         return a + b if m[2] == "+" else a * b
-    if m := re.fullmatch(r"What is the sum of ([\d, ]+)\?", question):
-        return sum(int(x) for x in m[1].split(", "))
     if m := re.fullmatch(r"What is (\d+)\^(\d+) mod (\d+)\?", question):
         return int(m[1]) ** int(m[2]) % int(m[3])
-    facts = {name: int(count) for name, count in re.findall(r"(\w+) has (\d+) \w+\.", question)}
-    asked = re.search(r"does (\w+) have\?$", question)[1]
-    return facts[asked]
+    if m := re.fullmatch(r"\w+ had (\d+) \w+ at first, then got (\d+) \w+ from each of (\d+) bags\. How many \w+ (does \w+ have now|did \w+ have at first)\?", question):
+        return int(m[1]) + int(m[2]) * int(m[3]) if m[4].endswith("now") else int(m[1])
+    if m := re.fullmatch(r"\w+ packs (\d+) boxes with (\d+) \w+ each\. How many \w+ (does \w+ pack|are in each box)\?", question):
+        return int(m[1]) * int(m[2]) if m[3].endswith("pack") else int(m[2])
+    m = re.fullmatch(r"\w+ had (\d+) \w+ and lost all but (\d+)\. How many \w+ does \w+ have left\?", question)
+    return int(m[2])
 
 
 def test_same_seed_same_problems_other_seed_other_problems():
@@ -76,6 +77,11 @@ def test_every_kind_and_level_is_labelled_and_present():
     assert all(int(row["answer"]) >= 1000 or row["op"] == "modpow" for row in code_necessary)
 
 
+def test_a_trainer_can_narrow_the_task_to_some_kinds():
+    rows = arith.generate("train", 60, seed=1, kinds=["cot-sufficient", "code-necessary"])
+    assert {row["kind"] for row in rows} == {"cot-sufficient", "code-necessary"} and len(rows) == 60
+
+
 def test_the_task_loads_through_the_eval_pipeline_with_its_breakdown():
     spec = load_task("arith")
     samples, fingerprint = load_samples(spec)
@@ -92,16 +98,30 @@ def test_bad_arguments_are_refused():
         arith.problems("test", 3, kinds=("trivia",))
 
 
-def test_both_solution_styles_are_graded_correct_by_the_scorer():
+def test_both_solution_styles_are_graded_and_code_computes_the_trap_on_code_unhelpful_stories():
     for problem in arith.problems("test", 45, seed=2):
         cot = "".join(s["text"] for s in cot_segments(problem))
         code = code_segments(problem)
         assert score_response(cot, str(problem.answer), "math500").correct
-        assert score_response("".join(s["text"] for s in code), str(problem.answer), "math500").correct
-        # The tool segment is what the rollout engine would append for the program's real output.
+        # The tool segment is what the rollout engine would append for the program's real output,
+        # and the demonstration boxes what the program printed.
         program_output = arith.run_program(arith.code_program(problem))
-        assert program_output.strip() == str(problem.answer)
         assert code[1] == {"kind": "tool", "text": tool_segment_text(code[0]["text"], program_output)}
+        assert code[2]["text"] == f"The answer is \\boxed{{{program_output.strip()}}}."
+        code_correct = score_response("".join(s["text"] for s in code), str(problem.answer), "math500").correct
+        assert code_correct == (problem.kind != "code-unhelpful"), problem.question
+
+
+def test_code_unhelpful_stories_word_like_code_necessary_ones_and_state_their_answer():
+    """The kinds differ in what is asked, not in surface form, and the answer is a number in the text."""
+    problems = arith.problems("test", 180, seed=4)
+    openings = {kind: {re.sub(r"\d+", "N", p.question.split(". ")[0].split(" ", 1)[1]) for p in problems if p.kind == kind}
+                for kind in ("code-necessary", "code-unhelpful")}
+    assert openings["code-necessary"] & openings["code-unhelpful"]
+    for problem in problems:
+        if problem.kind == "code-unhelpful":
+            assert re.search(rf"\b{problem.answer}\b", problem.question), problem.question
+            assert int(arith.run_program(arith.code_program(problem))) != problem.answer, problem.question
 
 
 def test_the_decision_is_the_opening_line_and_the_mix_follows_the_prompt():

@@ -1,0 +1,126 @@
+"""The miniature board's arithmetic on hand-made numbers: t-intervals, selection accuracy against the
+oracle, per-kind metrics, the table, and the runner's variant parsing and budget matching."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import fields
+from types import SimpleNamespace
+
+import pytest
+
+from harness.em.config import EMConfig
+from harness.em.miniature import main, parse_variants, plan
+from harness.em.miniature_report import markdown, point_metrics, selection_accuracy, summarise, t_interval, t_quantile
+
+
+def test_t_interval_is_mean_plus_minus_t_times_standard_error():
+    interval = t_interval([0.5, 0.7, 0.9])
+    assert interval.mean == pytest.approx(0.7) and interval.n == 3
+    assert interval.half_width == pytest.approx(4.303 * 0.2 / math.sqrt(3))
+    five = t_interval([0.2, 0.4, 0.4, 0.6, 0.9])
+    assert five.half_width == pytest.approx(2.776 * math.sqrt(0.07) / math.sqrt(5))
+    assert t_interval([0.3, 0.3, 0.3]).half_width == 0.0
+    assert five.cell() == "50 ± 33"
+
+
+def test_t_quantile_between_tabulated_degrees_of_freedom_is_the_conservative_one():
+    assert t_quantile(4) == 2.776
+    assert t_quantile(35) == 2.042 and t_quantile(1000) == 1.980
+    with pytest.raises(ValueError):
+        t_quantile(0)
+
+
+def test_one_seed_claims_no_interval():
+    single = t_interval([0.42])
+    assert single.n == 1 and math.isnan(single.half_width) and single.cell() == "42"
+
+
+def test_selection_accuracy_counts_ties_as_matched_and_reports_decisive_problems():
+    # problem:        0 code wins  1 cot wins  2 code wins  3 tie (both)  4 tie (neither)
+    cot_correct = [False, True, False, True, False]
+    code_correct = [True, False, True, True, False]
+    chose_code = [True, True, False, False, True]  # right, wrong, wrong, tie, tie
+    assert selection_accuracy(chose_code, cot_correct, code_correct) == (3 / 5, 3)
+    assert selection_accuracy([True, False], [False, True], [True, False]) == (1.0, 2)
+    with pytest.raises(ValueError):
+        selection_accuracy([True], [True, False], [False, True])
+
+
+def test_point_metrics_per_kind_and_overall():
+    kinds = ["cot-sufficient", "cot-sufficient", "code-necessary", "code-unhelpful"]
+    point = {"correct": [True, False, True, True], "used_code": [False, False, True, True],
+             "oracle": {"cot": [True, True, False, True], "code": [True, False, True, False]}}
+    metrics = point_metrics(point, kinds)
+    assert metrics["acc/cot-sufficient"] == 0.5 and metrics["acc/all"] == 0.75
+    assert metrics["code/code-necessary"] == 1.0 and metrics["code/cot-sufficient"] == 0.0
+    # problem 1: cot wins, chose cot (match); 2: code wins, chose code; 3: cot wins, chose code; 0: tie
+    assert metrics["selection"] == 0.75 and metrics["decisive"] == 3
+
+
+def _point(correct, used_code, oracle=None):
+    return {"correct": correct, "used_code": used_code, **({"oracle": oracle} if oracle else {})}
+
+
+def test_summary_and_table_over_seeds_from_hand_made_runs():
+    kinds = ["cot-sufficient", "code-necessary", "code-unhelpful"]
+    start = _point([True, False, True], [False, False, False], {"cot": [True, False, True], "code": [True, True, False]})
+    runs = [{"row": "EM (v1)", "seed": seed, "curve": [[0, start], [320, _point([True, True, True], [False, True, False], {
+        "cot": [True, False, True], "code": [True, True, False]}) if seed else _point([True, True, False], [False, True, True], {
+        "cot": [True, False, True], "code": [True, True, False]})]]} for seed in (0, 1)]
+    summary = summarise({"kinds": kinds, "starts": {"SFT only": start}, "runs": runs})
+    assert summary["SFT only"][0]["acc/all"].n == 1
+    final = summary["EM (v1)"][320]
+    assert final["acc/code-unhelpful"].mean == 0.5 and final["acc/code-unhelpful"].n == 2
+    assert final["acc/code-unhelpful"].half_width == pytest.approx(12.706 * math.sqrt(0.5) / math.sqrt(2))
+    # seed 1 matches the oracle on both decisive problems, seed 0 on one of the two
+    assert final["selection"].mean == pytest.approx((1.0 + 2 / 3) / 2) and final["decisive"].mean == 2
+    table = markdown(summary, "# board")
+    assert "| EM (v1) | 2 | 320 | 83 ± 212 |" in table
+    assert "| SFT only | 1 | 0 | 67 |" in table and "67 (2) |" in table
+
+
+def test_em_variants_map_to_config_overrides_and_are_checked_before_running():
+    assert parse_variants("v1:, a2:alpha=2;kl_weight=0") == {"v1": {}, "a2": {"alpha": 2, "kl_weight": 0}}
+    with pytest.raises(ValueError, match="no field nonsense"):
+        parse_variants("x:nonsense=1")
+    with pytest.raises(ValueError, match="not key=value"):
+        parse_variants("x:alpha")
+    with pytest.raises(ValueError, match="invalid subsample"):
+        parse_variants("x:subsample=everything")
+    with pytest.raises(ValueError, match="rollout budget"):
+        parse_variants("x:k=2")
+    with pytest.raises(ValueError, match="twice"):
+        parse_variants("x:,x:alpha=1")
+    # A bare name is a decision rule (the EMConfig field item 2 adds); without that field it is refused by name.
+    if "decision_rule" in {f.name for f in fields(EMConfig)}:
+        assert parse_variants("pi_q_free") == {"pi_q_free": {"decision_rule": "pi_q_free"}}
+    else:
+        with pytest.raises(ValueError, match="no field decision_rule"):
+            parse_variants("pi_q_free")
+
+
+def test_every_row_spends_the_same_rollouts_per_iteration(tmp_path):
+    args = SimpleNamespace(model="M/sft", base="M/init", seeds=[0, 1], iterations=3, test_size=30, workers=2)
+    jobs = plan(args, {"v1": {}, "a2": {"alpha": 2.0}}, tmp_path)
+    starts = [j for j in jobs if j["kind"] == "start"]
+    assert {(j["row"], j["model"]) for j in starts} == {("SFT only", "M/sft"), ("Base only", "M/init")}
+    rows = [j for j in jobs if j["kind"] != "start"]
+    assert {j["row"] for j in rows} == {"SFT+RL", "Base+RL", "EM (v1)", "EM (a2)"} and len(rows) == 8
+    assert len({j["per_iteration"] for j in rows}) == 1
+    assert next(j for j in rows if j["row"] == "Base+RL")["model"] == "M/init"
+    assert len({j["work"] for j in jobs}) == len(jobs)
+
+
+def test_bad_command_lines_are_one_error_line(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--model", str(tmp_path / "missing")])
+    assert exit_info.value.code == 2 and capsys.readouterr().err.startswith("error: --model")
+    model = tmp_path / "sft"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    (tmp_path / "init").mkdir()
+    (tmp_path / "init" / "config.json").write_text("{}")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--model", str(model), "--em-variants", "x:nonsense=1"])
+    assert exit_info.value.code == 2 and "error: EM variant 'x'" in capsys.readouterr().err
