@@ -14,6 +14,7 @@ from typing import ClassVar
 
 from harness.em.estep import CONTENT_LABELS, DECISION_RULES
 from harness.training.config import TrainerConfig, option
+from harness.training.policy import PRECISIONS
 from harness.training.schedule import SCHEDULES
 
 
@@ -51,7 +52,10 @@ class EMConfig(TrainerConfig):
     lr_schedule: str = option("cosine", "constant or cosine (after warmup) over each M-step (v1: cosine)", choices=SCHEDULES)
     warmup_ratio: float = option(0.03, "linear warmup as a share of each M-step's optimiser steps (0: none)", minimum=0, maximum=1)
     batch_size: int = option(128, "sequences per optimiser step (v1: 128)", minimum=1)
-    micro_batch_size: int = option(8, "sequences per forward/backward pass", minimum=1)
+    micro_batch_size: int = option(8, "most sequences per forward/backward pass (per process)", minimum=1)
+    micro_batch_tokens: int = option(0, "most padded tokens (rows x longest row) per forward/backward pass; 0: rows only",
+                                     minimum=0)
+    gradient_checkpointing: bool = option(False, "recompute each layer in the backward pass instead of keeping its activations")
     max_tokens: int = option(2000, "response token budget per rollout (v1 max length 2000)", minimum=1)
     max_tool_calls: int = option(4, "executed code cells per rollout", minimum=0)
     temperature: float = option(1.0, "rollout temperature (v1: 1.0)", minimum=0)
@@ -62,7 +66,8 @@ class EMConfig(TrainerConfig):
     sandbox: str = option("local", "local or docker", choices=("local", "docker"))
     sandbox_timeout: float = option(5.0, "seconds per code cell", above=0)
     device: str = option("auto", "auto, cpu or cuda", choices=("auto", "cpu", "cuda"))
-    dtype: str = option("auto", "auto (bfloat16 on GPU, float32 on CPU), float32 or bfloat16", choices=("auto", "float32", "bfloat16"))
+    dtype: str = option("auto", "compute precision under autocast: auto (bfloat16 on GPU, float32 on CPU), float32 or bfloat16; "
+                        "weights and AdamW states are always float32", choices=PRECISIONS)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -79,6 +84,7 @@ PRESETS = {
                      decision_rule="q_argmax", cot_prefix="Let's reason step by step.\n",
                      code_prefix="Let's first analyze the problem, then consider if python code could help.\n",
                      learning_rate=2e-5, warmup_ratio=0.03, batch_size=128, micro_batch_size=2, max_tokens=2000,
+                     micro_batch_tokens=8192, gradient_checkpointing=True,
                      temperature=1.0, top_p=0.95, rho_cap=1.2, kl_weight=0.5, kl_discount=0.1, dtype="bfloat16"),
 }
 

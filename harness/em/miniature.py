@@ -129,9 +129,9 @@ def run_job(job: dict) -> dict:
     with get_sandbox("local", limits=SandboxLimits(timeout_s=em_config.sandbox_timeout)) as sandbox:
         if job["kind"] == "start":
             from harness.models.hf import HFBackend
-            from harness.rl.trainer import load_policy
+            from harness.training.policy import load_policy
 
-            model, tokenizer = load_policy(job["model"], em_config.dtype, torch.device("cpu"))
+            model, tokenizer = load_policy(job["model"])
             backend = HFBackend.from_loaded(model, tokenizer, Path(job["model"]).name)
             return {**job, "point": measure(backend, samples, sandbox, *limits, oracle=True)}
         curve = []

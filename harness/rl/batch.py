@@ -1,5 +1,9 @@
 """From trajectories to training tensors, and per-token log-probabilities of a batch.
 
+``continuation_logprobs`` scores short continuations (EM's decision prefixes) without the full-vocabulary
+log-softmax over every position: rows are left-padded so every continuation ends the row, and the
+model computes logits for the last positions only (``logits_to_keep``).
+
 A row is prompt + response token ids, right-padded. ``mask[t]`` says whether token ``t + 1`` (the
 target predicted at position ``t``) is one the policy generated: prompt, padding and tool-output
 tokens are 0, so they never get gradient. Trainers never re-tokenize text: the ids are the rollout's.
@@ -55,3 +59,25 @@ def chunked_logprobs(model, batch: Batch, rows_per_pass: int):
     with torch.no_grad():
         return torch.cat([batch_logprobs(model, batch.rows(slice(i, i + rows_per_pass))).cpu()
                           for i in range(0, len(batch.input_ids), rows_per_pass)])
+
+
+def continuation_logprobs(model, prompts: list[list[int]], continuations: list[list[int]], pad_token_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """log P(continuation token | everything before) for each row, shape (rows, longest continuation), with
+    a mask of the real tokens; continuations are right-aligned (the row's last tokens). Called on the
+    wrapped model, so DDP/FSDP hooks run; position ids are passed because the rows are left-padded."""
+    rows = [p + c for p, c in zip(prompts, continuations, strict=True)]
+    length, keep = max(len(row) for row in rows), max(len(c) for c in continuations)
+    input_ids = torch.full((len(rows), length), pad_token_id, dtype=torch.long)
+    attention = torch.zeros((len(rows), length), dtype=torch.long)
+    mask = torch.zeros((len(rows), keep))
+    for i, (row, continuation) in enumerate(zip(rows, continuations)):
+        input_ids[i, length - len(row):] = torch.tensor(row, dtype=torch.long)
+        attention[i, length - len(row):] = 1
+        mask[i, keep - len(continuation):] = 1
+    device = next(model.parameters()).device
+    input_ids, attention = input_ids.to(device), attention.to(device)
+    positions = (attention.cumsum(-1) - 1).clamp(min=0)
+    # The logits at positions length-keep-1 .. length-2 predict the last ``keep`` tokens.
+    logits = model(input_ids=input_ids, attention_mask=attention, position_ids=positions, use_cache=False,
+                   logits_to_keep=keep + 1).logits[:, :-1]
+    return token_logprobs(logits, input_ids[:, length - keep:]) * mask.to(device), mask.to(device)

@@ -18,6 +18,11 @@ STATE_FILE = "trainer_state.pt"
 INFO_FILE = "trainer.json"
 
 
+def shard_state_file(rank: int) -> str:
+    """Where process ``rank`` of a sharded run (FSDP, ZeRO-3) keeps its own optimiser shard; rank 0 uses STATE_FILE."""
+    return f"trainer_state.rank{rank}.pt"
+
+
 def rng_state() -> dict:
     import numpy as np
     import torch
@@ -38,15 +43,17 @@ def checkpoint_dir(output: Path, step: int) -> Path:
     return Path(output) / "checkpoints" / f"step-{step:06d}"
 
 
-def save_checkpoint(output: Path, step: int, model, tokenizer, optimizer, scheduler, extra: dict | None = None, keep: int = 2) -> Path:
-    """Write checkpoint ``step`` and keep only the newest ``keep`` (0: keep all)."""
+def save_checkpoint(output: Path, step: int, model, tokenizer, optimizer, scheduler, extra: dict | None = None, keep: int = 2,
+                    state_dict: dict | None = None) -> Path:
+    """Write checkpoint ``step`` and keep only the newest ``keep`` (0: keep all); ``state_dict``: the full
+    weights when ``model`` holds only a shard (gathered by ``accelerator.get_state_dict``)."""
     import torch
 
     final = checkpoint_dir(output, step)
     partial = final.with_name(final.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
-    model.save_pretrained(str(partial))
+    model.save_pretrained(str(partial), state_dict=state_dict)
     tokenizer.save_pretrained(str(partial))
     torch.save({"step": step, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng_state()},
                partial / STATE_FILE)
@@ -74,14 +81,17 @@ def checkpoint_info(checkpoint: Path) -> dict:
     return json.loads((Path(checkpoint) / INFO_FILE).read_text())
 
 
-def load_trainer_state(checkpoint: Path, optimizer, scheduler) -> dict:
+def load_trainer_state(checkpoint: Path, optimizer, scheduler, rank: int = 0) -> dict:
     """Restore optimizer moments, the schedule's position and the RNGs in place; returns the checkpoint's
     info (``step``, ``extra``). The hyper-parameters (learning rate, weight decay, ...) stay those the live
     optimizer was built with: a resume that changes them (recorded in provenance.json) must use them,
-    not the checkpoint's, which would otherwise silently win."""
+    not the checkpoint's, which would otherwise silently win. Process ``rank`` of a sharded run takes
+    its own optimiser shard when the checkpoint has one."""
     import torch
 
     state = torch.load(Path(checkpoint) / STATE_FILE, weights_only=False)
+    if rank and (shard := Path(checkpoint) / shard_state_file(rank)).is_file():
+        state["optimizer"] = torch.load(shard, weights_only=False)["optimizer"]
     settings = [{k: v for k, v in group.items() if k not in ("params", "lr")} for group in optimizer.param_groups]
     schedule = getattr(scheduler, "scheduler", scheduler)  # accelerate wraps the scheduler
     base_lrs = list(getattr(schedule, "base_lrs", []))

@@ -191,16 +191,16 @@ def test_em_importance_weight_is_capped(tiny_model_dir, task_file, tmp_path):  #
 
 # ---------------------------------------------------------------- π_old alignment: ρ is exactly 1 on the first step
 def test_em_first_step_ratio_is_exactly_one(tiny_model_dir, task_file, tmp_path, monkeypatch):  # noqa: F811
-    import harness.em.trainer as em_trainer_module
+    import harness.em.update as em_update_module
 
     trainer = em_trainer(tiny_model_dir, task_file, tmp_path)
-    real, seen = em_trainer_module.mstep_loss, []
+    real, seen = em_update_module.mstep_loss, []
 
     def watched(logprobs, old_logprobs, advantages, mask, *args, **kwargs):
         seen.append(float(((logprobs - old_logprobs).abs() * mask).max().detach()))
         return real(logprobs, old_logprobs, advantages, mask, *args, **kwargs)
 
-    monkeypatch.setattr(em_trainer_module, "mstep_loss", watched)
+    monkeypatch.setattr(em_update_module, "mstep_loss", watched)
     (tmp_path / "iter-0").mkdir()
     records = [rollout(trainer), rollout(trainer, "```python\nprint(2 + 2)\n```", tool_tail=TOOL_TAIL_A, correct=False)]
     trainer.mstep(0, {"training": [(r, 1.0) for r in records], "strategies": {"q": {"cot": 1.0, "code": 0.0}}})

@@ -1,0 +1,112 @@
+"""Splitting work over processes and into micro-batches, the same way for SFT and EM.
+
+Every process holds the whole batch (SFT: the step's examples are a function of seed and step; EM:
+the E-step is gathered to every process), so each one computes every process's share and micro-batch
+plan itself, with no message passing. That is what keeps collective calls in step: under FSDP and
+ZeRO-3 each forward gathers parameters from every process, so a process with fewer micro-batches
+than the others would leave them waiting forever. ``rounds`` pads every process to the longest plan
+with ``None``, a dummy micro-batch whose loss is multiplied by 0.
+
+A micro-batch is bounded by rows and by tokens: right-padded rows cost rows x the longest row, so
+``micro_batches`` closes a micro-batch before that product would pass ``max_tokens`` (a single row
+longer than the budget gets a micro-batch of its own: a sequence is never cut).
+"""
+
+from __future__ import annotations
+
+import math
+
+
+def share(count: int, rank: int, world: int) -> list[int]:
+    """The indices of ``count`` items process ``rank`` of ``world`` takes: every world-th, so shares differ by one at most."""
+    return list(range(rank, count, world))
+
+
+def micro_batches(lengths: list[int], max_rows: int, max_tokens: int = 0) -> list[list[int]]:
+    """Consecutive groups of positions into ``lengths``: at most ``max_rows`` rows, and (``max_tokens`` > 0)
+    rows x longest row at most ``max_tokens``."""
+    groups: list[list[int]] = []
+    current: list[int] = []
+    longest = 0
+    for index, length in enumerate(lengths):
+        wider = max(longest, length)
+        if current and (len(current) >= max_rows or (max_tokens and (len(current) + 1) * wider > max_tokens)):
+            groups.append(current)
+            current, wider = [], length
+        current.append(index)
+        longest = wider
+    if current:
+        groups.append(current)
+    return groups
+
+
+def rounds(plans: list[list], rank: int) -> list:
+    """Process ``rank``'s plan padded with None to the longest of ``plans`` (one plan per process)."""
+    longest = max(len(plan) for plan in plans)
+    return list(plans[rank]) + [None] * (longest - len(plans[rank]))
+
+
+def chunk_rounds(count: int, world: int, chunk: int) -> int:
+    """How many rounds of ``chunk`` items the largest share of ``count`` items over ``world`` needs."""
+    return math.ceil(math.ceil(count / world) / chunk) if count else 0
+
+
+def gather(accelerator, items: list) -> list:
+    """Every process's ``items`` on every process, in rank order (a collective: every process must call it)."""
+    if accelerator.num_processes == 1:
+        return list(items)
+    import torch.distributed as dist
+
+    parts: list = [None] * accelerator.num_processes
+    dist.all_gather_object(parts, list(items))
+    return [item for part in parts for item in part]
+
+
+def broadcast(accelerator, value):
+    """The main process's ``value`` on every process."""
+    if accelerator.num_processes == 1:
+        return value
+    from accelerate.utils import broadcast_object_list
+
+    return broadcast_object_list([value])[0]
+
+
+def save_checkpoint_everywhere(accelerator, output, step: int, model, tokenizer, optimizer, scheduler, extra: dict | None = None):
+    """A checkpoint of a prepared model: the full weights gathered (a collective under FSDP/ZeRO-3) and
+    written by the main process; the optimiser state by the main process when it is replicated, and by
+    every process (its own shard, ``trainer_state.rankN.pt``) when it is sharded. Everyone waits for the folder."""
+    import torch
+
+    from harness.training.checkpoint import checkpoint_dir, save_checkpoint, shard_state_file
+    from harness.training.policy import sharded
+
+    weights = accelerator.get_state_dict(model)
+    if accelerator.is_main_process:
+        save_checkpoint(output, step, accelerator.unwrap_model(model), tokenizer, optimizer, scheduler, extra, state_dict=weights)
+    accelerator.wait_for_everyone()
+    if sharded(accelerator) and not accelerator.is_main_process:
+        torch.save({"optimizer": optimizer.state_dict()}, checkpoint_dir(output, step) / shard_state_file(accelerator.process_index))
+    accelerator.wait_for_everyone()
+
+
+def load_weights_everywhere(accelerator, checkpoint, model) -> None:
+    """A checkpoint's full weights into a prepared model on every process: into the module itself when it
+    is replicated (DDP, one process), through torch's distributed state-dict API when FSDP shards it."""
+    from accelerate.utils import DistributedType
+
+    from harness.training.checkpoint import load_weights
+
+    if accelerator.distributed_type == DistributedType.DEEPSPEED:
+        raise ValueError("resuming under DeepSpeed ZeRO-3 is not supported; resume the run under FSDP or DDP")
+    if accelerator.distributed_type != DistributedType.FSDP:
+        load_weights(checkpoint, accelerator.unwrap_model(model))
+        return
+    from pathlib import Path
+
+    from safetensors.torch import load_file
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+
+    weights = {}
+    for shard in sorted(Path(checkpoint).glob("*.safetensors")):
+        weights.update(load_file(shard))
+    set_model_state_dict(model, weights, options=StateDictOptions(full_state_dict=True, strict=False))

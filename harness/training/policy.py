@@ -1,0 +1,99 @@
+"""A policy to train, the same way for SFT and EM: fp32 master weights, bf16 compute under autocast.
+
+AdamW on bf16 weights loses small updates: bf16 keeps 8 significant bits, so a weight of 1.0 moves
+only in steps of 2^-7 and an lr-1e-6 update (|Δw| ≈ 1e-6) rounds back to the weight it started from.
+So the weights, gradients and AdamW moments stay fp32 (what ``harness plan`` counts) and only the
+forward and backward run in bf16, under ``torch.autocast`` (``Accelerator(mixed_precision="bf16")``).
+Under FSDP the gathered layers are bf16 and gradients are reduced in fp32 (``fsdp_fp32_reduce``);
+DeepSpeed reads its own precision from its JSON (configs/deepspeed-zero3.json: bf16 with fp32
+gradient accumulation and communication).
+
+``dtype`` (the trainers' config field) names the compute precision: ``auto`` is bf16 on a GPU and
+fp32 on a CPU, where bf16 matmuls are slow.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+PRECISIONS = ("auto", "float32", "bfloat16")
+
+
+def uses_cuda(device: str) -> bool:
+    import torch
+
+    return device == "cuda" or (device == "auto" and torch.cuda.is_available())
+
+
+def mixed_precision(dtype: str, device: str) -> str:
+    """accelerate's name for the compute precision: ``bf16`` or ``no`` (fp32 throughout)."""
+    if dtype not in PRECISIONS:
+        raise ValueError(f"dtype must be one of {', '.join(PRECISIONS)}, not {dtype!r}")
+    return "bf16" if dtype == "bfloat16" or (dtype == "auto" and uses_cuda(device)) else "no"
+
+
+def make_accelerator(device: str, dtype: str):
+    """The Accelerator every process of a run shares. Under ``accelerate launch`` the strategy (DDP, FSDP,
+    DeepSpeed) comes from the launch config; the precision always comes from the trainer's ``dtype``, so
+    one run config means one numeric recipe whatever the launcher says."""
+    from accelerate import Accelerator
+    from accelerate.utils import DistributedType
+
+    accelerator = Accelerator(cpu=not uses_cuda(device), mixed_precision=mixed_precision(dtype, device))
+    if accelerator.distributed_type == DistributedType.FSDP:
+        fsdp_fp32_reduce(accelerator)
+    return accelerator
+
+
+def fsdp_fp32_reduce(accelerator) -> None:
+    """FSDP's default bf16 policy also reduces gradients in bf16, which sums 8 ranks' gradients with 8
+    significant bits; keep the bf16 gathered layers but reduce (and so accumulate) in fp32."""
+    import torch
+
+    plugin = accelerator.state.fsdp_plugin
+    if accelerator.mixed_precision != "bf16":
+        return
+    if getattr(plugin, "fsdp_version", 1) == 2:
+        from torch.distributed.fsdp import MixedPrecisionPolicy
+
+        plugin.mixed_precision_policy = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
+    else:
+        from torch.distributed.fsdp import MixedPrecision
+
+        plugin.mixed_precision_policy = MixedPrecision(param_dtype=torch.bfloat16, reduce_dtype=torch.float32,
+                                                       buffer_dtype=torch.float32)
+
+
+def load_policy(path: str | Path, gradient_checkpointing: bool = False):
+    """(model, tokenizer) from a Hugging Face folder, the weights in fp32 whatever the folder stores."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32)
+    if gradient_checkpointing:
+        # Non-reentrant checkpointing works when only some inputs need gradients and under FSDP.
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.config.use_cache = False
+    return model, AutoTokenizer.from_pretrained(str(path))
+
+
+def sharded(accelerator) -> bool:
+    """Whether each process holds only a shard of the weights (FSDP, DeepSpeed ZeRO)."""
+    from accelerate.utils import DistributedType
+
+    return accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED)
+
+
+@contextlib.contextmanager
+def micro_step(accelerator, model, last: bool):
+    """One forward/backward of an optimiser step's micro-batches: gradients are synchronised across
+    processes on the ``last`` only; the forward inside goes under ``accelerator.autocast()`` (DDP's no_sync; DeepSpeed's accumulation boundary, where its engine
+    steps). FSDP reduce-scatters every micro-batch: its no_sync would hold whole unsharded gradients."""
+    from accelerate.utils import DistributedType
+
+    accelerator.gradient_state._set_sync_gradients(last)  # what accelerator.accumulate() sets, for a variable count
+    skip_sync = not last and accelerator.distributed_type != DistributedType.FSDP and accelerator.num_processes > 1
+    with accelerator.no_sync(model) if skip_sync else contextlib.nullcontext():
+        yield
+    accelerator.gradient_state._set_sync_gradients(True)
