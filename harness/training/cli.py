@@ -26,19 +26,31 @@ def train_sft_command(
     save_every: Annotated[int, typer.Option(min=1, help="Checkpoint every N steps.")] = 200,
     seed: Annotated[int, typer.Option()] = 0,
     threads: Annotated[int, typer.Option(min=0, help="torch CPU threads; 0 = every core.")] = 0,
+    micro_batch_size: Annotated[int, typer.Option(min=0, help="Most examples per forward/backward pass, per process; 0 = all.")] = 0,
+    micro_batch_tokens: Annotated[int, typer.Option(min=0, help="Most padded tokens (rows x longest) per pass; 0 = no limit.")] = 0,
+    gradient_checkpointing: Annotated[bool, typer.Option(help="Recompute activations in the backward pass.")] = False,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    dtype: Annotated[str, typer.Option(help="Compute precision: auto (bfloat16 on GPU), float32 or bfloat16; weights stay float32.")] = "auto",
     resume: Annotated[bool, typer.Option(help="Continue the run in --output from its latest checkpoint.")] = False,
     allow_config_change: AllowConfigChange = False,
 ) -> None:
     """Fine-tune a model on demonstrations; tool-output tokens are masked out of the loss."""
+    from harness.training.policy import PRECISIONS
     from harness.training.sft import SFTConfig, train_sft
 
+    if device not in ("auto", "cpu", "cuda"):
+        fail(f"--device must be auto, cpu or cuda (got {device!r})")
+    if dtype not in PRECISIONS:
+        fail(f"--dtype must be one of {', '.join(PRECISIONS)} (got {dtype!r})")
     if not model.is_dir():
         fail(f"--model {model} is not a folder")
     if not data.is_file():
         fail(f"--data {data} does not exist")
     config = SFTConfig(model=str(model), data=str(data), output=str(output), steps=steps, batch_size=batch_size,
                        learning_rate=learning_rate, warmup_steps=warmup_steps, weight_decay=weight_decay,
-                       max_length=max_length, save_every=save_every, seed=seed, threads=threads)
+                       max_length=max_length, save_every=save_every, seed=seed, threads=threads,
+                       micro_batch_size=micro_batch_size, micro_batch_tokens=micro_batch_tokens,
+                       gradient_checkpointing=gradient_checkpointing, device=device, dtype=dtype)
     try:
         summary = train_sft(config, log=typer.echo, resume=resume, allow_config_change=allow_config_change)
     except ValueError as exc:

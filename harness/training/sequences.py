@@ -85,8 +85,17 @@ def collate(examples: list[Example], pad_token_id: int, max_length: int | None =
     return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
 
 
-def token_loss(logits, labels):
-    """Mean cross-entropy over the learned tokens of the batch (DAPO-style token mean)."""
+def token_loss(logits, labels, normaliser: float | None = None):
+    """Mean cross-entropy over the learned tokens of the batch (DAPO-style token mean); given ``normaliser``
+    (a larger batch's learned-token count), this micro-batch's sum over it, so micro-batches add up to that batch's mean."""
     import torch.nn.functional as F
 
-    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1), ignore_index=IGNORE_INDEX)
+    flat = logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1)
+    if normaliser is None:
+        return F.cross_entropy(*flat, ignore_index=IGNORE_INDEX)
+    return F.cross_entropy(*flat, ignore_index=IGNORE_INDEX, reduction="sum") / normaliser
+
+
+def learned_tokens(example: Example, max_length: int | None) -> int:
+    """How many targets ``collate`` gives an example (its learned tokens after the first, within ``max_length``)."""
+    return sum(example.loss_mask[1:max_length])

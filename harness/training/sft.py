@@ -14,6 +14,7 @@ made each batch one kind of problem and learning much slower per step (loss 1.59
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -22,14 +23,11 @@ from pathlib import Path
 from typing import ClassVar
 
 from harness.io import read_jsonl
-from harness.training.checkpoint import (
-    latest_checkpoint,
-    load_trainer_state,
-    save_checkpoint,
-)
+from harness.training.checkpoint import latest_checkpoint, load_trainer_state
+from harness.training.distributed import micro_batches, rounds, save_checkpoint_everywhere, share
 from harness.training.run_folder import open_run
 from harness.training.schedule import lr_factor, mix_seed
-from harness.training.sequences import collate, encode_example, token_loss
+from harness.training.sequences import collate, encode_example, learned_tokens, token_loss
 
 GROUP_BATCHES = 1
 
@@ -54,6 +52,11 @@ class SFTConfig:
     save_every: int = 200
     log_every: int = 25
     threads: int = 0  # 0: every core
+    micro_batch_size: int = 0  # most examples per forward/backward pass (per process); 0: the whole share
+    micro_batch_tokens: int = 0  # most padded tokens (rows x longest row) per pass; 0: rows only
+    gradient_checkpointing: bool = False
+    device: str = "auto"  # auto (cuda when there is one), cpu or cuda
+    dtype: str = "auto"  # compute precision under autocast (harness/training/policy.py); weights stay float32
 
 
 def batch_indices(step: int, batch_size: int, lengths: list[int], seed: int) -> list[int]:
@@ -87,20 +90,24 @@ def load_examples(tokenizer, path: str | Path) -> list:
     return examples
 
 
-def train_sft(config: SFTConfig, log=print, resume: bool = False, allow_config_change: bool = False) -> dict:
+def train_sft(config: SFTConfig, log=print, resume: bool = False, allow_config_change: bool = False, accelerator=None) -> dict:
     """Train (or, with ``resume``, continue the run in ``config.output``) and save the final model there;
-    returns a summary. The folder must be empty or this run's (run_folder.py)."""
+    returns a summary. The folder must be empty or this run's (run_folder.py). Under ``accelerate launch``
+    each process trains on every world-th example of each step; only the main process writes."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from harness.training.policy import load_policy, make_accelerator
+
+    accelerator = accelerator or make_accelerator(config.device, config.dtype)
+    main = accelerator.is_main_process
     run = open_run(config.output, config.COMMAND, asdict(config), config.RESUME_MAY_CHANGE, resume=resume,
                    allow_config_change=allow_config_change)
+    accelerator.wait_for_everyone()  # every process has judged the folder before the main one writes to it
     torch.set_num_threads(config.threads or os.cpu_count() or 1)
     output = Path(config.output)
     resume_from = latest_checkpoint(output) if run.resuming else None
-    source = str(resume_from or config.model)
-    tokenizer = AutoTokenizer.from_pretrained(source)
-    model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
+    # Every process loads the weights before accelerate shards them (FSDP, ZeRO-3), a checkpoint's on resume.
+    model, tokenizer = load_policy(resume_from or config.model, config.gradient_checkpointing)
     model.train()
     examples = load_examples(tokenizer, config.data)
     lengths = [len(example.input_ids) for example in examples]
@@ -108,44 +115,79 @@ def train_sft(config: SFTConfig, log=print, resume: bool = False, allow_config_c
     no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]  # norms: decaying them only shrinks the scale
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
                                   lr=config.learning_rate, betas=(0.9, 0.95))
+    model, optimizer = accelerator.prepare(model, optimizer)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_factor(step, config.steps, config.warmup_steps, "cosine", config.min_lr_ratio))
     start = 0
     if resume_from is not None:
-        start = load_trainer_state(resume_from, optimizer, scheduler)["step"]
+        start = load_trainer_state(resume_from, optimizer, scheduler, accelerator.process_index)["step"]
         log(f"resuming from {resume_from} at step {start}")
     else:
         torch.manual_seed(config.seed)
-    output.mkdir(parents=True, exist_ok=True)
-    run.record()
-    run.rewind("train_log.jsonl", lambda row: row.get("step", 0) <= start)
-    (output / "sft_config.json").write_text(json.dumps(asdict(config), indent=2))
+    if main:
+        output.mkdir(parents=True, exist_ok=True)
+        run.record()
+        run.rewind("train_log.jsonl", lambda row: row.get("step", 0) <= start)
+        (output / "sft_config.json").write_text(json.dumps(asdict(config), indent=2))
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     began, losses = time.perf_counter(), []
-    with (output / "train_log.jsonl").open("a", encoding="utf-8") as log_file:
+    with open(output / "train_log.jsonl", "a", encoding="utf-8") if main else contextlib.nullcontext() as log_file:
         for step in range(start, config.steps):
-            batch = collate([examples[i] for i in batch_indices(step, config.batch_size, lengths, config.seed)], pad, config.max_length)
-            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-            loss = token_loss(logits, batch["labels"])
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-            optimizer.step()
+            indices = batch_indices(step, config.batch_size, lengths, config.seed)
+            losses.append(sft_step(model, optimizer, accelerator, [examples[i] for i in indices], pad, config))
             scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            losses.append(loss.item())
             done = step + 1
-            if done % config.log_every == 0 or done == config.steps:
+            if main and (done % config.log_every == 0 or done == config.steps):
                 record = {"step": done, "loss": round(sum(losses) / len(losses), 4), "lr": scheduler.get_last_lr()[0],
                           "seconds": round(time.perf_counter() - began, 1)}
                 log_file.write(json.dumps(record) + "\n")
                 log_file.flush()
                 log(f"step {done}/{config.steps}  loss {record['loss']:.4f}  lr {record['lr']:.2e}  {record['seconds']}s")
+            if done % config.log_every == 0:
                 losses = []
             if done % config.save_every == 0 and done < config.steps:
-                save_checkpoint(output, done, model, tokenizer, optimizer, scheduler)
+                save_checkpoint_everywhere(accelerator, output, done, model, tokenizer, optimizer, scheduler)
     if start < config.steps:
-        save_checkpoint(output, config.steps, model, tokenizer, optimizer, scheduler)
-    model.save_pretrained(str(output))
-    tokenizer.save_pretrained(str(output))
+        save_checkpoint_everywhere(accelerator, output, config.steps, model, tokenizer, optimizer, scheduler)
+    weights = accelerator.get_state_dict(model)
+    if main:
+        accelerator.unwrap_model(model).save_pretrained(str(output), state_dict=weights)
+        tokenizer.save_pretrained(str(output))
+    accelerator.wait_for_everyone()
     return {"output": str(output), "steps": config.steps, "resumed_from": start, "examples": len(examples),
             "seconds": round(time.perf_counter() - began, 1)}
+
+
+def sft_step(model, optimizer, accelerator, examples: list, pad: int, config: SFTConfig) -> float:
+    """One optimiser step on ``examples``: this process's share in micro-batches (as many as the busiest
+    process runs; a dummy weighs 0), each the sum of its token losses over the whole batch's learned
+    tokens x the process count, so the averaged gradient is the one-process token mean. Returns that mean."""
+    import torch
+
+    from harness.training.policy import micro_step
+
+    world, rank = accelerator.num_processes, accelerator.process_index
+    normaliser = max(sum(learned_tokens(e, config.max_length) for e in examples), 1)
+    lengths = [min(len(e.input_ids), config.max_length) for e in examples]  # as collate cuts them
+    plans = []
+    for process in range(world):
+        mine = share(len(examples), process, world)
+        groups = micro_batches([lengths[i] for i in mine], config.micro_batch_size or len(examples), config.micro_batch_tokens)
+        plans.append([[mine[i] for i in group] for group in groups])
+    units = rounds(plans, rank)
+    total = 0.0
+    for number, group in enumerate(units):
+        with micro_step(accelerator, model, last=number + 1 == len(units)):
+            batch = collate([examples[i] for i in group or [0]], pad, config.max_length)
+            device = accelerator.device
+            with accelerator.autocast():
+                logits = model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device)).logits
+            loss = token_loss(logits, batch["labels"].to(device), normaliser) * (1.0 if group else 0.0)
+            accelerator.backward(loss * world)
+            total += float(loss.detach())
+    accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    if world > 1:
+        total = float(accelerator.reduce(torch.tensor(total, device=accelerator.device), "sum"))
+    return total
