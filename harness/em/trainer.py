@@ -109,7 +109,7 @@ class EMTrainer(MStep):
         from harness.grading import grade_batch
 
         config = self.config
-        with torch.no_grad(), self.accelerator.autocast():
+        with torch.no_grad(), self._autocast():
             trajectories = engine.run([prompts[i] for i, _, _ in batch],
                                       [mix_seed(config.seed, iteration, i, DECISIONS.index(d) if d in DECISIONS else 2, j) for i, d, j in batch],
                                       [self.prefix_ids.get(d, []) for _, d, _ in batch])

@@ -24,7 +24,7 @@ from harness.em.estep import DECISIONS, em_advantages
 from harness.em.mstep import decision_cross_entropy, mstep_loss
 from harness.rl.batch import batch_logprobs, build_batch, continuation_logprobs
 from harness.training.distributed import gather, micro_batches, rounds, save_checkpoint_everywhere, share
-from harness.training.policy import micro_step
+from harness.training.policy import autocast, micro_step
 from harness.training.schedule import lr_factor, mix_seed
 
 
@@ -69,6 +69,9 @@ class MStep:
                                                                   "loss_sum": loss_sum, "loss_count": loss_count, **config.to_dict()})
         return {"mstep_steps": steps, "training_samples": len(items), "loss": loss_sum / loss_count if loss_count else None}
 
+    def _autocast(self):
+        return autocast(self.accelerator, self.config.dtype)
+
     def _plans(self, lengths: list[int], rows_per_item: int = 1) -> list:
         """This process's micro-batches of ``lengths`` (positions into them), padded with None to the busiest process's count."""
         config, world = self.config, self.accelerator.num_processes
@@ -92,7 +95,7 @@ class MStep:
         with torch.no_grad():
             for group in self._plans([len(r["prompt_ids"]) + len(r["response_ids"]) for r in rollouts]):
                 chunk = [rollouts[i] for i in group or [0]]
-                with self.accelerator.autocast():
+                with self._autocast():
                     logprobs = batch_logprobs(self.model, self._batch(chunk)).float().cpu()
                 if group:
                     mine += [(i, logprobs[row, : len(r["prompt_ids"]) + len(r["response_ids"]) - 1].clone())
@@ -145,7 +148,7 @@ class MStep:
         old = torch.zeros(batch.mask.shape)
         for row, values in enumerate(old_rows):
             old[row, : len(values)] = values
-        with self.accelerator.autocast():
+        with self._autocast():
             logprobs = batch_logprobs(self.model, batch).float()
         device = logprobs.device
         loss, _ = mstep_loss(logprobs, old.to(device), torch.tensor([a for _, a in items], device=device), batch.mask.to(device),
@@ -174,7 +177,7 @@ class MStep:
         with torch.enable_grad() if grad else torch.no_grad():
             for group in groups:
                 rows = [(queries[names[i]], self.prefix_ids[c]) for i in group for c in DECISIONS]
-                with self.accelerator.autocast():
+                with self._autocast():
                     logprobs, mask = continuation_logprobs(self.model, [p for p, _ in rows], [c for _, c in rows],
                                                            self.backend.pad_token_id)
                 sums.append(logprobs.float().sum(-1) / (mask.sum(-1) if per_token else 1))

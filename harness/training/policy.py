@@ -3,7 +3,9 @@
 AdamW on bf16 weights loses small updates: bf16 keeps 8 significant bits, so a weight of 1.0 moves
 only in steps of 2^-7 and an lr-1e-6 update (|Δw| ≈ 1e-6) rounds back to the weight it started from.
 So the weights, gradients and AdamW moments stay fp32 (what ``harness plan`` counts) and only the
-forward and backward run in bf16, under ``torch.autocast`` (``Accelerator(mixed_precision="bf16")``).
+forward and backward run in bf16, under ``torch.autocast`` (``autocast``; the Accelerator itself is
+built with ``mixed_precision="no"``: accelerate keeps one precision per process, and a test session
+builds trainers of both kinds).
 Under FSDP the gathered layers are bf16 and gradients are reduced in fp32 (``fsdp_fp32_reduce``);
 DeepSpeed reads its own precision from its JSON (configs/deepspeed-zero3.json: bf16 with fp32
 gradient accumulation and communication).
@@ -40,10 +42,19 @@ def make_accelerator(device: str, dtype: str):
     from accelerate import Accelerator
     from accelerate.utils import DistributedType
 
-    accelerator = Accelerator(cpu=not uses_cuda(device), mixed_precision=mixed_precision(dtype, device))
-    if accelerator.distributed_type == DistributedType.FSDP:
+    accelerator = Accelerator(cpu=not uses_cuda(device), mixed_precision="no")
+    if accelerator.distributed_type == DistributedType.FSDP and mixed_precision(dtype, device) == "bf16":
         fsdp_fp32_reduce(accelerator)
     return accelerator
+
+
+def autocast(accelerator, dtype: str):
+    """The context every forward runs in: bf16 autocast for ``dtype`` bf16 (or auto on a GPU), else none."""
+    import torch
+
+    if mixed_precision(dtype, accelerator.device.type) == "no":
+        return contextlib.nullcontext()
+    return torch.autocast(accelerator.device.type, dtype=torch.bfloat16)
 
 
 def fsdp_fp32_reduce(accelerator) -> None:
@@ -52,8 +63,6 @@ def fsdp_fp32_reduce(accelerator) -> None:
     import torch
 
     plugin = accelerator.state.fsdp_plugin
-    if accelerator.mixed_precision != "bf16":
-        return
     if getattr(plugin, "fsdp_version", 1) == 2:
         from torch.distributed.fsdp import MixedPrecisionPolicy
 
@@ -88,8 +97,9 @@ def sharded(accelerator) -> bool:
 @contextlib.contextmanager
 def micro_step(accelerator, model, last: bool):
     """One forward/backward of an optimiser step's micro-batches: gradients are synchronised across
-    processes on the ``last`` only; the forward inside goes under ``accelerator.autocast()`` (DDP's no_sync; DeepSpeed's accumulation boundary, where its engine
-    steps). FSDP reduce-scatters every micro-batch: its no_sync would hold whole unsharded gradients."""
+    processes on the ``last`` only (DDP's no_sync; DeepSpeed's accumulation boundary, where its engine
+    steps). FSDP reduce-scatters every micro-batch: its no_sync would hold whole unsharded gradients.
+    The forward inside still goes under ``autocast``."""
     from accelerate.utils import DistributedType
 
     accelerator.gradient_state._set_sync_gradients(last)  # what accelerator.accumulate() sets, for a variable count

@@ -164,7 +164,7 @@ def sft_step(model, optimizer, accelerator, examples: list, pad: int, config: SF
     tokens x the process count, so the averaged gradient is the one-process token mean. Returns that mean."""
     import torch
 
-    from harness.training.policy import micro_step
+    from harness.training.policy import autocast, micro_step
 
     world, rank = accelerator.num_processes, accelerator.process_index
     normaliser = max(sum(learned_tokens(e, config.max_length) for e in examples), 1)
@@ -180,7 +180,7 @@ def sft_step(model, optimizer, accelerator, examples: list, pad: int, config: SF
         with micro_step(accelerator, model, last=number + 1 == len(units)):
             batch = collate([examples[i] for i in group or [0]], pad, config.max_length)
             device = accelerator.device
-            with accelerator.autocast():
+            with autocast(accelerator, config.dtype):
                 logits = model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device)).logits
             loss = token_loss(logits, batch["labels"].to(device), normaliser) * (1.0 if group else 0.0)
             accelerator.backward(loss * world)
