@@ -6,7 +6,8 @@ The arithmetic, per GPU, for N GPUs and a model of P parameters (all byte counts
   all, divided by N under FSDP full shard / ZeRO-3 and replicated under DDP. Under FSDP (and ZeRO-3),
   one layer's parameters are gathered in bf16 at a time, with the next one prefetched: 2 x 2 bytes x
   the largest layer.
-* **Activations** of one micro-batch of T tokens. With gradient checkpointing, each layer keeps only its
+* **Activations** of one micro-batch of T tokens (micro-batch rows x (prompt + response budget), capped
+  by the trainer's ``micro_batch_tokens`` budget but never below one whole row). With gradient checkpointing, each layer keeps only its
   bf16 input (2·T·h) and one layer at a time is recomputed (its working set taken as T·(16·h + 6·i)
   bytes in bf16: attention projections, scores through a fused kernel, the MLP's gate, up and product);
   without it every layer holds that working set. The logits of the micro-batch are computed in bf16 and
@@ -93,6 +94,13 @@ class Workload:
     train_sequences: int
     micro_batch_size: int
     gradient_checkpointing: bool
+    micro_batch_tokens: int = 0  # 0: no token budget
+
+    @property
+    def micro_batch_token_count(self) -> int:
+        row = self.prompt_tokens + self.response_tokens
+        tokens = self.micro_batch_size * row
+        return max(min(tokens, self.micro_batch_tokens), row) if self.micro_batch_tokens else tokens
 
 
 @dataclass(frozen=True)
@@ -119,7 +127,7 @@ class Plan:
 def memory_per_gpu(shape: ModelShape, work: Workload, hw: Hardware) -> dict[str, float]:
     sharded = hw.strategy in ("fsdp", "zero3")
     shards = hw.gpus if sharded else 1
-    tokens = work.micro_batch_size * (work.prompt_tokens + work.response_tokens)
+    tokens = work.micro_batch_token_count
     layer_working_set = tokens * (16 * shape.hidden + 6 * shape.intermediate)
     if work.gradient_checkpointing:
         activations = shape.layers * 2 * tokens * shape.hidden + layer_working_set
@@ -175,7 +183,8 @@ def workload_from_config(config, prompt_tokens: int) -> Workload:
         train_sequences *= config.updates_per_batch
     return Workload(rollouts=rollouts, response_tokens=config.max_tokens, prompt_tokens=prompt_tokens,
                     train_sequences=train_sequences, micro_batch_size=config.micro_batch_size,
-                    gradient_checkpointing=bool(getattr(config, "gradient_checkpointing", False)))
+                    gradient_checkpointing=bool(getattr(config, "gradient_checkpointing", False)),
+                    micro_batch_tokens=getattr(config, "micro_batch_tokens", 0))
 
 
 def render(plan: Plan, shape: ModelShape, hw: Hardware, unit: str) -> str:

@@ -134,7 +134,7 @@ class EMTrainer(MStep):
         saved = self.out / f"iter-{iteration}" / "policy.json"
         # Decided once for all processes: under FSDP a process measuring π runs forwards the others must join.
         if broadcast(self.accelerator, saved.is_file()):
-            policy = json.loads(saved.read_text())
+            policy = broadcast(self.accelerator, json.loads(saved.read_text()) if self.accelerator.is_main_process else None)
         else:
             policy = self._decision_policy(records, prompts)
             if self.accelerator.is_main_process:

@@ -23,7 +23,7 @@ import torch
 from harness.em.estep import DECISIONS, em_advantages
 from harness.em.mstep import decision_cross_entropy, mstep_loss
 from harness.rl.batch import batch_logprobs, build_batch, continuation_logprobs
-from harness.training.distributed import gather, micro_batches, rounds, save_checkpoint_everywhere, share
+from harness.training.distributed import broadcast, gather, micro_batches, rounds, save_checkpoint_everywhere, share
 from harness.training.policy import autocast, micro_step
 from harness.training.schedule import lr_factor, mix_seed
 
@@ -88,8 +88,8 @@ class MStep:
         computed before the first update (each process its share, then gathered) and saved by the main
         process, so a resumed M-step uses the same π_old."""
         path = self.out / f"iter-{iteration}" / "pi_old.pt"
-        if path.is_file():
-            return torch.load(path)
+        if broadcast(self.accelerator, path.is_file()):  # the main process decides: the others may not see its disk
+            return broadcast(self.accelerator, torch.load(path) if self.accelerator.is_main_process else None)
         self.model.eval()
         mine = []
         with torch.no_grad():

@@ -52,6 +52,14 @@ def test_ddp_replicates_states_and_no_checkpointing_keeps_every_layer():
     assert plan.memory_gib["activations (micro-batch)"] == pytest.approx(2 * 240 * (16 * 8 + 6 * 16) / GIB)
 
 
+def test_a_token_budget_caps_the_micro_batch_but_never_below_one_row():
+    hw = Hardware(gpus=2, gpu_memory_gib=80)
+    capped = make_plan(SMALL, Workload(**{**WORK.__dict__, "micro_batch_tokens": 150}), hw, rollout_tokens_per_s=1.0)
+    assert capped.memory_gib["logits (micro-batch)"] == pytest.approx(6 * 150 * 10 / GIB)  # 150 of 2 x 120 tokens
+    one_row = make_plan(SMALL, Workload(**{**WORK.__dict__, "micro_batch_tokens": 50}), hw, rollout_tokens_per_s=1.0)
+    assert one_row.memory_gib["logits (micro-batch)"] == pytest.approx(6 * 120 * 10 / GIB)  # a 120-token row is never cut
+
+
 def test_shape_from_config_json(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({
         "num_hidden_layers": 2, "hidden_size": 8, "intermediate_size": 16, "num_attention_heads": 2,
