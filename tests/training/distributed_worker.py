@@ -1,6 +1,6 @@
 """One process of the gloo checks in test_distributed_sft_em.py: SFT, or an EM E-step and M-step.
 
-Run as ``python -m tests.training.distributed_worker sft|em MODEL DATA OUT`` with RANK / WORLD_SIZE /
+Run as ``python -m tests.training.distributed_worker sft|sft_resume|em MODEL DATA OUT`` with RANK / WORLD_SIZE /
 MASTER_ADDR / MASTER_PORT set (WORLD_SIZE=1: the one-process reference). The main process writes the
 final weights; every process writes what it saw of the E-step to ``OUT/estep-rankN.json``.
 """
@@ -12,12 +12,16 @@ import sys
 from pathlib import Path
 
 
-def sft(model: str, data: str, out: Path) -> None:
+def sft(model: str, data: str, out: Path, resume: bool = False) -> None:
     from harness.training.sft import SFTConfig, train_sft
 
     # 3 examples a step over 2 processes: shares of 2 and 1; one row per micro-batch, so the first process runs 2, the other 1 + a dummy.
     train_sft(SFTConfig(model=model, data=data, output=str(out), steps=3, batch_size=3, warmup_steps=1, save_every=2, log_every=1,
-                        threads=1, micro_batch_size=1, device="cpu"), log=lambda _: None)
+                        threads=1, micro_batch_size=1, device="cpu"), log=lambda _: None, resume=resume)
+
+
+def sft_resume(model: str, data: str, out: Path) -> None:
+    sft(model, data, out, resume=True)
 
 
 def em(model: str, data: str, out: Path) -> None:
@@ -50,4 +54,4 @@ def em(model: str, data: str, out: Path) -> None:
 
 if __name__ == "__main__":
     mode, model_dir, data_file, out_dir = sys.argv[1:5]
-    {"sft": sft, "em": em}[mode](model_dir, data_file, Path(out_dir))
+    {"sft": sft, "sft_resume": sft_resume, "em": em}[mode](model_dir, data_file, Path(out_dir))

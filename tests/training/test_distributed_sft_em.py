@@ -1,11 +1,12 @@
 """Two CPU processes over gloo train SFT and EM's M-step to the same weights as one process, with work
-that does not divide evenly (3 examples a step, 9 E-step rollouts, a last M-step of one sample), and
-the E-step split over the processes reaches every one of them whole."""
+that does not divide evenly (3 examples a step, 9 E-step rollouts, a last M-step of one sample); the
+E-step split over the processes reaches every one of them whole; a 2-process resume is exact."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -24,7 +25,7 @@ def free_port() -> int:
 
 def launch(mode: str, world: int, model: Path, data: Path, out: Path) -> None:
     """``world`` worker processes; one process runs here (saves two interpreter start-ups)."""
-    out.mkdir(parents=True)
+    out.mkdir(parents=True, exist_ok=True)
     if world == 1:
         from tests.training import distributed_worker
 
@@ -65,6 +66,12 @@ def test_two_process_sft_equals_one_process(tmp_path):
     initial = load_file(tmp_path / "init" / "model.safetensors")
     assert any(not torch.equal(initial[name], tensor) for name, tensor in one.items())
     assert sorted(p.name for p in (tmp_path / "world2" / "checkpoints").iterdir()) == ["step-000002", "step-000003"]
+    # Killed after step 2 and resumed by 2 processes: the same weights as the uninterrupted run.
+    resumed = tmp_path / "resumed"
+    shutil.copytree(tmp_path / "world2" / "checkpoints" / "step-000002", resumed / "checkpoints" / "step-000002")
+    shutil.copy(tmp_path / "world2" / "provenance.json", resumed / "provenance.json")
+    launch("sft_resume", 2, tmp_path / "init", tmp_path / "demos.jsonl", resumed)
+    assert_same_weights(two, load_file(resumed / "model.safetensors"))
 
 
 def test_two_process_em_equals_one_process_with_uneven_shares(tmp_path):

@@ -61,7 +61,8 @@ def em_step_gradient(trainer, items, olds, strategies) -> tuple[float, torch.Ten
     return loss, optimiser.gradients
 
 
-@pytest.mark.parametrize("split", [dict(micro_batch_size=1), dict(micro_batch_size=4, micro_batch_tokens=40)])
+@pytest.mark.parametrize("split", [dict(micro_batch_size=1), dict(micro_batch_size=4, micro_batch_tokens=40),
+                                   dict(micro_batch_size=2, gradient_checkpointing=True)])
 def test_micro_batched_m_step_and_decision_ce_equal_the_whole_batch(tiny_model_dir, task_file, tmp_path, split):  # noqa: F811
     settings = dict(kl_weight=0.5, decision_weight=1.0, batch_size=4)
     whole = em_trainer(tiny_model_dir, task_file, tmp_path / "whole", micro_batch_size=8, **settings)
