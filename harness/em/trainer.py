@@ -60,7 +60,7 @@ class EMTrainer(MStep):
         # and its optimiser prepared together.
         optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=0.0)
         self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
-        self.backend = HFBackend.from_loaded(self.accelerator.unwrap_model(self.model), self.tokenizer, Path(config.model).name)
+        self.backend = HFBackend.from_loaded(self._rollout_model(), self.tokenizer, Path(config.model).name)
         self.task, self.samples, self.method, self.task_record = load_training_task(config)
         self.prefix_ids = {"cot": self.backend.encode(config.cot_prefix), "code": self.backend.encode(config.code_prefix)}
 
@@ -74,8 +74,7 @@ class EMTrainer(MStep):
 
         config, accelerator = self.config, self.accelerator
         if sharded(accelerator) and isinstance(self.backend, HFBackend):
-            raise ValueError("the E-step generates with the in-process Hugging Face model, which FSDP and DeepSpeed ZeRO-3 "
-                             "hold in shards; run train-em under DDP (configs/accelerate-ddp.yaml)")
+            self._refresh_rollout_model()
         chosen = random.Random(mix_seed(config.seed, iteration, 17)).sample(range(len(self.samples)), min(config.queries_per_iteration, len(self.samples)))
         plan = [(i, d, j) for i in chosen for d, n in (("cot", config.k), ("code", config.k), ("free", config.free_rollouts)) for j in range(n)]
         store = RunStore(self.out / f"iter-{iteration}")
@@ -118,6 +117,28 @@ class EMTrainer(MStep):
                  "prompt_ids": prompts[i], "response_ids": t.response_ids, "loss_mask": t.loss_mask, "response": t.response_text,
                  "forced_tokens": len(self.prefix_ids.get(d, [])), "used_code": t.used_code, "correct": bool(g.correct), "status": g.status}
                 for (i, d, j), t, g in zip(batch, trajectories, grades)]
+
+    def _rollout_model(self):
+        """The module the in-process E-step generates with: the trained one itself when every process holds
+        it whole (one process, DDP); under FSDP and ZeRO-3, whose forward needs every process in step, a
+        copy of its own in the compute dtype, refreshed from the gathered weights before each E-step."""
+        from harness.training.policy import mixed_precision, sharded
+
+        if not sharded(self.accelerator):
+            return self.accelerator.unwrap_model(self.model)
+        from transformers import AutoConfig, AutoModelForCausalLM
+
+        dtype = torch.bfloat16 if mixed_precision(self.config.dtype, self.accelerator.device.type) == "bf16" else torch.float32
+        return AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(self.config.model), dtype=dtype).to(self.accelerator.device).eval()
+
+    def _refresh_rollout_model(self) -> None:
+        from harness.training.distributed import full_weights
+
+        weights = full_weights(self.accelerator, self.model)
+        copy = self.backend.model
+        missing, unexpected = copy.load_state_dict({name: tensor.to(copy.dtype) for name, tensor in weights.items()}, strict=False)
+        if unexpected or {name for name in missing if not name.endswith("lm_head.weight")}:  # a tied head is not in the weights
+            raise RuntimeError(f"gathered weights do not match the E-step copy (missing {missing[:3]}, unexpected {unexpected[:3]})")
 
     def _estep_hash(self, iteration: int) -> str:
         import hashlib

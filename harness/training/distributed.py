@@ -110,3 +110,25 @@ def load_weights_everywhere(accelerator, checkpoint, model) -> None:
     for shard in sorted(Path(checkpoint).glob("*.safetensors")):
         weights.update(load_file(shard))
     set_model_state_dict(model, weights, options=StateDictOptions(full_state_dict=True, strict=False))
+
+
+def full_weights(accelerator, model) -> dict:
+    """The whole model's weights on every process: a collective under FSDP (torch's distributed state-dict
+    API, full tensors on each process) and ZeRO-3 (each parameter gathered in turn); the module's own
+    state dict otherwise."""
+    from accelerate.utils import DistributedType
+
+    if accelerator.distributed_type == DistributedType.FSDP:
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+        return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True))
+    module = accelerator.unwrap_model(model)
+    if accelerator.distributed_type != DistributedType.DEEPSPEED:
+        return module.state_dict()
+    import deepspeed
+
+    weights = {}
+    for name, parameter in module.named_parameters():
+        with deepspeed.zero.GatheredParameters([parameter]):
+            weights[name] = parameter.data.detach().clone()
+    return weights

@@ -116,3 +116,22 @@ def test_micro_batched_sft_step_equals_the_whole_batch(tmp_path):
     for name in ("rows", "tokens"):
         assert gradients[name][0] == pytest.approx(gradients["whole"][0], rel=1e-5)
         assert torch.allclose(gradients[name][1], gradients["whole"][1], atol=1e-6, rtol=1e-4), name
+
+
+# ---------------------------------------------------------------- the E-step under FSDP / ZeRO-3
+def test_a_sharded_run_generates_on_a_copy_refreshed_from_the_trained_weights(tiny_model_dir, task_file, tmp_path, monkeypatch):  # noqa: F811
+    """Under FSDP/ZeRO-3 (stood in for by ``sharded``: one CPU process cannot shard) the E-step's backend
+    holds its own copy, loaded from the gathered weights before each E-step, never the sharded module."""
+    import harness.training.policy
+
+    monkeypatch.setattr(harness.training.policy, "sharded", lambda accelerator: True)
+    trainer = em_trainer(tiny_model_dir, task_file, tmp_path)
+    trained = trainer.accelerator.unwrap_model(trainer.model)
+    assert trainer.backend.model is not trained
+    with torch.no_grad():
+        for parameter in trained.parameters():
+            parameter.add_(0.01)
+    trainer._refresh_rollout_model()
+    copy = trainer.backend.model.state_dict()
+    for name, tensor in trained.state_dict().items():
+        assert torch.equal(copy[name], tensor), name
