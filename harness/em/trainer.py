@@ -13,7 +13,12 @@ recomputed on the exact training tokens; the forced prefix masked out) + the dec
 toward s*, AdamW with the shared warm-up and ``lr_schedule`` (harness/training/schedule.py).
 Checkpoints every ``save_every`` steps and at the end of each iteration; ``resume`` continues from the
 last one, mid-M-step included (the training set is saved with the samples, so it is not redrawn).
+The M-step loop lives in harness/em/update.py.
+
+Under ``accelerate launch`` each process rolls out its share of the E-step; the main process gathers
+and stores them and hands the whole E-step to every process, and it alone writes to the run folder.
 """
+
 
 from __future__ import annotations
 
