@@ -46,6 +46,7 @@ from harness.training.schedule import lr_factor, mix_seed
 
 class EMTrainer:
     def __init__(self, config: EMConfig) -> None:
+        from harness.em.rollout_policy import RolloutPolicy
         from harness.models.hf import HFBackend
         from harness.rl.trainer import load_policy
         from harness.rl.training_task import load_training_task
@@ -57,6 +58,7 @@ class EMTrainer:
         device = "cuda" if config.device == "cuda" or (config.device == "auto" and torch.cuda.is_available()) else "cpu"
         self.model, self.tokenizer = load_policy(config.model, config.dtype, device)
         self.backend = HFBackend.from_loaded(self.model, self.tokenizer, Path(config.model).name)
+        self.rollout = RolloutPolicy(config, self.model, self.tokenizer, self.backend, self.out)
         self.task, self.samples, self.method, self.task_record = load_training_task(config)
         self.prefix_ids = {"cot": self.backend.encode(config.cot_prefix), "code": self.backend.encode(config.code_prefix)}
 
@@ -77,7 +79,7 @@ class EMTrainer:
         todo = [item for item in plan if item not in have]
         prompts = {i: self.backend.encode(self.backend.chat_prompt(self.method.messages(self.samples[i].question))) for i in chosen}
         params = SamplingParams(temperature=config.temperature, top_p=config.top_p, max_new_tokens=config.max_tokens)
-        engine = RolloutEngine(self.backend, params, tools=True, sandbox=sandbox, max_tool_calls=config.max_tool_calls,
+        engine = RolloutEngine(self.rollout.backend(), params, tools=True, sandbox=sandbox, max_tool_calls=config.max_tool_calls,
                                max_tokens=config.max_tokens)
         self.model.eval()
         started = time.perf_counter()
@@ -92,6 +94,7 @@ class EMTrainer:
                            "prompt_ids": prompts[i], "response_ids": t.response_ids, "loss_mask": t.loss_mask, "response": t.response_text,
                            "forced_tokens": len(self.prefix_ids.get(d, [])), "used_code": t.used_code, "correct": bool(g.correct), "status": g.status}
                           for (i, d, j), t, g in zip(batch, trajectories, grades)])
+        self.rollout.release()  # a vLLM engine hands its GPU memory back before the M-step
         records = store.open(identity, overwrite=False) if todo else done
         return self._reference(iteration, records, prompts, time.perf_counter() - started)
 
