@@ -30,7 +30,6 @@ from typing import Any
 
 from harness.models.types import GenerationRequest, ModelBackend, SamplingParams
 
-ROLLOUT_BACKENDS = ("hf", "vllm")
 MODEL_FOLDER = "rollout-model"
 # vllm.LLM arguments that have their own config field; setting them in vllm_args too would be ambiguous.
 OWN_FIELDS = {"tensor_parallel_size": "vllm_tensor_parallel", "gpu_memory_utilization": "vllm_gpu_memory_utilization",
@@ -87,7 +86,6 @@ class RolloutPolicy:
         """The generator for this E-step. With vllm, every rank must call it (the save ends in a barrier)."""
         if self.config.rollout_backend == "hf":
             return self.hf_backend
-        self.release()
         rank, world = rank_and_world()
         if rank == 0:
             self._save()
@@ -101,6 +99,7 @@ class RolloutPolicy:
             return
         self.engine.close()
         self.engine = None
+        # An engine kept in this process (vllm_args colocate) frees its tensors only once they are collected.
         gc.collect()
         import torch
 
