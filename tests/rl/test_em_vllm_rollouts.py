@@ -1,0 +1,156 @@
+"""The EM E-step on a vLLM engine (harness/em/rollout_policy.py), with a fake engine: an hf backend loaded
+from the folder the trainer saved, so what it generates comes from the saved files alone. The real engine
+runs in the opt-in suite (scripts/vllm-suite.sh, tests/models/vllm_em_iteration.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import harness.em.rollout_policy as rollout_policy
+from harness.em.config import EMConfig
+from harness.em.trainer import EMTrainer
+
+from .test_em_trainer import (
+    config,
+    parity_grader,  # noqa: F401 - fixture
+)
+from .test_trainer import task_file, tiny_model_dir  # noqa: F401 - shared fixtures
+
+
+class FakeEngine:
+    """Stands in for VLLMBackend: built from a saved folder, records its weights and whether it was closed."""
+
+    def __init__(self, folder: str, engine_args: dict) -> None:
+        from harness.models.hf import HFBackend
+
+        self.folder, self.engine_args, self.closed = folder, engine_args, False
+        self.files = sorted(os.listdir(folder))
+        self.inner = HFBackend(folder, {"device": "cpu", "dtype": engine_args["dtype"]})
+        self.weights = {name: p.detach().clone() for name, p in self.inner.model.named_parameters()}
+
+    def generate(self, requests, params):
+        return self.inner.generate(requests, params)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@pytest.fixture
+def fake_vllm(monkeypatch):
+    engines: list[FakeEngine] = []
+
+    def start(folder, engine_args):
+        engines.append(FakeEngine(folder, engine_args))
+        return engines[-1]
+
+    monkeypatch.setattr(rollout_policy, "vllm_installed", lambda: True)
+    monkeypatch.setattr(rollout_policy, "start_vllm_engine", start)
+    return engines
+
+
+def samples(out, iteration: int) -> list[dict]:
+    """The E-step's records without the run's config hash (the two runs' configs differ in rollout_backend)."""
+    records = [json.loads(line) for line in (out / f"iter-{iteration}" / "samples.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in record.items() if k != "config_hash"} for record in records]
+
+
+def weights(model) -> dict:
+    return {name: p.detach().clone() for name, p in model.named_parameters()}
+
+
+def test_each_e_step_runs_on_that_iterations_saved_weights_and_is_closed_before_the_m_step(
+        tiny_model_dir, task_file, tmp_path, fake_vllm, monkeypatch):  # noqa: F811
+    trainer = EMTrainer(config(tiny_model_dir, task_file, tmp_path / "vllm", iterations=2, rollout_backend="vllm",
+                               vllm_args={"enforce_eager": True}))
+    at_estep = [weights(trainer.model)]
+    real_mstep = EMTrainer.mstep
+
+    def mstep(self, *args, **kwargs):
+        assert fake_vllm and all(engine.closed for engine in fake_vllm), "the engine must be shut down before the M-step"
+        result = real_mstep(self, *args, **kwargs)
+        at_estep.append(weights(self.model))
+        return result
+
+    monkeypatch.setattr(EMTrainer, "mstep", mstep)
+    trainer.train()
+    assert len(fake_vllm) == 2
+    for engine, expected in zip(fake_vllm, at_estep):
+        assert engine.folder == str(tmp_path / "vllm" / "rollout-model")
+        assert {"config.json", "model.safetensors", "tokenizer.json"} <= set(engine.files)
+        assert engine.engine_args == {"dtype": "float32", "tensor_parallel_size": 1, "gpu_memory_utilization": 0.5,
+                                      "seed": 0, "enforce_eager": True}
+        assert all(torch.equal(engine.weights[name], value) for name, value in expected.items())
+    assert any(not torch.equal(fake_vllm[0].weights[n], fake_vllm[1].weights[n]) for n in at_estep[0])  # reloaded, not reused
+    assert not (tmp_path / "vllm" / "rollout-model.partial").exists()
+
+    # Same weights, same request seeds: the E-step on the reloaded copy equals the in-process hf E-step record for record.
+    EMTrainer(config(tiny_model_dir, task_file, tmp_path / "hf", iterations=1)).train()
+    assert samples(tmp_path / "vllm", 0) == samples(tmp_path / "hf", 0)
+
+
+def test_a_finished_e_step_starts_no_engine_on_resume(tiny_model_dir, task_file, tmp_path, fake_vllm):  # noqa: F811
+    settings = config(tiny_model_dir, task_file, tmp_path, rollout_backend="vllm")
+    trainer = EMTrainer(settings)
+    from harness.sandbox import get_sandbox
+
+    with get_sandbox("local") as sandbox:
+        trainer.estep(0, sandbox)
+        assert len(fake_vllm) == 1 and fake_vllm[0].closed
+        trainer.estep(0, sandbox)  # everything is in samples.jsonl already
+    assert len(fake_vllm) == 1
+
+
+def test_rollout_backend_vllm_without_vllm_is_a_one_line_error(tiny_model_dir, task_file, tmp_path, monkeypatch):  # noqa: F811
+    from harness.cli import app
+
+    monkeypatch.setattr(rollout_policy, "vllm_installed", lambda: False)
+    settings = tmp_path / "em.yaml"
+    settings.write_text(f"task: {task_file}\ndevice: cpu\nrollout_backend: vllm\n")
+    result = CliRunner().invoke(app, ["train-em", "--model", str(tiny_model_dir), "--config", str(settings), "-o", str(tmp_path / "out")])
+    assert result.exit_code != 0
+    assert result.output.strip().splitlines()[-1].startswith("error: rollout_backend vllm needs vLLM in this environment: pip install vllm")
+
+
+def test_bad_vllm_settings_are_refused():
+    with pytest.raises(ValueError, match="rollout_backend: must be one of hf, vllm"):
+        EMConfig.from_dict({"rollout_backend": "sglang"})
+    with pytest.raises(ValueError, match="vllm_gpu_memory_utilization: must be at most 1"):
+        EMConfig.from_dict({"vllm_gpu_memory_utilization": 1.5})
+    assert "vllm_tensor_parallel (default 1)" in EMConfig.help_text()
+
+
+def test_vllm_args_may_not_repeat_a_field(monkeypatch):
+    monkeypatch.setattr(rollout_policy, "vllm_installed", lambda: True)
+    settings = EMConfig.from_dict({"rollout_backend": "vllm", "vllm_args": {"tensor_parallel_size": 2}})
+    with pytest.raises(ValueError, match="vllm_args: set tensor_parallel_size with the vllm_tensor_parallel field"):
+        rollout_policy.RolloutPolicy(settings, None, None, None, "out")
+
+
+@pytest.mark.parametrize("rank", [0, 1])
+def test_under_two_ranks_only_the_main_one_saves_and_each_engine_gets_its_own_gpu(tiny_model_dir, tmp_path, monkeypatch, rank):  # noqa: F811
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from harness.models.hf import HFBackend
+
+    events = []
+    monkeypatch.setattr(rollout_policy, "vllm_installed", lambda: True)
+    monkeypatch.setattr(rollout_policy, "rank_and_world", lambda: (rank, 2))
+    monkeypatch.setattr(rollout_policy, "wait_for_all_ranks", lambda: events.append(("barrier", (tmp_path / "rollout-model").exists())))
+    monkeypatch.setattr(rollout_policy, "start_vllm_engine", lambda folder, args: events.append(("start", os.environ["CUDA_VISIBLE_DEVICES"])))
+    monkeypatch.setenv("LOCAL_RANK", str(rank))
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,5")
+    model, tokenizer = AutoModelForCausalLM.from_pretrained(tiny_model_dir), AutoTokenizer.from_pretrained(tiny_model_dir)
+    settings = EMConfig.from_dict({"rollout_backend": "vllm"})
+    policy = rollout_policy.RolloutPolicy(settings, model, tokenizer, HFBackend.from_loaded(model, tokenizer, "tiny"), tmp_path)
+    policy.backend()
+    policy._start()
+    # Rank 0 has written the folder when it reaches the barrier; rank 1 (no folder here: nobody is rank 0) never writes.
+    assert events == [("barrier", rank == 0), ("start", "45"[rank])]
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "4,5"
+    with pytest.raises(ValueError, match="vllm_tensor_parallel: must be 1 under a multi-process launch"):
+        rollout_policy.RolloutPolicy(settings.updated(vllm_tensor_parallel=2), model, tokenizer, None, tmp_path)
