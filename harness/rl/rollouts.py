@@ -12,12 +12,14 @@ policy itself, so TRL needs no importance-sampling correction (config turns it o
 
 ``Reward`` grades each response against the gold answer in the dataset's ``answer`` column with
 ``harness.grading`` (1/0, plus the optional format / tool bonuses) and logs, for all processes together,
-the code rate and reward per task kind and TRL's tool metrics, which TRL only computes for its own tools.
+the code rate and reward per task kind and TRL's tool metrics, which TRL only computes for its own tools,
+and the rollout's time (``time/rollout_s``, of which ``time/generate_s`` and ``time/tools_s``).
 """
 
 from __future__ import annotations
 
 import json
+import time
 
 from harness.training.schedule import mix_seed
 
@@ -50,17 +52,20 @@ class Rollouts:
         first = trainer.accelerator.process_index * len(prompts)
         seeds = [mix_seed(config.seed, trainer.state.global_step, first + i) for i in range(len(prompts))]
         params = SamplingParams(temperature=config.temperature, top_p=config.top_p, max_new_tokens=config.max_tokens)
-        training = trainer.model.training
+        training, started = trainer.model.training, time.perf_counter()
         with self.backend(trainer) as backend:
             prompt_ids = [backend.encode(backend.chat_prompt(self.method.messages(q))) for q in prompts]
             engine = RolloutEngine(backend, params, tools=self.method.tools, sandbox=self.sandbox,
                                    max_tool_calls=config.max_tool_calls, max_tokens=config.max_tokens)
             trajectories = engine.run(prompt_ids, seeds)
         trainer.model.train(training)  # HFBackend.from_loaded put the policy in eval mode
+        seconds = {"time/rollout_s": time.perf_counter() - started, "time/generate_s": engine.stats.generate_s,
+                   "time/tools_s": engine.stats.tool_s}
         return {"prompt_ids": prompt_ids, "completion_ids": [t.response_ids for t in trajectories], "logprobs": None,
                 "env_mask": [t.loss_mask for t in trajectories], "response_text": [t.response_text for t in trajectories],
                 "used_code": [t.used_code for t in trajectories], "tool_calls": [len(t.tool_calls) for t in trajectories],
-                "tool_failures": [sum(call.status != "ok" for call in t.tool_calls) for t in trajectories]}
+                "tool_failures": [sum(call.status != "ok" for call in t.tool_calls) for t in trajectories],
+                "seconds": seconds}  # not a list: TRL gives it to every row
 
 
 class _Policy:
@@ -96,7 +101,7 @@ class Reward:
         self.config, self.grader = config, grader
 
     def __call__(self, prompts, completions, answer, response_text, used_code, tool_calls, tool_failures,
-                 kind=None, log_metric=None, **_) -> list[float]:
+                 seconds=None, kind=None, log_metric=None, **_) -> list[float]:
         from harness.grading import grade_batch
 
         grades = grade_batch([(text, json.loads(gold), self.grader) for text, gold in zip(response_text, answer)])
@@ -104,6 +109,8 @@ class Reward:
                    for g, code in zip(grades, used_code)]
         if log_metric is not None:
             for name, value in step_metrics(rewards, used_code, tool_calls, tool_failures, kind).items():
+                log_metric(name, value)
+            for name, value in (seconds[0] if seconds else {}).items():  # this process's rollout time
                 log_metric(name, value)
         return rewards
 

@@ -15,12 +15,10 @@ import sys
 from pathlib import Path
 
 ROOT = str(Path(__file__).resolve().parents[2])
-TESTS = ["tests/rl/test_mutations.py", "tests/rl/test_fidelity.py", "tests/rl/test_losses.py", "tests/rl/test_em_steps.py"]
+TESTS = ["tests/rl/test_grpo_signal.py", "tests/rl/test_mutations.py", "tests/rl/test_fidelity.py", "tests/rl/test_losses.py", "tests/rl/test_em_steps.py"]
 MUTATIONS = [
-    ("RL policy-gradient sign flipped (losses.clipped_objective)", "harness/rl/losses.py",
-     "return -torch.minimum(unclipped, clipped)", "return torch.minimum(unclipped, clipped)"),
-    ("RL advantages negated in the trainer (policy_loss)", "harness/rl/trainer.py",
-     "advantages.to(logprobs.device), mask,", "-advantages.to(logprobs.device), mask,"),
+    ("RL reward negated: the advantages TRL computes flip (rollouts.Reward)", "harness/rl/rollouts.py",
+     "rewards = [float(bool(g.correct))", "rewards = [-float(bool(g.correct))"),
     ("EM policy-gradient sign flipped (losses.truncated_is_loss)", "harness/rl/losses.py",
      "per_token = -logprobs * weight", "per_token = logprobs * weight"),
     ("M-step loss zeroed (mstep.mstep_loss)", "harness/em/mstep.py",
@@ -30,8 +28,12 @@ MUTATIONS = [
      "return 0 * -(target * torch.log_softmax(prefix_logprobs, dim=-1)).sum(-1).mean()"),
     ("decision CE never back-propagated (EM trainer)", "harness/em/trainer.py",
      "            decision.backward()\n", "            decision.detach()\n"),
-    ("tool tokens let through the RL/EM mask (batch.build_batch)", "harness/rl/batch.py",
+    ("tool tokens let through the EM mask (batch.build_batch)", "harness/rl/batch.py",
      "= torch.tensor(loss_mask, dtype=torch.float32)", "= 1.0"),
+    ("RL env_mask not handed to TRL (rollouts.Rollouts)", "harness/rl/rollouts.py",
+     '"env_mask": [t.loss_mask for t in trajectories], ', ""),
+    ("RL tool tokens unmasked: env_mask all ones (rollouts.Rollouts)", "harness/rl/rollouts.py",
+     '"env_mask": [t.loss_mask for t in trajectories]', '"env_mask": [[1] * len(t.loss_mask) for t in trajectories]'),
     ("tool tokens let through the EM mask (EMTrainer._batch)", "harness/em/trainer.py",
      'r["loss_mask"][r["forced_tokens"]:] for r in rollouts]', '[1] * (len(r["loss_mask"]) - r["forced_tokens"]) for r in rollouts]'),
     ("forced prefix trained as sampled (EMTrainer._batch)", "harness/em/trainer.py",
@@ -44,14 +46,13 @@ MUTATIONS = [
     ("EM pi_old misaligned by one token (EMTrainer._pi_old)", "harness/em/trainer.py",
      'logprobs[row, : len(r["prompt_ids"]) + len(r["response_ids"]) - 1]',
      'logprobs[row, 1 : len(r["prompt_ids"]) + len(r["response_ids"])]'),
-    ("RL pi_old misaligned by one token (update_policy)", "harness/rl/trainer.py",
-     "    old = chunked_logprobs(model, batch, config.micro_batch_size)\n",
-     "    old = chunked_logprobs(model, batch, config.micro_batch_size).roll(1, dims=-1)\n"),
     ("resume restores the optimiser state into a throwaway optimiser (EM mstep)", "harness/em/trainer.py",
      "load_trainer_state(latest_checkpoint(self.out), optimizer, scheduler)",
      "load_trainer_state(latest_checkpoint(self.out), torch.optim.AdamW(self.model.parameters()), scheduler)"),
-    ("RL mini-batches ignored: one step per batch (update_policy)", "harness/rl/trainer.py",
-     "bounds = [round(i * rows / config.mini_batches) for i in range(config.mini_batches + 1)]", "bounds = [0, rows]"),
+    ("RL steps_per_generation ignored: always on-policy (trainer.grpo_arguments)", "harness/rl/trainer.py",
+     "steps_per_generation=accumulation * config.steps_per_generation", "steps_per_generation=accumulation"),
+    ("RL rows of a group share a seed (rollouts.Rollouts)", "harness/rl/rollouts.py",
+     "trainer.state.global_step, first + i)", "trainer.state.global_step, first)"),
 ]
 
 
