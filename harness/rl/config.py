@@ -100,10 +100,10 @@ PRESETS = {
     "tiny": dict(task="arith", task_args={"split": "train", "size": 2000}, method="auto", steps=30, prompts_per_step=8,
                  group_size=8, max_tokens=96, max_tool_calls=1, temperature=1.0, top_p=1.0, learning_rate=3e-4,
                  lr_schedule="constant", warmup_steps=0, micro_batch_size=32, save_every=10, sandbox_timeout=2.0),
-    # The paper's setting, matched to train-em's paper-7b (tests/rl/test_presets.py): gsm8k-train, 16 rollouts per
+    # The paper's setting, matched to train-em's paper-7b (tests/rl/test_fidelity.py): gsm8k-train, 16 rollouts per
     # query (EM: 2 × k = 8), 3 × 7000 queries in all, 128 sequences per optimiser step, 2000 tokens, AdamW 2e-5 with
     # cosine decay after 3% warm-up, top_p 0.95. ToRL/DAPO-style otherwise: outcome reward, no KL, clip-higher.
-    "paper-7b": dict(task="gsm8k-train", method="auto", steps=2625, prompts_per_step=8, group_size=16, max_tokens=2000,
+    "qwen2.5-7b": dict(task="gsm8k-train", method="auto", steps=2625, prompts_per_step=8, group_size=16, max_tokens=2000,
                      max_tool_calls=4, temperature=1.0, top_p=0.95, learning_rate=2e-5, lr_schedule="cosine",
                      warmup_steps=79, micro_batch_size=2, loss_type="dapo", clip_low=0.2, clip_high=0.28, kl_weight=0.0,
                      dtype="auto", gradient_checkpointing=True, vllm_mode="colocate", save_every=100,

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import time
+from contextlib import contextmanager
 
 from harness.training.schedule import mix_seed
 
@@ -28,20 +29,24 @@ class Rollouts:
     def __init__(self, config, method, sandbox) -> None:
         self.config, self.method, self.sandbox = config, method, sandbox
 
+    @contextmanager
     def backend(self, trainer):
-        """A model backend for this call: TRL's vLLM engine when it runs one, else the policy being trained
-        (gathered in full under DeepSpeed ZeRO-3), so every update is seen by the next rollout."""
+        """A model backend for this call: TRL's vLLM engine when it runs one, else the policy being trained, in
+        the context TRL's own transformers generation uses (weights gathered under ZeRO-3, full parameters
+        summoned under FSDP), so every update is seen by the next rollout."""
         if trainer.use_vllm:
             from harness.rl.vllm_rollouts import backend_from_trl
 
-            return _Nothing(backend_from_trl(trainer.vllm_generation, trainer.processing_class))
+            yield backend_from_trl(trainer.vllm_generation, trainer.processing_class)
+            return
         from trl.models import unwrap_model_for_generation
 
         from harness.models.hf import HFBackend
 
-        return _Policy(unwrap_model_for_generation(trainer.model_wrapped, trainer.accelerator,
-                                                   gather_deepspeed3_params=trainer.args.ds3_gather_for_generation),
-                       lambda model: HFBackend.from_loaded(model, trainer.processing_class, "policy"))
+        with (unwrap_model_for_generation(trainer.model_wrapped, trainer.accelerator,
+                                          gather_deepspeed3_params=trainer.args.ds3_gather_for_generation) as model,
+              trainer._dist.summon_full_params(trainer.model_wrapped, recurse=False)):
+            yield HFBackend.from_loaded(model, trainer.processing_class, "policy")
 
     def __call__(self, prompts: list[str], trainer) -> dict:
         from harness.eval.rollout import RolloutEngine
@@ -66,30 +71,6 @@ class Rollouts:
                 "used_code": [t.used_code for t in trajectories], "tool_calls": [len(t.tool_calls) for t in trajectories],
                 "tool_failures": [sum(call.status != "ok" for call in t.tool_calls) for t in trajectories],
                 "seconds": seconds}  # not a list: TRL gives it to every row
-
-
-class _Policy:
-    """The trained policy as a backend, inside TRL's unwrap-for-generation context."""
-
-    def __init__(self, context, make) -> None:
-        self.context, self.make = context, make
-
-    def __enter__(self):
-        return self.make(self.context.__enter__())
-
-    def __exit__(self, *exc):
-        return self.context.__exit__(*exc)
-
-
-class _Nothing:
-    def __init__(self, backend) -> None:
-        self.backend = backend
-
-    def __enter__(self):
-        return self.backend
-
-    def __exit__(self, *exc):
-        return False
 
 
 class Reward:

@@ -94,7 +94,7 @@ def test_tiny_presets_of_rl_and_em_match():
 
 def test_the_7b_presets_of_rl_and_em_match():
     """Vanilla RL is EM's baseline: same model, data, rollout budget, response budget, sampling, schedule and batch."""
-    rl, em = rl_preset("paper-7b"), em_preset("paper-7b")
+    rl, em = rl_preset("qwen2.5-7b"), em_preset("paper-7b")
     assert (rl.model, rl.task, rl.task_args, rl.max_tokens, rl.temperature, rl.top_p) == \
         (em.model, em.task, em.task_args, em.max_tokens, em.temperature, em.top_p)
     assert rl.group_size == 2 * em.k + em.free_rollouts  # rollouts per query

@@ -86,4 +86,4 @@ def test_config_yaml_presets_and_errors(tmp_path):
         RLConfig(grpo_args={"learning_rate": 1.0})
     with pytest.raises(ValueError, match="micro_batch_size: 3 does not divide the 32"):
         RLConfig(prompts_per_step=8, group_size=8, micro_batch_size=3).batch_rows(2)
-    assert set(PRESETS) == {"tiny", "paper-7b"} and preset("paper-7b").kl_weight == 0.0
+    assert set(PRESETS) == {"tiny", "qwen2.5-7b"} and preset("qwen2.5-7b").kl_weight == 0.0
