@@ -71,6 +71,7 @@ class RLTrainer:
 
         self.config = config
         self.out = Path(config.output_dir)
+        self.args = grpo_arguments(config, _processes())  # a batch that does not split fails before any loading
         torch.manual_seed(config.seed)
         self.task, self.samples, self.method, self.task_record = load_training_task(config)
         # float32 master weights unless bfloat16 weights are asked for; autocast comes from GRPOConfig.bf16.
@@ -79,7 +80,6 @@ class RLTrainer:
         self.tokenizer = AutoTokenizer.from_pretrained(config.model)
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.args = grpo_arguments(config, _processes())
         self.sandbox = None
         self.grpo = None
 
