@@ -47,7 +47,7 @@ def grpo_arguments(config: RLConfig, processes: int):
     vllm = {"use_vllm": True, "vllm_mode": config.vllm_mode, "vllm_importance_sampling_correction": False,
             **config.vllm_args} if config.vllm_mode != "off" else {"use_vllm": False}
     return GRPOConfig(
-        output_dir=str(Path(config.output_dir) / "trl"), max_steps=config.steps, seed=config.seed, data_seed=config.seed,
+        output_dir=config.output_dir, max_steps=config.steps, seed=config.seed, data_seed=config.seed,
         per_device_train_batch_size=config.micro_batch_size, gradient_accumulation_steps=accumulation,
         steps_per_generation=accumulation * config.steps_per_generation, num_generations=config.group_size,
         num_iterations=config.updates_per_batch, max_completion_length=config.max_tokens,

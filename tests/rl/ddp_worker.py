@@ -8,6 +8,7 @@ main process saves the final weights to OUT_DIR/weights.pt.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -25,7 +26,7 @@ def main(model_dir: str, task_file: str, out: str, loss_type: str) -> None:
         trainer = RLTrainer(config(model_dir, task_file, out, steps=2, prompts_per_step=2, group_size=2,
                                    micro_batch_size=1, learning_rate=1e-2, loss_type=loss_type, save_every=10))
         history = trainer.train()
-    if int(__import__("os").environ.get("RANK", "0")) == 0:
+    if int(os.environ.get("RANK", "0")) == 0:
         torch.save({"weights": {k: v.detach().clone() for k, v in trainer.model.state_dict().items()},
                     "loss": [step["loss"] for step in history]}, Path(out) / "weights.pt")
 
