@@ -87,3 +87,17 @@ def test_config_yaml_presets_and_errors(tmp_path):
     with pytest.raises(ValueError, match="micro_batch_size: 3 does not divide the 32"):
         RLConfig(prompts_per_step=8, group_size=8, micro_batch_size=3).batch_rows(2)
     assert set(PRESETS) == {"tiny", "qwen2.5-7b"} and preset("qwen2.5-7b").kl_weight == 0.0
+
+
+def test_rlconfig_maps_onto_grpoconfig():
+    from harness.rl.trainer import grpo_arguments
+
+    config = RLConfig(prompts_per_step=8, group_size=4, micro_batch_size=2, steps_per_generation=2, updates_per_batch=3,
+                      loss_type="grpo", clip_low=0.1, clip_high=0.3, advantage_scale="none", kl_weight=0.05,
+                      gradient_checkpointing=True, device="cpu", grpo_args={"mask_truncated_completions": True})
+    one, two = grpo_arguments(config, 1), grpo_arguments(config, 2)
+    assert (one.per_device_train_batch_size, one.gradient_accumulation_steps, one.steps_per_generation) == (2, 16, 32)
+    assert (two.per_device_train_batch_size, two.gradient_accumulation_steps, two.steps_per_generation) == (2, 8, 16)
+    assert (one.num_generations, one.num_iterations, one.loss_type, one.epsilon, one.epsilon_high) == (4, 3, "grpo", 0.1, 0.3)
+    assert (one.scale_rewards, one.beta, one.gradient_checkpointing, one.mask_truncated_completions) == ("none", 0.05, True, True)
+    assert not one.bf16 and not one.use_vllm  # float32 on the CPU; the policy generates

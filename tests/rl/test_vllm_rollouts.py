@@ -79,3 +79,23 @@ def test_server_sends_one_batched_request_and_infers_how_each_completion_ended()
     assert kwargs["generation_kwargs"]["stop"] == ["```output"] and kwargs["generation_kwargs"]["include_stop_str_in_output"]
     assert [g.finish_reason for g in out] == ["stop", "eos", "length"]
     assert out[0].stop_string == "```output" and out[1].text == "4"
+
+
+def test_rollouts_generate_through_trls_engine_when_it_runs_one(fake_vllm):
+    from harness.rl.config import RLConfig
+    from harness.rl.rollouts import Rollouts
+
+    tokenizer = build_tokenizer()
+    trainer = SimpleNamespace(use_vllm=True, processing_class=tokenizer,
+                              vllm_generation=SimpleNamespace(mode="colocate", llm=FakeLLM(tokenizer, "4")))
+    with Rollouts(RLConfig(), None, None).backend(trainer) as backend:
+        assert isinstance(backend, TRLColocateBackend) and backend.llm is trainer.vllm_generation.llm
+
+
+def test_vllm_mode_reaches_grpoconfig():
+    from harness.rl.config import RLConfig
+    from harness.rl.trainer import grpo_arguments
+
+    args = grpo_arguments(RLConfig(vllm_mode="server", vllm_args={"vllm_server_port": 8123}, device="cpu"), 1)
+    assert (args.use_vllm, args.vllm_mode, args.vllm_server_port) == (True, "server", 8123)
+    assert args.vllm_importance_sampling_correction is False  # the rollouts return no vLLM log-probs
