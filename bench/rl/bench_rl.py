@@ -32,7 +32,7 @@ def main() -> None:
         config = preset("tiny").updated(model=args.model, method=args.method, steps=args.steps, output_dir=out, save_every=10_000, device="cpu")
         history = RLTrainer(config).train()
     rollouts = config.prompts_per_step * config.group_size
-    steps = [{"rollouts_per_s": rollouts / h["time/rollout_s"], "updates_per_s": 1 / h["time/update_s"],
+    steps = [{"rollouts_per_s": rollouts / h["time/rollout_s"], "updates_per_s": 1 / (h["step_time"] - h["time/rollout_s"]),
               "generate_s": h["time/generate_s"], "tools_s": h["time/tools_s"], "code_rate": h["code_rate"]} for h in history]
     later = steps[1:] or steps
     report = {

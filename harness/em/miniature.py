@@ -152,24 +152,25 @@ def _em_iterations(job: dict, config, sandbox):
 
 
 def _rl_iterations(job: dict, em_config, sandbox):
-    """RL with EM's sampling and schedule: a fresh trainer (AdamW, warm-up, cosine) per iteration,
-    from the weights the previous one left; global step numbers keep prompts and seeds moving on."""
+    """RL with EM's sampling and schedule: a fresh train-rl run (AdamW, warm-up, cosine) per iteration,
+    from the weights the previous one left; the seed moves on with the iteration so each one draws other
+    prompts. train-rl opens its own sandbox (``sandbox`` serves the evaluations)."""
     from harness.rl.config import preset as rl_preset
     from harness.rl.trainer import RLTrainer
+    from harness.training.schedule import mix_seed
 
     model = job["model"]
     for iteration in range(job["iterations"]):
+        work = Path(job["work"]) / f"rl-{iteration}"
         config = rl_preset("tiny").updated(
-            model=model, seed=job["seed"], steps=job["rl_steps"], save_every=10_000, device="cpu",
-            output_dir=str(Path(job["work"]) / f"rl-{iteration}"), temperature=em_config.temperature,
-            top_p=em_config.top_p, learning_rate=em_config.learning_rate, lr_schedule="cosine",
+            model=model, seed=mix_seed(job["seed"], iteration), steps=job["rl_steps"], save_every=10_000, device="cpu",
+            output_dir=str(work / "run"), temperature=em_config.temperature, top_p=em_config.top_p,
+            learning_rate=em_config.learning_rate, lr_schedule="cosine",
             warmup_steps=max(1, round(em_config.warmup_ratio * job["rl_steps"])))
         rl = RLTrainer(config)
-        rl.sandbox = sandbox
-        for step in range(job["rl_steps"]):
-            rl.train_step(iteration * job["rl_steps"] + step)
-        model = str(Path(job["work"]) / f"rl-{iteration}" / "weights")
-        rl.accelerator.unwrap_model(rl.model).save_pretrained(model)
+        rl.train()
+        model = str(work / "weights")
+        rl.model.save_pretrained(model)
         rl.tokenizer.save_pretrained(model)
         yield rl.backend
 

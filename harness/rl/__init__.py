@@ -1,1 +1,1 @@
-"""Reinforcement learning: the loss functions shared by `train-rl` and the EM trainer's M-step."""
+"""Reinforcement learning: `train-rl` on TRL (config, trainer, rollouts, vLLM adapters) and the loss pieces and batches the EM trainer uses."""

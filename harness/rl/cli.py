@@ -1,4 +1,4 @@
-"""`harness train-rl`: the vanilla RL baseline (GRPO-style, code execution inside rollouts)."""
+"""`harness train-rl`: the vanilla RL baseline (TRL's GRPOTrainer, code execution inside rollouts)."""
 
 from __future__ import annotations
 
@@ -43,8 +43,10 @@ def train_rl_command(
         bar = progress.add_task("train-rl", total=config.steps)
 
         def show(metrics: dict) -> None:
-            progress.update(bar, completed=metrics["step"],
-                            description=f"train-rl reward {metrics['reward']:.2f} code {metrics['code_rate']:.2f}")
+            # a step that reuses earlier rollouts (steps_per_generation > 1) logs no reward of its own
+            if "reward" in metrics:
+                progress.update(bar, description=f"train-rl reward {metrics['reward']:.2f} code {metrics['code_rate']:.2f}")
+            progress.update(bar, completed=metrics["step"])
 
         try:
             trainer.train(resume=resume, on_step=show, allow_config_change=allow_config_change)

@@ -1,53 +1,35 @@
-"""One process of the 2-process gloo check: gradients of the RL loss on this rank's half of a fixed batch.
+"""One process of the 2-process gloo check: train-rl (the TRL trainer) for two steps on scripted rollouts.
 
-Run as ``python -m tests.rl.ddp_worker OUT_FILE`` with RANK / WORLD_SIZE / MASTER_ADDR / MASTER_PORT set
-(WORLD_SIZE=1 gives the single-process reference on the whole batch).
+Run as ``python -m tests.rl.ddp_worker MODEL_DIR TASK_FILE OUT_DIR LOSS_TYPE`` with RANK / WORLD_SIZE /
+MASTER_ADDR / MASTER_PORT set (WORLD_SIZE=1 gives the single-process reference on the same global batch).
+The rollouts are scripted (tests/rl/test_grpo_signal.py) so both runs train on the same sequences; the
+main process saves the final weights to OUT_DIR/weights.pt.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-
-import torch
-
-
-def fixed_batch(tokenizer):
-    from harness.rl.batch import build_batch
-
-    generator = torch.Generator().manual_seed(0)
-    prompts, responses, masks = [], [], []
-    for row in range(4):
-        prompt = torch.randint(5, 300, (3 + row,), generator=generator).tolist()
-        response = torch.randint(5, 300, (2 + 3 * row,), generator=generator).tolist()
-        prompts.append(prompt)
-        responses.append(response)
-        masks.append([1 if (i % 3) else 0 for i in range(len(response))])  # some "tool" tokens
-    return build_batch(prompts, responses, masks, tokenizer.pad_token_id), torch.tensor([1.0, -0.5, 0.25, -1.0])
+from pathlib import Path
 
 
-def main(out_file: str) -> None:
-    from accelerate import Accelerator
+def main(model_dir: str, task_file: str, out: str, loss_type: str) -> None:
+    import pytest
+    import torch
 
-    from harness.rl.batch import chunked_logprobs
-    from harness.rl.config import RLConfig
-    from harness.rl.trainer import accumulate_gradients
-    from tests.models.tiny_models import build_model, build_tokenizer
+    from harness.rl.trainer import RLTrainer
+    from tests.rl.test_grpo_signal import scripted_rollouts
+    from tests.rl.test_trainer import config
 
-    accelerator = Accelerator(cpu=True)
-    tokenizer = build_tokenizer()
-    model = accelerator.prepare(build_model("qwen2", tokenizer, seed=3).train())
-    batch, advantages = fixed_batch(tokenizer)
-    old = chunked_logprobs(model, batch, 4) + 0.05  # a stale policy, so ratios and clipping are exercised
-    rank, world = accelerator.process_index, accelerator.num_processes
-    rows = list(range(rank, len(advantages), world))
-    config = RLConfig(micro_batch_size=1, aggregation=os.environ.get("AGGREGATION", "token"))
-    totals = accumulate_gradients(model, accelerator, batch.rows(rows), old[rows], advantages[rows], None, config)
-    loss = accelerator.reduce(torch.tensor(totals["loss"]), "sum") / world
-    grads = {name: p.grad.detach().clone() for name, p in accelerator.unwrap_model(model).named_parameters()}
-    if accelerator.is_main_process:
-        torch.save({"loss": float(loss), "grads": grads}, out_file)
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        scripted_rollouts(monkeypatch)
+        trainer = RLTrainer(config(model_dir, task_file, out, steps=2, prompts_per_step=2, group_size=2,
+                                   micro_batch_size=1, learning_rate=1e-2, loss_type=loss_type, save_every=10))
+        history = trainer.train()
+    if int(os.environ.get("RANK", "0")) == 0:
+        torch.save({"weights": {k: v.detach().clone() for k, v in trainer.model.state_dict().items()},
+                    "loss": [step["loss"] for step in history]}, Path(out) / "weights.pt")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(*sys.argv[1:])

@@ -15,13 +15,11 @@ import sys
 from pathlib import Path
 
 ROOT = str(Path(__file__).resolve().parents[2])
-TESTS = ["tests/rl/test_mutations.py", "tests/rl/test_fidelity.py", "tests/rl/test_losses.py", "tests/rl/test_em_steps.py",
-         "tests/training/test_policy.py"]
+TESTS = ["tests/rl/test_grpo_signal.py", "tests/rl/test_mutations.py", "tests/rl/test_fidelity.py", "tests/rl/test_losses.py",
+         "tests/rl/test_em_steps.py", "tests/training/test_policy.py"]
 MUTATIONS = [
-    ("RL policy-gradient sign flipped (losses.clipped_objective)", "harness/rl/losses.py",
-     "return -torch.minimum(unclipped, clipped)", "return torch.minimum(unclipped, clipped)"),
-    ("RL advantages negated in the trainer (policy_loss)", "harness/rl/trainer.py",
-     "advantages.to(logprobs.device), mask,", "-advantages.to(logprobs.device), mask,"),
+    ("RL reward negated: the advantages TRL computes flip (rollouts.Reward)", "harness/rl/rollouts.py",
+     "rewards = [float(bool(g.correct))", "rewards = [-float(bool(g.correct))"),
     ("EM policy-gradient sign flipped (losses.truncated_is_loss)", "harness/rl/losses.py",
      "per_token = -logprobs * weight", "per_token = logprobs * weight"),
     ("M-step loss zeroed (mstep.mstep_loss)", "harness/em/mstep.py",
@@ -31,8 +29,12 @@ MUTATIONS = [
      "return 0 * -(target * torch.log_softmax(prefix_logprobs, dim=-1)).sum(-1).mean()"),
     ("decision CE never reaches the model (EM update._decision_loss)", "harness/em/update.py",
      "stacked = torch.stack([logprobs[q] for q in queries])", "stacked = torch.stack([logprobs[q] for q in queries]).detach().requires_grad_()"),
-    ("tool tokens let through the RL/EM mask (batch.build_batch)", "harness/rl/batch.py",
+    ("tool tokens let through the EM mask (batch.build_batch)", "harness/rl/batch.py",
      "= torch.tensor(loss_mask, dtype=torch.float32)", "= 1.0"),
+    ("RL env_mask not handed to TRL (rollouts.Rollouts)", "harness/rl/rollouts.py",
+     '"env_mask": [t.loss_mask for t in trajectories], ', ""),
+    ("RL tool tokens unmasked: env_mask all ones (rollouts.Rollouts)", "harness/rl/rollouts.py",
+     '"env_mask": [t.loss_mask for t in trajectories]', '"env_mask": [[1] * len(t.loss_mask) for t in trajectories]'),
     ("tool tokens let through the EM mask (EMTrainer._batch)", "harness/em/update.py",
      'r["loss_mask"][r["forced_tokens"]:] for r in rollouts]', '[1] * (len(r["loss_mask"]) - r["forced_tokens"]) for r in rollouts]'),
     ("forced prefix trained as sampled (EMTrainer._batch)", "harness/em/update.py",
@@ -45,9 +47,6 @@ MUTATIONS = [
     ("EM pi_old misaligned by one token (EMTrainer._pi_old)", "harness/em/update.py",
      'logprobs[row, : len(r["prompt_ids"]) + len(r["response_ids"]) - 1]',
      'logprobs[row, 1 : len(r["prompt_ids"]) + len(r["response_ids"])]'),
-    ("RL pi_old misaligned by one token (update_policy)", "harness/rl/trainer.py",
-     "    old = chunked_logprobs(model, batch, config.micro_batch_size)\n",
-     "    old = chunked_logprobs(model, batch, config.micro_batch_size).roll(1, dims=-1)\n"),
     ("resume restores the optimiser state into a throwaway optimiser (EM mstep)", "harness/em/update.py",
      "load_trainer_state(latest_checkpoint(self.out), optimizer, scheduler,",
      "load_trainer_state(latest_checkpoint(self.out), torch.optim.AdamW(self.model.parameters()), scheduler,"),
@@ -55,8 +54,10 @@ MUTATIONS = [
      "return loss * len(items) / step_size", "return loss"),
     ("SFT micro-batch loss averaged on its own tokens (sft.sft_step)", "harness/training/sft.py",
      'token_loss(logits, batch["labels"].to(device), normaliser)', 'token_loss(logits, batch["labels"].to(device))'),
-    ("RL mini-batches ignored: one step per batch (update_policy)", "harness/rl/trainer.py",
-     "bounds = [round(i * rows / config.mini_batches) for i in range(config.mini_batches + 1)]", "bounds = [0, rows]"),
+    ("RL steps_per_generation ignored: always on-policy (trainer.grpo_arguments)", "harness/rl/trainer.py",
+     "steps_per_generation=accumulation * config.steps_per_generation", "steps_per_generation=accumulation"),
+    ("RL rows of a group share a seed (rollouts.Rollouts)", "harness/rl/rollouts.py",
+     "trainer.state.global_step, first + i)", "trainer.state.global_step, first)"),
 ]
 
 

@@ -1,4 +1,4 @@
-"""Two CPU processes (gloo) compute the same loss and gradients as one process on the same batch."""
+"""Two CPU processes (gloo) running train-rl end with the same weights as one process on the same global batch."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from .test_trainer import task_file, tiny_model_dir  # noqa: F401 - shared fixtures
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -20,25 +22,31 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def run_workers(world: int, out: Path, aggregation: str) -> dict:
+def run_workers(world: int, model_dir, task, out: Path, loss_type: str) -> dict:
     port = free_port()
     processes = []
     for rank in range(world):
-        env = {**os.environ, "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world), "AGGREGATION": aggregation,
+        env = {**os.environ, "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world), "LOCAL_WORLD_SIZE": str(world),
                "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-        processes.append(subprocess.Popen([sys.executable, "-m", "tests.rl.ddp_worker", str(out)], cwd=REPO, env=env,
-                                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+        processes.append(subprocess.Popen([sys.executable, "-m", "tests.rl.ddp_worker", str(model_dir), str(task), str(out), loss_type],
+                                          cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
     for process in processes:
-        output, _ = process.communicate(timeout=300)
-        assert process.returncode == 0, output
-    return torch.load(out)
+        output, _ = process.communicate(timeout=600)
+        assert process.returncode == 0, output[-3000:]
+    return torch.load(out / "weights.pt")
 
 
-@pytest.mark.parametrize("aggregation", ["token", "sequence"])
-def test_two_processes_match_one(tmp_path, aggregation):
-    single = run_workers(1, tmp_path / "single.pt", aggregation)
-    double = run_workers(2, tmp_path / "double.pt", aggregation)
-    assert double["loss"] == pytest.approx(single["loss"], rel=1e-5)
-    for name, grad in single["grads"].items():
-        assert torch.allclose(double["grads"][name], grad, atol=1e-6, rtol=1e-4), name
-    assert any(grad.abs().sum() > 0 for grad in single["grads"].values())
+@pytest.mark.parametrize("loss_type", ["dapo"])  # the default; its normaliser spans processes
+def test_two_processes_end_with_the_weights_of_one(tiny_model_dir, task_file, tmp_path, loss_type):  # noqa: F811
+    single = run_workers(1, tiny_model_dir, task_file, tmp_path / "single", loss_type)
+    double = run_workers(2, tiny_model_dir, task_file, tmp_path / "double", loss_type)
+    from transformers import AutoModelForCausalLM
+
+    start = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).state_dict()
+    assert double["loss"] == pytest.approx(single["loss"], rel=1e-4, abs=1e-6)
+    moved = max(float((value - start[name]).abs().max()) for name, value in single["weights"].items())
+    assert moved > 1e-3
+    # Adam divides by sqrt(v): the gradient's summation order (one all-reduce) moves a weight by ~1e-5 here,
+    # against updates of ~1e-2; a different batch or normalisation moves it by the update's size.
+    for name, value in single["weights"].items():
+        assert torch.allclose(double["weights"][name], value, atol=1e-2 * moved, rtol=0), name

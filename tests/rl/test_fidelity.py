@@ -1,19 +1,18 @@
-"""Fidelity to the paper's method: the E-step's decision rules, labels by content, and PPO's clip actually acting."""
+"""Fidelity to the paper's method: the E-step's decision rules and labels by content (train-rl's clip acting
+after the first step is in test_grpo_signal.py)."""
 
 from __future__ import annotations
 
 import math
 
 import pytest
-import torch
 
 from harness.em.config import EMConfig
 from harness.em.config import preset as em_preset
 from harness.em.estep import content_labels, decision_policy_from_logprobs
-from harness.rl.config import RLConfig
 from harness.rl.config import preset as rl_preset
 
-from .test_mutations import PROMPT, em_trainer, rl_batch, rl_setup
+from .test_mutations import PROMPT, em_trainer
 from .test_trainer import task_file, tiny_model_dir  # noqa: F401 - shared fixtures
 
 
@@ -93,20 +92,13 @@ def test_tiny_presets_of_rl_and_em_match():
         (em.learning_rate, em.lr_schedule, em.warmup_ratio, em.top_p, em.temperature)
 
 
-@pytest.mark.parametrize("mini_batches, clips", [(1, False), (2, True)])
-def test_the_clip_acts_only_after_the_first_step_of_a_batch(tiny_model_dir, mini_batches, clips):  # noqa: F811
-    from harness.rl.trainer import update_policy
-
-    config, model, tokenizer, optimiser, scheduler, accelerator = rl_setup(
-        tiny_model_dir, mini_batches=mini_batches, learning_rate=5e-2, clip_low=0.01, clip_high=0.01)
-    one = rl_batch(tokenizer)
-    batch = type(one)(one.input_ids.repeat(2, 1), one.attention_mask.repeat(2, 1), one.mask.repeat(2, 1))
-    result = update_policy(model, optimiser, scheduler, accelerator, None, batch, torch.tensor([1.0, 1.0]), config)
-    assert int(optimiser.state[next(model.parameters())]["step"]) == mini_batches  # AdamW's own step count
-    assert (result["clip_ratio"] > 0) == clips, result
-
-
-def test_rl_config_checks_mini_batches():
-    assert RLConfig().mini_batches == 2 and rl_preset("tiny").mini_batches == 1
-    with pytest.raises(ValueError, match="mini_batches"):
-        RLConfig(prompts_per_step=1, group_size=2, mini_batches=3)
+def test_the_7b_presets_of_rl_and_em_match():
+    """Vanilla RL is EM's baseline: same model, data, rollout budget, response budget, sampling, schedule and batch."""
+    rl, em = rl_preset("qwen2.5-7b"), em_preset("paper-7b")
+    assert (rl.model, rl.task, rl.task_args, rl.max_tokens, rl.temperature, rl.top_p) == \
+        (em.model, em.task, em.task_args, em.max_tokens, em.temperature, em.top_p)
+    assert rl.group_size == 2 * em.k + em.free_rollouts  # rollouts per query
+    assert rl.steps * rl.prompts_per_step == em.iterations * em.queries_per_iteration  # queries rolled out in all
+    assert rl.prompts_per_step * rl.group_size == em.batch_size  # sequences per optimiser step
+    assert (rl.learning_rate, rl.lr_schedule, rl.micro_batch_size) == (em.learning_rate, em.lr_schedule, em.micro_batch_size)
+    assert rl.warmup_steps == round(em.warmup_ratio * rl.steps)

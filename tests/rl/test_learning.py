@@ -24,7 +24,7 @@ from harness.rl.trainer import RLTrainer
 
 STEPS = 40
 WINDOW = 10
-MIN_RISE = 0.15  # seen here (arith v2): 0.51 over the first ten steps, 0.93 over the last ten
+MIN_RISE = 0.15  # seen here (TRL trainer, arith v2): 0.54 over the first ten steps, 0.97 over the last ten
 WHERE_CODE_NEVER_LOSES = {"split": "train", "size": 2000, "kinds": ["cot-sufficient", "code-necessary"]}
 
 

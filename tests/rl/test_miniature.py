@@ -124,3 +124,25 @@ def test_bad_command_lines_are_one_error_line(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["--model", str(model), "--em-variants", "x:nonsense=1"])
     assert exit_info.value.code == 2 and "error: EM variant 'x'" in capsys.readouterr().err
+
+
+def test_rl_rows_chain_train_rl_runs_from_the_weights_the_previous_one_left(tmp_path):
+    """The SFT+RL / Base+RL rows: one train-rl run per iteration, each from the last one's saved weights,
+    with a seed of its own (so each iteration draws other prompts)."""
+    import json
+
+    from harness.em.config import preset as em_preset
+    from harness.em.miniature import _rl_iterations
+    from tests.models.tiny_models import build_model, build_tokenizer
+
+    tokenizer = build_tokenizer()
+    build_model("qwen2", tokenizer, seed=0).save_pretrained(tmp_path / "start")
+    tokenizer.save_pretrained(tmp_path / "start")
+    job = {"model": str(tmp_path / "start"), "seed": 0, "rl_steps": 1, "iterations": 2, "work": str(tmp_path / "work")}
+    backends = list(_rl_iterations(job, em_preset("tiny"), None))
+    assert len(backends) == 2
+    configs = [json.loads((tmp_path / "work" / f"rl-{i}" / "run" / "provenance.json").read_text())["config"] for i in range(2)]
+    assert configs[0]["model"] == str(tmp_path / "start")
+    assert configs[1]["model"] == str(tmp_path / "work" / "rl-0" / "weights")
+    assert configs[0]["seed"] != configs[1]["seed"]
+    assert (tmp_path / "work" / "rl-1" / "weights" / "config.json").exists()

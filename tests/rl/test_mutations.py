@@ -1,9 +1,10 @@
-"""Fast tests (tiny random models, seconds) that fail when the trainers' learning signal is broken.
+"""Fast tests (tiny random models, seconds) that fail when the EM trainer's learning signal is broken
+(train-rl's are in test_grpo_signal.py).
 
 Each guards against one mutation of the source that every other fast test let through before: a flipped
 policy-gradient sign, a zeroed M-step loss or decision cross-entropy, tool tokens let through the loss
 mask, the importance-weight cap ignored, π_old misaligned by one token, a resume that restores the wrong
-optimiser state. They go through the trainers' own code paths (``update_policy``, ``EMTrainer.mstep`` and
+optimiser state. They go through the trainer's own code paths (``EMTrainer.mstep`` and
 ``_optimiser_step``), not copies of the loss, so a mutation anywhere on the path is seen. The README's
 EM section lists which test caught which mutation.
 """
@@ -16,8 +17,7 @@ import pytest
 import torch
 
 from harness.em.trainer import EMTrainer
-from harness.rl.batch import build_batch, chunked_logprobs
-from harness.rl.config import RLConfig
+from harness.rl.batch import chunked_logprobs
 
 from .test_em_trainer import config as em_config
 from .test_trainer import task_file, tiny_model_dir  # noqa: F401 - shared fixtures
@@ -78,44 +78,7 @@ def relative_difference(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).norm() / b.norm())
 
 
-def rl_setup(model_dir, **overrides):
-    from accelerate import Accelerator
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    config = RLConfig(**{"micro_batch_size": 4, "mini_batches": 1, "learning_rate": 1e-3, **overrides})
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    optimiser = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=0.0)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda step: 1.0)
-    return config, model, tokenizer, optimiser, scheduler, Accelerator(cpu=True)
-
-
-def rl_batch(tokenizer, tool_tail: str | None = None):
-    response = tokenizer.encode(ANSWER, add_special_tokens=False)
-    mask = [1] * len(response)
-    if tool_tail:
-        tail = tokenizer.encode(tool_tail, add_special_tokens=False)
-        response, mask = response + tail, mask + [0] * len(tail)
-    return build_batch([tokenizer.encode(PROMPT, add_special_tokens=False)], [response], [mask], tokenizer.pad_token_id)
-
-
-def masked_logprob(model, batch) -> float:
-    return float((chunked_logprobs(model, batch, 1) * batch.mask).sum())
-
-
 # ---------------------------------------------------------------- the policy-gradient sign
-@pytest.mark.parametrize("advantage", [1.0, -1.0])
-def test_rl_step_raises_a_positive_sample_and_lowers_a_negative_one(tiny_model_dir, advantage):  # noqa: F811
-    from harness.rl.trainer import update_policy
-
-    config, model, tokenizer, optimiser, scheduler, accelerator = rl_setup(tiny_model_dir)
-    batch = rl_batch(tokenizer)
-    before = masked_logprob(model, batch)
-    update_policy(model, optimiser, scheduler, accelerator, None, batch, torch.tensor([advantage]), config)
-    after = masked_logprob(model, batch)
-    assert (after - before) * advantage > 0, (before, after)
-
-
 @pytest.mark.parametrize("correct", [True, False])
 def test_em_m_step_raises_a_right_sample_and_lowers_a_wrong_one(tiny_model_dir, task_file, tmp_path, correct):  # noqa: F811
     trainer = em_trainer(tiny_model_dir, task_file, tmp_path)
@@ -141,20 +104,6 @@ def test_em_step_moves_the_decision_toward_the_reference_strategy(tiny_model_dir
 
 
 # ---------------------------------------------------------------- the loss mask
-def test_rl_gradient_ignores_tool_tokens(tiny_model_dir):  # noqa: F811
-    from harness.rl.trainer import accumulate_gradients
-
-    config, model, tokenizer, _, _, accelerator = rl_setup(tiny_model_dir)
-    gradients = []
-    for tail in (TOOL_TAIL_A, TOOL_TAIL_B):  # trailing tool output: it conditions nothing the model wrote
-        batch = rl_batch(tokenizer, tail)
-        old = chunked_logprobs(model, batch, 1)
-        model.zero_grad()
-        accumulate_gradients(model, accelerator, batch, old, torch.tensor([1.0]), None, config)
-        gradients.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
-    assert torch.allclose(gradients[0], gradients[1], atol=1e-7)
-
-
 def test_em_gradient_ignores_tool_tokens(tiny_model_dir, task_file, tmp_path):  # noqa: F811
     trainer = em_trainer(tiny_model_dir, task_file, tmp_path, kl_weight=0.5)
     gradients = []
@@ -205,27 +154,6 @@ def test_em_first_step_ratio_is_exactly_one(tiny_model_dir, task_file, tmp_path,
     records = [rollout(trainer), rollout(trainer, "```python\nprint(2 + 2)\n```", tool_tail=TOOL_TAIL_A, correct=False)]
     trainer.mstep(0, {"training": [(r, 1.0) for r in records], "strategies": {"q": {"cot": 1.0, "code": 0.0}}})
     assert seen and seen[0] < 1e-5, seen
-
-
-def test_rl_first_step_ratio_is_exactly_one(tiny_model_dir, monkeypatch):  # noqa: F811
-    import harness.rl.trainer as rl_trainer_module
-
-    config, model, tokenizer, optimiser, scheduler, accelerator = rl_setup(tiny_model_dir, mini_batches=2)
-    real, seen = rl_trainer_module.clipped_policy_loss, []
-
-    def watched(logprobs, old_logprobs, advantages, mask, *args):
-        seen.append(float(((logprobs - old_logprobs).abs() * mask).max().detach()))
-        return real(logprobs, old_logprobs, advantages, mask, *args)
-
-    monkeypatch.setattr(rl_trainer_module, "clipped_policy_loss", watched)
-    tail = tokenizer.encode(TOOL_TAIL_A, add_special_tokens=False)
-    answer = tokenizer.encode(ANSWER, add_special_tokens=False)
-    prompt = tokenizer.encode(PROMPT, add_special_tokens=False)
-    batch = build_batch([prompt, prompt[:3]], [answer + tail, answer], [[1] * len(answer) + [0] * len(tail), [1] * len(answer)],
-                        tokenizer.pad_token_id)
-    rl_trainer_module.update_policy(model, optimiser, scheduler, accelerator, None, batch, torch.tensor([1.0, -1.0]), config)
-    assert len(seen) == 2 and seen[0] < 1e-5, seen
-    assert seen[1] > 1e-4  # the second mini-batch sees the policy after the first step: the ratio has moved
 
 
 # ---------------------------------------------------------------- resume restores the optimiser state

@@ -33,7 +33,7 @@ def task_file(tmp_path_factory):
 
 def config(model_dir, task_file, out, **overrides) -> RLConfig:
     values = dict(model=str(model_dir), task=str(task_file), method="auto", steps=2, prompts_per_step=2, group_size=2,
-                  max_tokens=12, max_tool_calls=1, learning_rate=1e-2, micro_batch_size=3, save_every=1,
+                  max_tokens=12, max_tool_calls=1, learning_rate=1e-2, micro_batch_size=2, save_every=1,
                   output_dir=str(out), device="cpu", sandbox_timeout=2.0)
     return RLConfig.from_dict({**values, **overrides})
 
@@ -44,11 +44,11 @@ def weights(model) -> dict:
 
 def test_a_step_logs_trl_metrics_and_moves_the_weights_the_backend_uses(tiny_model_dir, task_file, tmp_path):
     trainer = RLTrainer(config(tiny_model_dir, task_file, tmp_path, steps=1, format_reward=0.5))
-    assert trainer.backend.model is trainer.accelerator.unwrap_model(trainer.model)
+    assert trainer.backend.model is trainer.model
     before = weights(trainer.backend.model)
     [metrics] = trainer.train()
     for name in ("reward", "reward_std", "completions/mean_length", "tools/call_frequency", "tools/failure_frequency",
-                 "clip_ratio", "kl", "loss", "code_rate"):
+                 "clip_ratio/region_mean", "loss", "learning_rate", "code_rate", "rewards/correct/mean"):
         assert name in metrics
     after = weights(trainer.backend.model)
     assert any(not torch.equal(before[n], after[n]) for n in before)
@@ -80,6 +80,24 @@ def test_config_yaml_presets_and_errors(tmp_path):
     (tmp_path / "bad.yaml").write_text("stepz: 3\n")
     with pytest.raises(ValueError, match="unknown config keys: stepz"):
         RLConfig.from_yaml(tmp_path / "bad.yaml")
-    with pytest.raises(ValueError, match="aggregation"):
-        RLConfig(aggregation="mean")
+    with pytest.raises(ValueError, match="loss_type"):
+        RLConfig(loss_type="mean")
+    with pytest.raises(ValueError, match="grpo_args: learning_rate set by RLConfig"):
+        RLConfig(grpo_args={"learning_rate": 1.0})
+    with pytest.raises(ValueError, match="micro_batch_size: 3 does not divide the 32"):
+        RLConfig(prompts_per_step=8, group_size=8, micro_batch_size=3).batch_rows(2)
     assert set(PRESETS) == {"tiny", "qwen2.5-7b"} and preset("qwen2.5-7b").kl_weight == 0.0
+
+
+def test_rlconfig_maps_onto_grpoconfig():
+    from harness.rl.trainer import grpo_arguments
+
+    config = RLConfig(prompts_per_step=8, group_size=4, micro_batch_size=2, steps_per_generation=2, updates_per_batch=3,
+                      loss_type="grpo", clip_low=0.1, clip_high=0.3, advantage_scale="none", kl_weight=0.05,
+                      gradient_checkpointing=True, device="cpu", grpo_args={"mask_truncated_completions": True})
+    one, two = grpo_arguments(config, 1), grpo_arguments(config, 2)
+    assert (one.per_device_train_batch_size, one.gradient_accumulation_steps, one.steps_per_generation) == (2, 16, 32)
+    assert (two.per_device_train_batch_size, two.gradient_accumulation_steps, two.steps_per_generation) == (2, 8, 16)
+    assert (one.num_generations, one.num_iterations, one.loss_type, one.epsilon, one.epsilon_high) == (4, 3, "grpo", 0.1, 0.3)
+    assert (one.scale_rewards, one.beta, one.gradient_checkpointing, one.mask_truncated_completions) == ("none", 0.05, True, True)
+    assert not one.bf16 and not one.use_vllm  # float32 on the CPU; the policy generates

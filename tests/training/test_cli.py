@@ -58,7 +58,7 @@ def test_trainer_config_values_of_the_wrong_type_or_out_of_bounds_name_file_and_
     assert "steps: must be an integer (got True" in config_error(tmp_path, "train-rl", "steps: true\n")
     assert config_error(tmp_path, "train-rl", "save_every: 0\n").endswith("save_every: must be at least 1 (got 0)")
     assert config_error(tmp_path, "train-rl", "prompts_per_step: -3\n").endswith("prompts_per_step: must be at least 1 (got -3)")
-    assert config_error(tmp_path, "train-rl", "aggregation: mean\n").endswith("aggregation: must be one of token, sequence (got 'mean')")
+    assert config_error(tmp_path, "train-rl", "loss_type: bnpo\n").endswith("loss_type: must be one of grpo, dapo, dr_grpo (got 'bnpo')")
     assert config_error(tmp_path, "train-em", "batch_size: -4\n").endswith("batch_size: must be at least 1 (got -4)")
     assert config_error(tmp_path, "train-em", "learning_rate: 0\n").endswith("learning_rate: must be above 0 (got 0.0)")
 
