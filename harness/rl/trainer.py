@@ -21,17 +21,6 @@ from pathlib import Path
 from harness.rl.config import RLConfig
 
 
-def load_policy(path: str, dtype: str, device):
-    """(model, tokenizer) from a Hugging Face folder; ``dtype`` auto = bfloat16 on GPU, float32 on CPU."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    torch_dtype = {"auto": None, "float32": torch.float32, "bfloat16": torch.bfloat16}[dtype]
-    if torch_dtype is None:
-        torch_dtype = torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
-    return AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype).to(device), AutoTokenizer.from_pretrained(path)
-
-
 def on_cpu(config: RLConfig) -> bool:
     import torch
 
