@@ -113,10 +113,11 @@ def eval_command(
     from harness.eval.run_lock import RunLockedError
     from harness.eval.runner import EvalConfig, EvalRun
     from harness.eval.store import RunMismatchError, RunStoreError
-    from harness.eval.tasks import TaskError, load_samples, load_task
+    from harness.eval.tasks import TaskError, load_samples, load_task, task_data_dir
     from harness.models import BackendError, load_backend, parse_model_spec
     from harness.models.threads import available_cpus, set_torch_threads
 
+    data_dir = task_data_dir(data_dir)  # resolved once, so run.json records the folder the data came from
     if sandbox not in ("local", "docker"):
         fail(f"--sandbox must be local or docker, not {sandbox!r}")
     try:

@@ -114,3 +114,12 @@ def test_run_files_get_the_mode_a_plain_write_would(tmp_path, scripted, umask_02
     (directory / "results.json").chmod(0o664)
     assert runner.invoke(app, ["score", str(directory)]).exit_code == 0
     assert stat.S_IMODE((directory / "results.json").stat().st_mode) == 0o664  # a rewrite keeps the file's own mode
+
+
+@pytest.mark.skipif(not (CHECKOUT_DATA / "gsm8k_test.jsonl").is_file(), reason="needs ../shared/data beside the checkout")
+def test_eval_reads_and_records_the_same_data_folder_tasks_counts(tmp_path, scripted, monkeypatch):
+    monkeypatch.delenv("HARNESS_DATA_DIR", raising=False)
+    result = runner.invoke(app, ["eval", "--model", "hf:scripted", "--task", "gsm8k", "--limit", "1", "--output-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    info = json.loads((tmp_path / "scripted" / "gsm8k" / "cot" / "run.json").read_text())
+    assert info["config"]["data_dir"] == str(CHECKOUT_DATA)
