@@ -206,7 +206,7 @@ def _run_dirs_under(paths: list[Path]) -> list[Path]:
     return found
 
 
-def score_command(paths: Annotated[list[Path], typer.Argument(help="Run folders (with run.json and samples.jsonl), or folders to search for them.")]) -> None:
+def score_command(paths: Annotated[list[Path], typer.Argument(metavar="PATH", help="Run folders (with run.json and samples.jsonl), or folders to search for them.")]) -> None:
     """Grade stored responses again with the current grader, without generating: one line per run."""
     from tabulate import tabulate
 

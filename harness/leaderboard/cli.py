@@ -29,7 +29,7 @@ def _command_line(run_dirs: list[Path], fmt: str, out: Path, title: str, notes: 
 
 
 def leaderboard_command(
-    run_dirs: Annotated[list[Path], typer.Argument(help="Run folders (with results.json), or folders to search for them.")],
+    run_dirs: Annotated[list[Path], typer.Argument(metavar="RUN_DIR", help="Run folders (with results.json), or folders to search for them.")],
     fmt: Annotated[str | None, typer.Option("--format", "-f", help="md, csv or html (one self-contained page); default: --out's extension, else md.")] = None,
     out: Annotated[str, typer.Option("--out", "-o", help="A folder (DIR/leaderboard.<format>), a board file (.md, .csv, .html), or a prefix that gets the extension; plots go beside it as <stem>-<plot>.png.")] = "leaderboard",
     title: Annotated[str, typer.Option(help="Heading of the board.")] = "Leaderboard",
