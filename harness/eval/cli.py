@@ -113,10 +113,11 @@ def eval_command(
     from harness.eval.run_lock import RunLockedError
     from harness.eval.runner import EvalConfig, EvalRun
     from harness.eval.store import RunMismatchError, RunStoreError
-    from harness.eval.tasks import TaskError, load_samples, load_task
+    from harness.eval.tasks import TaskError, load_samples, load_task, task_data_dir
     from harness.models import BackendError, load_backend, parse_model_spec
     from harness.models.threads import available_cpus, set_torch_threads
 
+    data_dir = task_data_dir(data_dir)  # resolved once, so run.json records the folder the data came from
     if sandbox not in ("local", "docker"):
         fail(f"--sandbox must be local or docker, not {sandbox!r}")
     try:
@@ -192,39 +193,71 @@ def _open_sandbox(kind: str, timeout: float):
     return box
 
 
-def score_command(run_dirs: Annotated[list[Path], typer.Argument(help="Run directories (with run.json and samples.jsonl).")]) -> None:
-    """Grade stored responses again with the current grader, without generating."""
+def _run_dirs_under(paths: list[Path]) -> list[Path]:
+    """Each path that is a run (holds run.json), else every run in the tree under it, in sorted order."""
+    found = []
+    for path in paths:
+        if not path.exists():
+            fail(f"{path} does not exist")
+        runs = [path] if (path / "run.json").is_file() else sorted(p.parent for p in path.rglob("run.json"))
+        if not runs:
+            fail(f"no run under {path} (no run.json in it or below it): run `harness eval` first")
+        found += [run for run in runs if run not in found]
+    return found
+
+
+def score_command(paths: Annotated[list[Path], typer.Argument(metavar="PATH", help="Run folders (with run.json and samples.jsonl), or folders to search for them.")]) -> None:
+    """Grade stored responses again with the current grader, without generating: one line per run."""
     from tabulate import tabulate
 
     from harness.eval.results import rescore
     from harness.eval.run_lock import RunLockedError
 
-    rows = []
-    for directory in run_dirs:
+    rows, failed = [], 0
+    for directory in _run_dirs_under(paths):
         try:
             results, warning = rescore(directory)
         except (RunLockedError, OSError) as exc:
-            fail(str(exc))
+            problem = str(exc)
         except (KeyError, ValueError) as exc:
-            fail(f"{directory}: cannot re-score ({type(exc).__name__}: {exc})")
+            problem = f"{directory}: cannot re-score ({type(exc).__name__}: {exc})"
+        else:
+            problem = None
+        if problem:
+            # One bad run does not keep the others from being scored; the exit status still says so.
+            typer.echo(f"error: {problem}", err=True)
+            failed += 1
+            continue
         if warning:
             typer.echo(f"warning: {warning}", err=True)
-        rows.append(_summary_row(results))
-    typer.echo(tabulate(rows, headers=SUMMARY_HEADERS, tablefmt="github"))
+        rows.append([str(directory), *_summary_row(results)])
+    if rows:
+        typer.echo(tabulate(rows, headers=["run", *SUMMARY_HEADERS], tablefmt="github"))
+    if failed:
+        raise typer.Exit(2)
 
 
 def tasks_command(data_dir: DataDirOpt = None) -> None:
-    """List the built-in tasks with their sizes and sources."""
+    """List the built-in tasks with their sizes and sources; sizes come from the data folder `harness eval` would use."""
     from tabulate import tabulate
 
-    from harness.eval.tasks import TaskError, available_tasks, load_samples, load_task, task_data_dir
+    from harness.eval.tasks import TaskError, available_tasks, load_samples, load_task, resolve_data_dir
 
-    rows = []
+    directory, origin = resolve_data_dir(data_dir)
+    rows, unknown = [], False
     for name in available_tasks():
         spec = load_task(name)
-        try:
-            size = len(load_samples(spec, data_dir)[0]) if task_data_dir(data_dir) else "?"
-        except TaskError:
-            size = "missing"
+        # Counting never reaches the hub: only generated tasks and local files that are there are read.
+        if spec.generator or (directory is not None and spec.local_file and (directory / spec.local_file).is_file()):
+            try:
+                size = len(load_samples(spec, directory)[0])
+            except TaskError:
+                size = "unreadable"
+        else:
+            size, unknown = "?", True
         rows.append([name, size, spec.version, spec.local_file, spec.hub["path"] if spec.hub else "", spec.description])
     typer.echo(tabulate(rows, headers=["task", "size", "version", "local file", "hub", "description"], tablefmt="github"))
+    missing = " (does not exist)" if directory is not None and not directory.is_dir() else ""
+    typer.echo(f"\ndata folder: {origin}{missing}")
+    if unknown:
+        typer.echo("size ?: the local file is not in the data folder; `harness eval` would load the hub dataset")

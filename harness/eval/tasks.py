@@ -1,7 +1,7 @@
 """Tasks: a declarative definition (``tasks/<name>.toml``) plus the scorer's rules for its answers.
 
 A definition names where the data comes from (a local JSONL file under ``--data-dir`` /
-``$HARNESS_DATA_DIR``, else a Hugging Face hub dataset, or a ``generator`` function
+``$HARNESS_DATA_DIR`` / ``shared/data`` beside a source checkout, else a Hugging Face hub dataset, or a ``generator`` function
 ``"module:function"`` called with ``generator_args`` for procedural tasks), which fields hold the
 id, question and answer, and which metadata fields results are broken down by. Any other dataset is a custom task:
 a JSONL/parquet path or hub id plus field names, graded with MATH rules.
@@ -119,9 +119,31 @@ def _read_hub(hub: dict) -> list[dict]:
         raise TaskError(f"could not load {hub['path']} from the Hugging Face hub ({type(exc).__name__})") from None
 
 
+def checkout_data_dir() -> Path | None:
+    """``shared/data`` beside the source checkout this harness runs from (the layout `make eval` and the
+    tests use), or None for an installed wheel."""
+    checkout = Path(__file__).resolve().parents[2]
+    return checkout.parent / "shared" / "data" if (checkout / "pyproject.toml").is_file() else None
+
+
+def resolve_data_dir(data_dir: str | Path | None) -> tuple[Path | None, str]:
+    """The folder of the tasks' local files and where that choice came from: ``--data-dir``, else
+    ``$HARNESS_DATA_DIR``, else ``shared/data`` beside the checkout when it exists. With none, the
+    text says every place that was looked at."""
+    from_env = os.environ.get("HARNESS_DATA_DIR")
+    if data_dir or from_env:
+        chosen = data_dir or from_env
+        # The CLI's --data-dir reads the variable itself, so a value equal to it came from there.
+        return Path(chosen), f"{'$HARNESS_DATA_DIR' if str(chosen) == from_env else '--data-dir'} {chosen}"
+    beside = checkout_data_dir()
+    if beside is not None and beside.is_dir():
+        return beside, f"{beside} (shared/data beside the checkout)"
+    looked = f", {beside} does not exist" if beside is not None else ""
+    return None, f"no data folder: no --data-dir, $HARNESS_DATA_DIR unset{looked}"
+
+
 def task_data_dir(data_dir: str | Path | None) -> Path | None:
-    chosen = data_dir or os.environ.get("HARNESS_DATA_DIR")
-    return Path(chosen) if chosen else None
+    return resolve_data_dir(data_dir)[0]
 
 
 def _generate(task: TaskSpec) -> list[dict]:

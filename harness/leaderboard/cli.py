@@ -29,9 +29,9 @@ def _command_line(run_dirs: list[Path], fmt: str, out: Path, title: str, notes: 
 
 
 def leaderboard_command(
-    run_dirs: Annotated[list[Path], typer.Argument(help="Run folders (with results.json), or folders to search for them.")],
-    fmt: Annotated[str, typer.Option("--format", "-f", help="md, csv or html (one self-contained page).")] = "md",
-    out: Annotated[Path, typer.Option("--out", "-o", help="Board file; plots go beside it as <stem>-<plot>.png.")] = Path("leaderboard.md"),
+    run_dirs: Annotated[list[Path], typer.Argument(metavar="RUN_DIR", help="Run folders (with results.json), or folders to search for them.")],
+    fmt: Annotated[str | None, typer.Option("--format", "-f", help="md, csv or html (one self-contained page); default: --out's extension, else md.")] = None,
+    out: Annotated[str, typer.Option("--out", "-o", help="A folder (DIR/leaderboard.<format>), a board file (.md, .csv, .html), or a prefix that gets the extension; plots go beside it as <stem>-<plot>.png.")] = "leaderboard",
     title: Annotated[str, typer.Option(help="Heading of the board.")] = "Leaderboard",
     notes: Annotated[list[str] | None, typer.Option("--note", help="A line under the title (repeatable), e.g. the eval command behind the runs.")] = None,
     reference: Annotated[bool, typer.Option(help="Add the published (reported) rows for the tasks on the board.")] = True,
@@ -43,25 +43,41 @@ def leaderboard_command(
     from harness.leaderboard.runs import LeaderboardError, find_runs
 
     notes = notes or []
-    if fmt not in FORMATS:
-        fail(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
-    if out.exists() and out.is_dir():
-        fail(f"--out {out} is a folder; give a file path such as {out / ('leaderboard.' + fmt)}")
+    fmt, board_file = board_path(out, fmt)
     try:
         runs = find_runs(run_dirs)
         reported = load_references(reference_dir) if reference else []
         board = build_board(runs, reported)
     except LeaderboardError as exc:
         fail(str(exc))
-    command = _command_line(run_dirs, fmt, out, title, notes, reference, reference_dir)
-    written = _write(board, fmt, out, title, [f"Built by: {command}", *notes,
+    command = _command_line(run_dirs, fmt, board_file, title, notes, reference, reference_dir)
+    written = _write(board, fmt, board_file, title, [f"Built by: {command}", *notes,
                                               f"Measured runs: {len(runs)}; models: {', '.join(sorted({r.model for r in runs}))}."])
     for path in written:
         typer.echo(f"wrote {path}")
 
 
+def board_path(out: str, fmt: str | None) -> tuple[str, Path]:
+    """The format and the board file that ``--out`` and ``--format`` name: a folder (existing, or
+    written with a trailing slash) holds ``leaderboard.<format>``; a name ending in a format's
+    extension is the file itself; any other name is a prefix that gets the extension."""
+    if fmt is not None and fmt not in FORMATS:
+        fail(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+    path = Path(out)
+    if out.endswith(("/", "\\")) or path.is_dir():
+        fmt = fmt or "md"
+        return fmt, path / f"leaderboard.{fmt}"
+    named = path.suffix[1:].lower()
+    if named in FORMATS:
+        if fmt is not None and fmt != named:
+            fail(f"--out {out} names a .{named} file but --format is {fmt}; make them agree or drop one")
+        return named, path
+    fmt = fmt or "md"
+    return fmt, path.with_name(f"{path.name}.{fmt}")
+
+
 def _write(board, fmt: str, out: Path, title: str, intro: list[str]) -> list[Path]:
-    from harness.io import atomic_write_text
+    from harness.io import atomic_write_bytes, atomic_write_text
     from harness.leaderboard.plots import all_plots
     from harness.leaderboard.render import html_page, markdown, write_csv
     from harness.leaderboard.tables import all_tables
@@ -72,7 +88,7 @@ def _write(board, fmt: str, out: Path, title: str, intro: list[str]) -> list[Pat
     written = []
     for suffix, (_, png) in plots.items():
         path = out.with_name(f"{out.stem}-{suffix}.png")
-        _atomic_write_bytes(path, png)
+        atomic_write_bytes(path, png)
         written.append(path)
     tables = all_tables(board)
     if fmt == "md":
@@ -82,17 +98,3 @@ def _write(board, fmt: str, out: Path, title: str, intro: list[str]) -> list[Pat
     atomic_write_text(out, text)
     return [out, *written]
 
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    import os
-    import tempfile
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -59,12 +59,13 @@ def train_sft_command(
 
 
 def trainer_config_or_exit(config_class, help_config: bool, preset_name: str | None, config_file: Path | None, **overrides):
-    """What train-rl and train-em do with their shared flags: print the fields and exit, or build the
-    config (preset, YAML, flags) and check it names a model folder; every error is one line and exit 2."""
-    if help_config:
-        typer.echo(config_class.help_text())
-        raise typer.Exit(0)
+    """What train-rl and train-em do with their shared flags: print the fields (with the values the preset,
+    YAML and flags given resolve to) and exit, or build the config (preset, YAML, flags) and check it
+    names a model folder; every error is one line and exit 2."""
     try:
+        if help_config:
+            typer.echo(config_class.help_text(preset_name, config_file, **overrides))
+            raise typer.Exit(0)
         config = config_class.resolve(preset_name, config_file, **overrides)
     except (ValueError, OSError) as exc:
         fail(str(exc))

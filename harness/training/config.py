@@ -123,16 +123,35 @@ class TrainerConfig:
         return config
 
     @classmethod
-    def help_text(cls) -> str:
+    def help_text(cls, preset_name: str | None = None, config_file: Path | None = None, **overrides) -> str:
+        """Every field with its default, bounds and help. Given a preset, a YAML file or flags (None = not
+        given), also the value they resolve to and which of them set it, in `resolve`'s order."""
         defaults = cls().to_dict()
+        layers = [(f"--preset {preset_name}", cls.resolve(preset_name, None))] if preset_name else []
+        if config_file:
+            layers.append((f"--config {config_file}", cls.resolve(preset_name, config_file)))
+        if any(value is not None for value in overrides.values()):
+            layers.append(("flag", cls.resolve(preset_name, config_file, **overrides)))
+        values, set_by = defaults, {}
+        for label, config in layers:
+            resolved = config.to_dict()
+            set_by.update({name: label if label != "flag" else f"--{name.replace('_', '-')}"
+                           for name, value in resolved.items() if value != values[name]})
+            values = resolved
         lines = []
+        if layers:
+            changed = ", ".join(set_by) or "none"
+            sources = " + ".join("flags" if label == "flag" else label for label, _ in layers)
+            lines.append(f"{cls.COMMAND} config with {sources}; fields changed from the defaults: {changed}")
         for spec in fields(cls):
             bounds = [f"{word} {spec.metadata[key]}" for key, word in (("minimum", ">="), ("maximum", "<="), ("above", ">"))
                       if key in spec.metadata]
             if "choices" in spec.metadata:
                 bounds.append("one of " + ", ".join(map(str, spec.metadata["choices"])))
             limits = f" [{'; '.join(bounds)}]" if bounds else ""
-            lines.append(f"{spec.name} (default {defaults[spec.name]!r}){limits}: {spec.metadata['help']}")
+            origin = (f"= {values[spec.name]!r} (set by {set_by[spec.name]}; default {defaults[spec.name]!r})"
+                      if spec.name in set_by else f"(default {defaults[spec.name]!r})")
+            lines.append(f"{spec.name} {origin}{limits}: {spec.metadata['help']}")
         return "\n".join(lines)
 
     def updated(self, **overrides):
