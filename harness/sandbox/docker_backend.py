@@ -23,7 +23,15 @@ from harness.sandbox.docker_pool import ContainerPool, PooledContainer, reap_con
 from harness.sandbox.image import DEFAULT_IMAGE, ENTRY_IN_IMAGE, SCRIPTS_IN_IMAGE, build_image
 from harness.sandbox.limits import SandboxLimits
 from harness.sandbox.local import DEFAULT_PACKAGES
-from harness.sandbox.protocol import ControlLimitExceeded, ProtocolError, cell_reply, control_cap, decode_message, encode_frame
+from harness.sandbox.protocol import (
+    ControlLimitExceeded,
+    PreviousCellLied,
+    ProtocolError,
+    cell_reply,
+    control_cap,
+    decode_message,
+    encode_frame,
+)
 from harness.sandbox.session import CellOutcome, OutputCapture, Session
 
 STREAM_HEADER = struct.Struct(">BxxxL")  # Docker's multiplexed stream: stream id (1 stdout, 2 stderr), length
@@ -142,7 +150,7 @@ class DockerKernel:
         except ProtocolError as exc:  # the session's side broke the protocol: its failure, not the harness's
             self.kill()
             status = "control_limit" if isinstance(exc, ControlLimitExceeded) else "protocol"
-            return CellOutcome(status, details=[str(exc)], **captured())
+            return CellOutcome(status, details=[str(exc)], previous_cell_lied=isinstance(exc, PreviousCellLied), **captured())
         if ended == "eof":
             return self._died(capture)
         self.kill()
