@@ -5,6 +5,12 @@ A container holds one session at a time, so its /tmp (a tmpfs of the session's s
 are that session's alone: nothing one session writes there can be read, planted or filled up for another.
 When a session ends its kernels remove their files; the pool checks both places are empty before lending
 the container again, and replaces it otherwise.
+
+A container lives only as long as the harness process that started it: its main process (under docker-init)
+reads its stdin, which the harness holds open through an attach socket; when the harness dies, kill -9
+included, the engine closes that stdin (StdinOnce), the main process exits and the container stops, taking
+every session process with it. The engine then removes it (auto_remove); `reap_containers` at start-up
+removes any left by a harness that died before it attached.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ class PooledContainer:
     in_use: bool = False
     served: int = 0
     broken: bool = False
+    lifeline: object = None  # the harness's end of the container's stdin: the container ends when it closes
 
 
 def pid_alive(pid: int) -> bool:
@@ -137,7 +144,8 @@ class ContainerPool:
             pids_limit=limits.pids + 8, nano_cpus=int(self.cpus * 1e9), read_only=True,
             tmpfs={"/tmp": f"size={limits.scratch_mb}m,mode=1777"}, shm_size=f"{limits.scratch_mb}m", cap_drop=["ALL"],
             security_opt=["no-new-privileges"], user="65534:65534", init=True, hostname="sandbox",
-            environment=CONTAINER_ENV, working_dir="/tmp", detach=True, ipc_mode="private",
+            environment=CONTAINER_ENV, working_dir="/tmp", ipc_mode="private", auto_remove=True,
+            stdin_open=True, detach=False,  # docker-py sets StdinOnce only for an attached container
             labels={LABEL: "1", RUN_LABEL: self.run_id, HOST_LABEL: socket.gethostname(), PID_LABEL: str(os.getpid())},
             log_config={"type": "none", "config": {}}, name=f"harness-sandbox-{self.run_id}-{len(self.pool)}-{uuid.uuid4().hex[:6]}",
         )
@@ -154,15 +162,24 @@ class ContainerPool:
                           for name, script in SESSION_SCRIPTS.items()]
             options["mounts"] = binds
             python, sys_path = self.mounts.python, self.mounts.sys_path
-        sleeper = "import signal\nwhile True: signal.pause()"
-        container = self.client.containers.run(self.image_name, [python, "-I", "-S", "-c", sleeper], **options)
-        return PooledContainer(container, python, sys_path)
+        until_stdin_closes = "import os\nwhile os.read(0, 65536): pass"
+        container = self.client.containers.create(self.image_name, [python, "-I", "-S", "-c", until_stdin_closes],
+                                                  **options)
+        try:
+            lifeline = self.client.api.attach_socket(container.id, params={"stdin": 1, "stream": 1})
+            container.start()
+        except BaseException:
+            self._remove(PooledContainer(container, python, sys_path))
+            raise
+        return PooledContainer(container, python, sys_path, lifeline=lifeline)
 
     def _remove(self, entry: PooledContainer) -> None:
         try:
             entry.container.remove(force=True)
-        except Exception:  # already removed by a reaper or by hand: nothing left to leak
+        except Exception:  # already removed by a reaper, by hand or by the engine: nothing left to leak
             pass
+        if entry.lifeline is not None:
+            entry.lifeline.close()
 
     def close(self) -> None:
         with self.changed:
