@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from harness.sandbox.docker_pool import HOST_LABEL, LABEL, PID_LABEL
+from tests.sandbox.conftest import TEST_LIMITS
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.docker
@@ -96,3 +97,84 @@ def test_start_up_removes_the_containers_of_a_dead_harness(client):
             leftover.remove(force=True)
         except Exception:
             pass
+
+
+@pytest.fixture(scope="module")
+def one_container(client):
+    """A pool of one container, so that consecutive sessions certainly run in the same one."""
+    from harness.sandbox import get_sandbox
+
+    sandbox = get_sandbox("docker", limits=TEST_LIMITS, containers=1)
+    yield sandbox
+    sandbox.close()
+
+
+IPC = textwrap.dedent("""
+    import ctypes, os
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.shmat.restype = ctypes.c_void_p
+    IPC_CREAT, KEY = 0o1000, 0x5EED
+""")
+LEAVE_IPC = IPC + textwrap.dedent("""
+    segment = libc.shmget(KEY, MB << 20, IPC_CREAT | 0o666)
+    address = libc.shmat(segment, None, 0)
+    ctypes.memset(address, ord("s"), MB << 20)  # charged to the container's memory from now on
+    assert libc.msgget(KEY, IPC_CREAT | 0o666) >= 0
+    assert libc.semget(KEY, 1, IPC_CREAT | 0o666) >= 0
+    assert libc.mq_open(b"/left-behind", os.O_CREAT | os.O_RDWR, 0o666, None) >= 0
+    print(sorted(os.listdir("/dev/mqueue")))
+""")
+SEE_IPC = IPC + textwrap.dedent("""
+    tables = [line for kind in ("shm", "msg", "sem") for line in open("/proc/sysvipc/" + kind).readlines()[1:]]
+    print(tables, os.listdir("/dev/mqueue"), libc.shmget(KEY, 0, 0))
+""")
+
+
+def test_ipc_objects_and_their_memory_do_not_reach_the_next_session(one_container):
+    """Issue 22 item 3: a pooled container's IPC namespace is shared by the sessions it is lent to in turn."""
+    with one_container.session() as first:
+        assert first.run("MB = 400\n" + LEAVE_IPC).stdout == "['left-behind']\n"
+    with one_container.session() as second:
+        assert second.run(SEE_IPC).stdout == "[] [] -1\n"
+        big = second.run("block = bytearray(400 << 20)\nprint(len(block) >> 20)")
+        assert (big.status, big.stdout) == ("ok", "400\n"), big
+    assert one_container.pool.pool[0].served == 2  # the same container, lent again
+
+
+def test_the_reuse_check_spares_only_an_interpreters_mount_points_in_tmp(one_container):
+    """A host interpreter under /tmp is mounted there; anything else in /tmp is a leftover."""
+    from harness.sandbox.docker_pool import SCRATCH_PLACES, TRACES_CHECK
+
+    with one_container.session() as session:
+        session.run("1")
+    entry = one_container.pool.pool[0]
+    entry.container.exec_run([entry.python, "-I", "-S", "-c", "import os; os.mkdir('/tmp/venv')"],
+                             user="0:0")
+    try:
+        def check(*kept: str) -> int:
+            command = [entry.python, "-I", "-S", "-c", TRACES_CHECK.format(places=SCRATCH_PLACES), *kept]
+            return entry.container.exec_run(command, user="65534:65534").exit_code
+
+        assert (check("venv"), check(), check("other")) == (0, 1, 1)
+    finally:
+        entry.container.exec_run([entry.python, "-I", "-S", "-c", "import os; os.rmdir('/tmp/venv')"], user="0:0")
+
+
+def test_scratch_inodes_are_capped(one_container):
+    cell = textwrap.dedent(f"""
+        import os
+        for place in ("/tmp", "/dev/shm"):
+            try:
+                for index in range({TEST_LIMITS.scratch_files + 10}):
+                    open(f"{{place}}/f{{index}}", "w").close()
+            except OSError as exc:
+                print(place, exc.strerror)
+    """)
+    with one_container.session() as session:
+        assert session.run(cell).stdout == "/tmp No space left on device\n/dev/shm No space left on device\n"
+
+
+def test_a_sigkill_is_not_reported_as_out_of_memory(one_container):
+    with one_container.session() as session:
+        result = session.run("import os, signal\nos.kill(os.getpid(), signal.SIGKILL)")
+    assert result.status == "killed" and "SIGKILL" in result.error and "memory" not in result.error, result
