@@ -23,7 +23,7 @@ from harness.sandbox.jail import DEVICES
 
 DEFAULT_IMAGE = "harness-sandbox:latest"
 # The in-sandbox half of a session: the supervisor (the REPL's entry point) and the worker it forks.
-SESSION_SCRIPTS = {name: Path(__file__).with_name(name) for name in ("supervisor.py", "kernel.py")}
+SESSION_SCRIPTS = {name: Path(__file__).with_name(name) for name in ("supervisor.py", "kernel.py", "syscall_filter.py")}
 SCRIPTS_IN_IMAGE = "/opt/harness"
 ENTRY_IN_IMAGE = f"{SCRIPTS_IN_IMAGE}/supervisor.py"
 KIND_LABEL = "harness.sandbox.kind"

@@ -35,9 +35,11 @@ import time
 if __name__ == "__main__":  # run as a script (Docker): -I leaves this file's directory off sys.path
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import kernel as cells
+    import syscall_filter
     sys.path.pop(0)
 else:
     import kernel as cells  # the zygote put this directory on sys.path
+    import syscall_filter
 
 PR_SET_PDEATHSIG, PR_GET_DUMPABLE, PR_SET_DUMPABLE, PR_SET_CHILD_SUBREAPER = 1, 3, 4, 36
 REPORT_BYTES = 256 * 1024  # a worker's report is at most ~50 KiB (kernel.TRACEBACK_CHARS); more is hostile
@@ -319,6 +321,8 @@ def container_main() -> None:
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
     os.close(null)
+    if syscall_filter.unsupported_reason() is None:  # the local backend's filter (the container has no_new_privs)
+        syscall_filter.install()
     supervisor = Supervisor(kernel, private_fds=[frames_fd])
     try:
         serve_stream(supervisor, config["sentinel"].encode(), frames_fd)
