@@ -43,9 +43,9 @@ KILL_UID = f"""import os, signal, sys
 try: os.kill(-1, signal.SIGKILL)
 except ProcessLookupError: pass
 sys.path.insert(0, {SCRIPTS_IN_IMAGE!r})
-import supervisor
-supervisor.wipe_own_traces()"""
-OOM_KILLS = f"import sys\nsys.path.insert(0, {SCRIPTS_IN_IMAGE!r})\nimport supervisor\nprint(supervisor.oom_kill_count())"
+import container_traces
+container_traces.wipe_own_traces()"""
+OOM_KILLS = f"import sys\nsys.path.insert(0, {SCRIPTS_IN_IMAGE!r})\nimport container_traces\nprint(container_traces.oom_kill_count())"
 
 
 class SentinelStream:

@@ -24,7 +24,6 @@ import fcntl
 import json
 import os
 import secrets
-import shutil
 import signal
 import struct
 import sys
@@ -34,6 +33,7 @@ import time
 
 if __name__ == "__main__":  # run as a script (Docker): -I leaves this file's directory off sys.path
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import container_traces
     import kernel as cells
     import syscall_filter
     sys.path.pop(0)
@@ -222,7 +222,7 @@ def serve_stream(supervisor: Supervisor, sentinel: bytes, frames_fd: int) -> Non
     that ends cells is drawn now, after the fork, and handed over in that line."""
     secret = b"\x00\x1b" + secrets.token_hex(16).encode() + b"\x1b\x00"
     cells.write_all(cells.SAVED_STDOUT_FD, sentinel)
-    ready = {"ready": True, "sentinel": secret.decode(), "oom_kills": oom_kill_count()}
+    ready = {"ready": True, "sentinel": secret.decode(), "oom_kills": container_traces.oom_kill_count()}
     cells.write_all(cells.SAVED_STDERR_FD, sentinel + json.dumps(ready).encode() + b"\n")
     while True:
         request = cells.read_frame(frames_fd)
@@ -233,70 +233,6 @@ def serve_stream(supervisor: Supervisor, sentinel: bytes, frames_fd: int) -> Non
         cells.write_all(cells.SAVED_STDERR_FD, secret + json.dumps(reply).encode() + b"\n")
         if reply["status"] == "died":
             return
-
-
-def wipe_own_traces() -> None:
-    """Remove what this uid left in the container for the next session: files and IPC objects (the host checks
-    that none are left)."""
-    wipe_own_files()
-    remove_own_ipc()
-
-
-def wipe_own_files(roots: tuple[str, ...] = ("/tmp", "/dev/shm")) -> None:
-    """Remove what this uid left in the container's shared scratch places."""
-    me = os.getuid()
-    for root in roots:
-        try:
-            entries = list(os.scandir(root))
-        except OSError:
-            continue
-        for entry in entries:
-            try:
-                if entry.stat(follow_symlinks=False).st_uid != me:
-                    continue
-                if entry.is_dir(follow_symlinks=False):
-                    shutil.rmtree(entry.path, ignore_errors=True)
-                else:
-                    os.unlink(entry.path)
-            except OSError:
-                continue
-
-
-def sysv_objects(kind: str) -> list[tuple[int, set[int]]]:
-    """(id, {owner uid, creator uid}) of every System V IPC object of one kind ("shm", "msg" or "sem")."""
-    try:
-        with open(f"/proc/sysvipc/{kind}") as handle:
-            header, *rows = [line.split() for line in handle]
-    except (OSError, ValueError):
-        return []
-    ident = header.index({"shm": "shmid", "msg": "msqid", "sem": "semid"}[kind])
-    uid, cuid = header.index("uid"), header.index("cuid")
-    return [(int(row[ident]), {int(row[uid]), int(row[cuid])}) for row in rows if len(row) == len(header)]
-
-
-def remove_own_ipc() -> None:
-    """The container's IPC namespace outlives a session: remove the System V shared memory, message queues and
-    semaphores this uid created or owns (a segment left behind keeps its memory charged to the container) and
-    its POSIX message queues."""
-    me, rmid = os.getuid(), 0  # IPC_RMID
-    remove = {"shm": lambda ident: _libc.shmctl(ident, rmid, None), "msg": lambda ident: _libc.msgctl(ident, rmid, None),
-              "sem": lambda ident: _libc.semctl(ident, 0, rmid)}
-    for kind, remove_one in remove.items():
-        for ident, owners in sysv_objects(kind):
-            if me in owners:
-                remove_one(ident)
-    wipe_own_files(("/dev/mqueue",))
-
-
-def oom_kill_count() -> int:
-    """How many processes the kernel's OOM killer has killed in this container's memory cgroup (v2, then v1)."""
-    for events in ("/sys/fs/cgroup/memory.events", "/sys/fs/cgroup/memory/memory.oom_control"):
-        try:
-            with open(events) as handle:
-                return int(dict(line.split()[:2] for line in handle if line.strip()).get("oom_kill", 0))
-        except (OSError, ValueError):
-            continue
-    return 0
 
 
 def container_main() -> None:
@@ -328,7 +264,7 @@ def container_main() -> None:
         serve_stream(supervisor, config["sentinel"].encode(), frames_fd)
     finally:
         supervisor.close()
-        wipe_own_traces()
+        container_traces.wipe_own_traces()
 
 
 if __name__ == "__main__":
