@@ -23,20 +23,29 @@ from harness.sandbox.docker_pool import ContainerPool, PooledContainer, reap_con
 from harness.sandbox.image import DEFAULT_IMAGE, ENTRY_IN_IMAGE, SCRIPTS_IN_IMAGE, build_image
 from harness.sandbox.limits import SandboxLimits
 from harness.sandbox.local import DEFAULT_PACKAGES
-from harness.sandbox.protocol import ControlLimitExceeded, ProtocolError, cell_reply, control_cap, decode_message, encode_frame
+from harness.sandbox.protocol import (
+    ControlLimitExceeded,
+    PreviousCellLied,
+    ProtocolError,
+    cell_reply,
+    control_cap,
+    decode_message,
+    encode_frame,
+)
 from harness.sandbox.session import CellOutcome, OutputCapture, Session
 
 STREAM_HEADER = struct.Struct(">BxxxL")  # Docker's multiplexed stream: stream id (1 stdout, 2 stderr), length
 START_TIMEOUT_S = 120.0
 # Starting a REPL imports sympy and numpy (~0.6 s of CPU); too many at once starve the running cells.
 REPL_STARTS = threading.BoundedSemaphore(max(2, (os.cpu_count() or 2)))
-# Run in the container as the session's uid: kill its processes, then remove its files from /tmp and /dev/shm.
+# Run in the container as the session's uid: kill its processes, then remove its files and IPC objects.
 KILL_UID = f"""import os, signal, sys
 try: os.kill(-1, signal.SIGKILL)
 except ProcessLookupError: pass
 sys.path.insert(0, {SCRIPTS_IN_IMAGE!r})
-import supervisor
-supervisor.wipe_own_files()"""
+import container_traces
+container_traces.wipe_own_traces()"""
+OOM_KILLS = f"import sys\nsys.path.insert(0, {SCRIPTS_IN_IMAGE!r})\nimport container_traces\nprint(container_traces.oom_kill_count())"
 
 
 class SentinelStream:
@@ -114,6 +123,8 @@ class DockerKernel:
         if message.get("ready") is not True or not isinstance(message.get("sentinel"), str):
             self.close()
             raise RuntimeError(f"the docker sandbox REPL did not start ({ready})")
+        # The container's OOM kills so far: a kernel that dies was killed for memory only if this count grew.
+        self.oom_kills_at_start = message.get("oom_kills") if type(message.get("oom_kills")) is int else None
         # The supervisor drew the sentinel that ends cells after it forked the worker: no cell can know it.
         for stream in self.streams.values():
             stream.sentinel = message["sentinel"].encode()
@@ -142,7 +153,7 @@ class DockerKernel:
         except ProtocolError as exc:  # the session's side broke the protocol: its failure, not the harness's
             self.kill()
             status = "control_limit" if isinstance(exc, ControlLimitExceeded) else "protocol"
-            return CellOutcome(status, details=[str(exc)], **captured())
+            return CellOutcome(status, details=[str(exc)], previous_cell_lied=isinstance(exc, PreviousCellLied), **captured())
         if ended == "eof":
             return self._died(capture)
         self.kill()
@@ -189,13 +200,17 @@ class DockerKernel:
                 exit_code = self.api.exec_inspect(self.exec_id).get("ExitCode")
                 if exit_code is not None and exit_code > 128:
                     exit_code = -(exit_code - 128)  # a shell-style status: killed by signal (status - 128)
-            self.entry.container.reload()
-            oom = bool(self.entry.container.attrs["State"].get("OOMKilled"))
+            if exit_code == -signal.SIGKILL:  # the OOM killer's signal, but also anyone's: ask the memory cgroup
+                oom = self._oom_kills() > (self.oom_kills_at_start or 0)
         except Exception:  # the container itself is gone
             self.pool.mark_broken(self.entry)
         self.kill()
         return CellOutcome("died", bytes(capture.parts["stdout"]), bytes(capture.parts["stderr"]),
-                           truncated=capture.overflowed, exit_code=exit_code, oom_killed=oom or exit_code == -9)
+                           truncated=capture.overflowed, exit_code=exit_code, oom_killed=oom)
+
+    def _oom_kills(self) -> int:
+        result = self.entry.container.exec_run([self.entry.python, "-I", "-S", "-c", OOM_KILLS], user="65534:65534")
+        return int(result.output.decode().strip()) if result.exit_code == 0 else 0
 
     def kill(self) -> None:
         """Kill every process of this session's uid in the container (the REPL and anything it left)."""
@@ -212,7 +227,9 @@ class DockerKernel:
             sweep = self.api.exec_create(self.entry.container.id, [self.entry.python, "-I", "-S", "-c", KILL_UID],
                                          user=f"{self.uid}:{self.uid}")
             self.api.exec_start(sweep["Id"], detach=True)
-            deadline = time.monotonic() + (0 if killed_here else 10)  # only wait when the sweep is the kill
+            # Waited for even when the kill was done here: the sweep also removes the session's files and IPC
+            # objects, which the pool checks for before it lends the container again.
+            deadline = time.monotonic() + 10
             while time.monotonic() < deadline:
                 state = self.api.exec_inspect(sweep["Id"])
                 if not state.get("Running", True) and state.get("ExitCode") is not None:

@@ -3,8 +3,17 @@
 A `docker run` costs ~300 ms here and a `docker exec` ~80 ms, so containers are started once and reused.
 A container holds one session at a time, so its /tmp (a tmpfs of the session's scratch size) and /dev/shm
 are that session's alone: nothing one session writes there can be read, planted or filled up for another.
-When a session ends its kernels remove their files; the pool checks both places are empty before lending
-the container again, and replaces it otherwise.
+Its IPC namespace (System V shared memory, message queues, semaphores, POSIX message queues) is the
+container's, so it is lent to one session at a time too. When a session ends its kernels remove their files
+and IPC objects; the pool checks that /tmp (but for the mount points of a host interpreter that lives under
+/tmp), /dev/shm and /dev/mqueue are empty and that no System V object is left before lending the container
+again, and replaces it otherwise.
+
+A container lives only as long as the harness process that started it: its main process (under docker-init)
+reads its stdin, which the harness holds open through an attach socket; when the harness dies, kill -9
+included, the engine closes that stdin (StdinOnce), the main process exits and the container stops, taking
+every session process with it. The engine then removes it (auto_remove); `reap_containers` at start-up
+removes any left by a harness that died before it attached.
 """
 
 from __future__ import annotations
@@ -21,7 +30,13 @@ from harness.sandbox.limits import SandboxLimits
 
 LABEL = "harness.sandbox"
 RUN_LABEL, HOST_LABEL, PID_LABEL = "harness.sandbox.run", "harness.sandbox.host", "harness.sandbox.pid"
-SCRATCH_PLACES = ("/tmp", "/dev/shm")
+SCRATCH_PLACES = ("/tmp", "/dev/shm", "/dev/mqueue")
+# Run as nobody in a container before it is lent again: exits 0 only if no session left a trace in it.
+TRACES_CHECK = """import os, sys
+kept = set(sys.argv[1:])
+files = [entry for place in {places!r} for entry in os.listdir(place) if place != "/tmp" or entry not in kept]
+ipc = [line for kind in ("shm", "msg", "sem") for line in open("/proc/sysvipc/" + kind).readlines()[1:]]
+sys.exit(bool(files or ipc))"""
 INTERPRETER_MB = 256  # the supervisor and the worker's own interpreter, on top of the session's memory limit
 CONTAINER_ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
                  "MKL_NUM_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1"}
@@ -35,6 +50,7 @@ class PooledContainer:
     in_use: bool = False
     served: int = 0
     broken: bool = False
+    lifeline: object = None  # the harness's end of the container's stdin: the container ends when it closes
 
 
 def pid_alive(pid: int) -> bool:
@@ -80,6 +96,9 @@ class ContainerPool:
         self.kind = image_labels.get(KIND_LABEL, "dockerfile")
         self.python = image_labels.get(PYTHON_LABEL, "/usr/local/bin/python3")
         self.mounts = host_mounts(packages) if self.kind == "hostpy" else None
+        # A host interpreter under /tmp (a virtualenv in a temporary checkout) is mounted there: not a leftover.
+        mounted = (*self.mounts.read_only, *self.mounts.masked) if self.mounts else ()
+        self.mount_points_in_tmp = sorted({path.split("/")[2] for path in mounted if path.startswith("/tmp/")})
         self.local_engine = engine_is_local(client)
         self.pool: list[PooledContainer] = []
         self.changed = threading.Condition()
@@ -108,7 +127,7 @@ class ContainerPool:
 
     def release(self, entry: PooledContainer) -> None:
         """Lend the container again only if the session left nothing behind in it."""
-        retire = entry.broken or entry.served >= self.recycle_after or self.closed or not self._scratch_is_empty(entry)
+        retire = entry.broken or entry.served >= self.recycle_after or self.closed or not self._left_no_trace(entry)
         with self.changed:
             entry.in_use = False
             if retire and entry in self.pool:
@@ -117,10 +136,11 @@ class ContainerPool:
         if retire:
             self._remove(entry)
 
-    def _scratch_is_empty(self, entry: PooledContainer) -> bool:
-        check = f"import os, sys\nsys.exit(any(os.listdir(path) for path in {SCRATCH_PLACES!r}))"
+    def _left_no_trace(self, entry: PooledContainer) -> bool:
+        check = TRACES_CHECK.format(places=SCRATCH_PLACES)
         try:
-            result = entry.container.exec_run([entry.python, "-I", "-S", "-c", check], user="65534:65534")
+            result = entry.container.exec_run([entry.python, "-I", "-S", "-c", check, *self.mount_points_in_tmp],
+                                              user="65534:65534")
         except Exception:  # the container is gone or stuck: it is not lent again either way
             return False
         return result.exit_code == 0
@@ -135,9 +155,11 @@ class ContainerPool:
         options = dict(
             network_mode="none", mem_limit=memory, memswap_limit=memory,
             pids_limit=limits.pids + 8, nano_cpus=int(self.cpus * 1e9), read_only=True,
-            tmpfs={"/tmp": f"size={limits.scratch_mb}m,mode=1777"}, shm_size=f"{limits.scratch_mb}m", cap_drop=["ALL"],
+            tmpfs={place: f"size={limits.scratch_mb}m,nr_inodes={limits.scratch_files},mode=1777"
+                   for place in ("/tmp", "/dev/shm")}, cap_drop=["ALL"],
             security_opt=["no-new-privileges"], user="65534:65534", init=True, hostname="sandbox",
-            environment=CONTAINER_ENV, working_dir="/tmp", detach=True, ipc_mode="private",
+            environment=CONTAINER_ENV, working_dir="/tmp", ipc_mode="private", auto_remove=True,
+            stdin_open=True, detach=False,  # docker-py sets StdinOnce only for an attached container
             labels={LABEL: "1", RUN_LABEL: self.run_id, HOST_LABEL: socket.gethostname(), PID_LABEL: str(os.getpid())},
             log_config={"type": "none", "config": {}}, name=f"harness-sandbox-{self.run_id}-{len(self.pool)}-{uuid.uuid4().hex[:6]}",
         )
@@ -154,15 +176,24 @@ class ContainerPool:
                           for name, script in SESSION_SCRIPTS.items()]
             options["mounts"] = binds
             python, sys_path = self.mounts.python, self.mounts.sys_path
-        sleeper = "import signal\nwhile True: signal.pause()"
-        container = self.client.containers.run(self.image_name, [python, "-I", "-S", "-c", sleeper], **options)
-        return PooledContainer(container, python, sys_path)
+        until_stdin_closes = "import os\nwhile os.read(0, 65536): pass"
+        container = self.client.containers.create(self.image_name, [python, "-I", "-S", "-c", until_stdin_closes],
+                                                  **options)
+        try:
+            lifeline = self.client.api.attach_socket(container.id, params={"stdin": 1, "stream": 1})
+            container.start()
+        except BaseException:
+            self._remove(PooledContainer(container, python, sys_path))
+            raise
+        return PooledContainer(container, python, sys_path, lifeline=lifeline)
 
     def _remove(self, entry: PooledContainer) -> None:
         try:
             entry.container.remove(force=True)
-        except Exception:  # already removed by a reaper or by hand: nothing left to leak
+        except Exception:  # already removed by a reaper, by hand or by the engine: nothing left to leak
             pass
+        if entry.lifeline is not None:
+            entry.lifeline.close()
 
     def close(self) -> None:
         with self.changed:

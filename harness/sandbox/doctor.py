@@ -46,7 +46,8 @@ def hardening_lines(mode: str) -> list[str]:
              "parent-death signal (re-armed after the uid change)"]
     if hardening.cgroup:
         lines.append(f"  memory cgroup: active, {hardening.cgroup}: memory_mb per session on top of the interpreter, "
-                     "shared memory, memfd and tmpfs pages included, no swap; pids.max per session")
+                     "shared memory, memfd and tmpfs pages included, no swap; pids.max per session; an equal CPU share "
+                     "per session where the cpu controller is listed")
     else:
         lines.append(f"  memory cgroup: UNAVAILABLE ({hardening.cgroup_reason}): memory is capped per process "
                      "(RLIMIT_AS) only, so memfd and shared memory are not counted")

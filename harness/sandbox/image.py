@@ -22,8 +22,10 @@ from harness.sandbox.host_files import LIBRARY_DIRS, interpreter_files, package_
 from harness.sandbox.jail import DEVICES
 
 DEFAULT_IMAGE = "harness-sandbox:latest"
-# The in-sandbox half of a session: the supervisor (the REPL's entry point) and the worker it forks.
-SESSION_SCRIPTS = {name: Path(__file__).with_name(name) for name in ("supervisor.py", "kernel.py")}
+# The in-sandbox half of a session: the supervisor (the REPL's entry point), the worker it forks, the syscall
+# filter it installs, and what removes a session's traces from its container.
+SESSION_SCRIPTS = {name: Path(__file__).with_name(name)
+                   for name in ("supervisor.py", "kernel.py", "syscall_filter.py", "container_traces.py")}
 SCRIPTS_IN_IMAGE = "/opt/harness"
 ENTRY_IN_IMAGE = f"{SCRIPTS_IN_IMAGE}/supervisor.py"
 KIND_LABEL = "harness.sandbox.kind"

@@ -4,7 +4,8 @@ This file runs inside the sandbox, in the process that executes the model's code
 standard library and holds nothing the host trusts: no control channel, no end-of-cell marker. It restores
 the stdio descriptors a cell may have closed, reports each cell's status to its supervisor over a pipe and
 then stops itself (SIGSTOP); the supervisor believes a cell is over only when it sees that stop, so a cell
-that writes a fake report and keeps running still meets its deadline.
+that writes a fake report and keeps running still meets its deadline. Each report echoes the nonce of the
+request it answers, so a report a cell writes by itself does not pass for the worker's.
 """
 
 from __future__ import annotations
@@ -216,4 +217,6 @@ def worker_loop(kernel: Kernel, requests_fd: int, reports_fd: int) -> None:
         request = read_frame(requests_fd)
         if request is None:  # the supervisor is gone
             os._exit(0)
-        write_all(reports_fd, encode_frame(kernel.run(request["code"], request["display_last_expr"])))
+        nonce = request.pop("nonce", None)  # out of the dict, which a cell could find through the garbage collector
+        report = kernel.run(request["code"], request["display_last_expr"])
+        write_all(reports_fd, encode_frame({**report, "nonce": nonce}))

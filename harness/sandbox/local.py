@@ -23,7 +23,15 @@ from pathlib import Path
 from harness.sandbox.base import Sandbox
 from harness.sandbox.isolation import local_isolation
 from harness.sandbox.limits import SandboxLimits
-from harness.sandbox.protocol import ControlLimitExceeded, FrameReader, ProtocolError, cell_reply, control_cap, encode_frame
+from harness.sandbox.protocol import (
+    ControlLimitExceeded,
+    FrameReader,
+    PreviousCellLied,
+    ProtocolError,
+    cell_reply,
+    control_cap,
+    encode_frame,
+)
 from harness.sandbox.session import CellOutcome, OutputCapture, Session
 
 ZYGOTE_SCRIPT = Path(__file__).with_name("zygote.py")
@@ -108,7 +116,7 @@ class LocalKernel:
         except ProtocolError as exc:  # the session's side broke the protocol: its failure, not the harness's
             self.kill()
             status = "control_limit" if isinstance(exc, ControlLimitExceeded) else "protocol"
-            return self._outcome(status, capture, details=[str(exc)])
+            return self._outcome(status, capture, details=[str(exc)], previous_cell_lied=isinstance(exc, PreviousCellLied))
 
     def _follow_cell(self, deadline: float, capture: OutputCapture) -> CellOutcome:
         streams = {self.stdout_fd: "stdout", self.stderr_fd: "stderr"}

@@ -22,6 +22,10 @@ class ProtocolError(Exception):
     """The kernel's side of the channel broke the protocol: the cell's failure, reason "protocol"."""
 
 
+class PreviousCellLied(ProtocolError):
+    """The worker was still inside the previous cell, whose report was therefore forged: its state is not kept."""
+
+
 class ControlLimitExceeded(ProtocolError):
     """The kernel announced or sent more than the host keeps for one cell: the cell is killed."""
 
@@ -72,7 +76,8 @@ def decode_message(body: bytes) -> dict:
 def cell_reply(message: dict) -> tuple[str, str | None, int | None]:
     """Status, traceback and (for "died") the exit code of a kernel's end-of-cell reply, all checked."""
     if "violation" in message:  # the supervisor caught the cell writing a report of its own
-        raise ProtocolError(f"the cell broke the sandbox protocol: {str(message['violation'])[:200]}")
+        error = PreviousCellLied if message.get("previous_cell_lied") is True else ProtocolError
+        raise error(f"the cell broke the sandbox protocol: {str(message['violation'])[:200]}")
     status, traceback, exit_code = message.get("status"), message.get("traceback"), message.get("exit")
     if status not in KERNEL_STATUSES:
         raise ProtocolError(f"unknown cell status {str(status)[:40]!r}")
@@ -83,5 +88,5 @@ def cell_reply(message: dict) -> tuple[str, str | None, int | None]:
     return status, traceback, exit_code
 
 
-__all__ = ["ControlLimitExceeded", "FrameReader", "ProtocolError", "cell_reply", "control_cap", "decode_message",
+__all__ = ["ControlLimitExceeded", "FrameReader", "PreviousCellLied", "ProtocolError", "cell_reply", "control_cap", "decode_message",
            "encode_frame"]

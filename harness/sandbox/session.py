@@ -29,6 +29,7 @@ class CellOutcome:
     exit_code: int | None = None  # how the kernel ended, when it died (negative: killed by that signal)
     oom_killed: bool = False
     details: list[str] = field(default_factory=list)  # the host's explanation of a protocol violation
+    previous_cell_lied: bool = False  # the worker was still inside the previous cell: its "ok" was forged
 
 
 # Outcomes after which the kernel cannot be trusted to hold the session's state: it is rebuilt by replay.
@@ -70,6 +71,7 @@ class Session:
         self._on_close = on_close
         self._lock = threading.Lock()
         self._history: list[str] = []
+        self._last_cell_kept = False  # whether the last cell run is the last one in _history
         self._closed = False
         self._kernel: KernelProcess | None = start_kernel()
 
@@ -84,6 +86,9 @@ class Session:
             outcome = self._kernel.run_cell(code, timeout_s, self.display_last_expr)
             duration = time.perf_counter() - started
             restarted, replay_note = False, None
+            if outcome.previous_cell_lied and self._last_cell_kept:  # its state is not replayed
+                self._history.pop()
+            self._last_cell_kept = outcome.status == "ok"
             if outcome.status in LOST_KERNEL:
                 self._kernel.close()
                 self._kernel = None

@@ -1,12 +1,14 @@
 """One cgroup per sandbox session, so its memory (shared memory, memfd and tmpfs pages included) and its process
-count are bounded for the session as a whole, which per-process rlimits cannot do.
+count are bounded for the session as a whole, which per-process rlimits cannot do, and so that every session
+gets the same CPU share however many processes it runs (63 busy processes in one session would otherwise
+take 63 times a neighbour's share of the cores).
 
 Standard library only: the zygote prepares the parent once, each launcher creates its session's child and moves
 itself in before forking the kernel, so everything the session starts is born inside. Both hierarchies:
-  * cgroup v2: /sys/fs/cgroup/harness-sandbox/zygote-PID/session-PID with memory.max, memory.swap.max = 0 and
-    pids.max. The parents hold no process, as v2 requires of a cgroup that hands controllers down;
+  * cgroup v2: /sys/fs/cgroup/harness-sandbox/zygote-PID/session-PID with memory.max, memory.swap.max = 0,
+    pids.max and cpu.weight. The parents hold no process, as v2 requires of a cgroup that hands controllers down;
   * cgroup v1: a child of the zygote's own memory cgroup (memory.limit_in_bytes, and memsw where swap is
-    accounted) and of its pids cgroup (pids.max).
+    accounted), of its pids cgroup (pids.max) and of its cpu cgroup (cpu.shares).
 Where neither can be written (not root, a read-only /sys/fs/cgroup, a container's populated cgroup root),
 `prepare` says why and sessions keep only their rlimits.
 """
@@ -19,6 +21,10 @@ from dataclasses import dataclass, field
 
 MOUNTINFO = "/proc/self/mountinfo"
 TOP = "harness-sandbox"
+CONTROLLERS = ("memory", "pids", "cpu")
+# Each session weighs as much as one busy process (the kernels' defaults), whatever its number of processes;
+# the sessions' parent weighs one busy process per core, so that all sessions together can still fill the host.
+CPU_WEIGHT_V2, CPU_SHARES_V1 = 100, 1024
 
 
 @dataclass
@@ -66,9 +72,9 @@ def prepare(zygote_pid: int) -> CgroupParents:
         with open(f"{unified}/cgroup.controllers") as handle:
             available = set(handle.read().split())
         if "memory" in available:
-            return _prepare_v2(unified, available & {"memory", "pids"}, zygote_pid)
+            return _prepare_v2(unified, available & set(CONTROLLERS), zygote_pid)
     v1 = {controller: point for point, fstype, options in mounts if fstype == "cgroup"
-          for controller in ("memory", "pids") if controller in options}
+          for controller in CONTROLLERS if controller in options}
     if "memory" not in v1:
         raise OSError(f"no memory controller is mounted ({', '.join(point for point, _, _ in mounts) or 'no cgroup fs'})")
     parents = CgroupParents(1)
@@ -77,6 +83,8 @@ def prepare(zygote_pid: int) -> CgroupParents:
         _remove_stale(base)
         parents.parents[controller] = f"{base}/{TOP}-{zygote_pid}"
         os.makedirs(parents.parents[controller], exist_ok=True)
+    if "cpu" in parents.parents:
+        _write(f"{parents.parents['cpu']}/cpu.shares", str(CPU_SHARES_V1 * (os.cpu_count() or 1)))
     return parents
 
 
@@ -90,6 +98,8 @@ def _prepare_v2(unified: str, controllers: set[str], zygote_pid: int) -> CgroupP
     mine = f"{top}/zygote-{zygote_pid}"
     os.makedirs(mine, exist_ok=True)
     _write(f"{mine}/cgroup.subtree_control", enable)
+    if "cpu" in controllers:
+        _write(f"{mine}/cpu.weight", str(min(CPU_WEIGHT_V2 * (os.cpu_count() or 1), 10_000)))
     return CgroupParents(2, {name: mine for name in controllers})
 
 
@@ -133,6 +143,9 @@ def create_and_enter(parents: CgroupParents, name: str, memory_bytes: int, pids:
                 _write(f"{path}/memory.memsw.limit_in_bytes", str(memory_bytes))
         elif controller == "pids":
             _write(f"{path}/pids.max", str(pids))
+        elif controller == "cpu":
+            _write(*((f"{path}/cpu.weight", str(CPU_WEIGHT_V2)) if parents.version == 2
+                     else (f"{path}/cpu.shares", str(CPU_SHARES_V1))))
     for path in made:
         _write(f"{path}/cgroup.procs", str(os.getpid()))
     return made

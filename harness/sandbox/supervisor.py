@@ -5,7 +5,11 @@ library only. It forks one worker (kernel.py) that keeps the cells' namespace an
 the worker never holds the control channel, and in Docker never learns the end-of-cell marker, which is
 drawn after the fork. A cell is over when the worker has stopped itself (seen with waitpid, which no cell
 can fake without actually stopping) or died; only then does the supervisor read the worker's report,
-check it, kill what the cell left running and answer the host.
+check it, kill what the cell left running and answer the host. A report must echo the nonce drawn for its
+request, and the worker must have taken that request: a cell that writes a report and stops itself is a
+protocol violation, not a result. The worker is the cell's own process, so a cell that digs the nonce out of
+its interpreter can still end itself early as "ok" (as it could by finishing with the same output); the next
+cell then finds the request untaken, and the forged cell's state is dropped.
 
 Two ways of talking to the host:
   * "fds" (local backend): frames over a dedicated socket; stdout and stderr are pipes of their own.
@@ -16,21 +20,26 @@ Two ways of talking to the host:
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import json
 import os
 import secrets
-import shutil
 import signal
+import struct
 import sys
 import tempfile
+import termios
 import time
 
 if __name__ == "__main__":  # run as a script (Docker): -I leaves this file's directory off sys.path
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import container_traces
     import kernel as cells
+    import syscall_filter
     sys.path.pop(0)
 else:
     import kernel as cells  # the zygote put this directory on sys.path
+    import syscall_filter
 
 PR_SET_PDEATHSIG, PR_GET_DUMPABLE, PR_SET_DUMPABLE, PR_SET_CHILD_SUBREAPER = 1, 3, 4, 36
 REPORT_BYTES = 256 * 1024  # a worker's report is at most ~50 KiB (kernel.TRACEBACK_CHARS); more is hostile
@@ -68,7 +77,9 @@ class Supervisor:
 
     def run_cell(self, request: dict) -> dict:
         """The reply for one cell: the worker's checked report, or how it died."""
-        frame = cells.encode_frame({"code": request["code"], "display_last_expr": request.get("display_last_expr", True)})
+        nonce = secrets.token_hex(16)  # drawn per cell: the worker's report must echo it
+        frame = cells.encode_frame({"code": request["code"], "display_last_expr": request.get("display_last_expr", True),
+                                    "nonce": nonce})
         try:
             if len(frame) <= PIPE_BYTES:  # it fits in the pipe: the worker finds it there when it wakes
                 cells.write_all(self.requests, frame)
@@ -82,7 +93,11 @@ class Supervisor:
         self.kill_leftovers()
         if self.worker_exit is not None:
             return {"status": "died", "exit": self.worker_exit}
-        return parse_report(read_available(self.reports, REPORT_BYTES))
+        if unread_bytes(self.requests):  # the stop came from an earlier cell still running, not from this one
+            read_available(self.reports, REPORT_BYTES)
+            return {**violation("the worker stopped without taking this cell's request: the previous cell "
+                                "forged its report and is still running"), "previous_cell_lied": True}
+        return parse_report(read_available(self.reports, REPORT_BYTES), nonce)
 
     def _wait_for_stop(self) -> int | None:
         """None once the worker has stopped; its exit code if it ended instead."""
@@ -157,8 +172,14 @@ def read_available(fd: int, cap: int) -> bytes:
     return b"".join(chunks)
 
 
-def parse_report(data: bytes) -> dict:
-    """The worker's report must be exactly one frame holding a known status; anything else is a violation."""
+def unread_bytes(fd: int) -> int:
+    """How many bytes wait in a pipe (either end)."""
+    return struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0" * 4))[0]
+
+
+def parse_report(data: bytes, nonce: str) -> dict:
+    """The worker's report must be exactly one frame holding a known status and this cell's nonce; anything
+    else is a violation."""
     header = cells.FRAME_HEADER
     if len(data) > REPORT_BYTES:
         return violation(f"the cell's report is over {REPORT_BYTES} bytes")
@@ -170,6 +191,8 @@ def parse_report(data: bytes) -> dict:
         return violation("the cell's report is not JSON")
     if not isinstance(report, dict) or report.get("status") not in WORKER_STATUSES:
         return violation("the cell's report has no known status")
+    if report.get("nonce") != nonce:
+        return violation("the cell's report does not answer this cell's request (a report the cell wrote itself)")
     if not isinstance(report.get("traceback"), (str, type(None))):
         return violation("the cell's report has a traceback that is not text")
     return {"status": report["status"], "traceback": report["traceback"]}
@@ -199,8 +222,8 @@ def serve_stream(supervisor: Supervisor, sentinel: bytes, frames_fd: int) -> Non
     that ends cells is drawn now, after the fork, and handed over in that line."""
     secret = b"\x00\x1b" + secrets.token_hex(16).encode() + b"\x1b\x00"
     cells.write_all(cells.SAVED_STDOUT_FD, sentinel)
-    cells.write_all(cells.SAVED_STDERR_FD, sentinel + json.dumps({"ready": True, "sentinel": secret.decode()}).encode()
-                    + b"\n")
+    ready = {"ready": True, "sentinel": secret.decode(), "oom_kills": container_traces.oom_kill_count()}
+    cells.write_all(cells.SAVED_STDERR_FD, sentinel + json.dumps(ready).encode() + b"\n")
     while True:
         request = cells.read_frame(frames_fd)
         if request is None:
@@ -210,26 +233,6 @@ def serve_stream(supervisor: Supervisor, sentinel: bytes, frames_fd: int) -> Non
         cells.write_all(cells.SAVED_STDERR_FD, secret + json.dumps(reply).encode() + b"\n")
         if reply["status"] == "died":
             return
-
-
-def wipe_own_files(roots: tuple[str, ...] = ("/tmp", "/dev/shm")) -> None:
-    """Remove what this uid left in the container's shared scratch places (the host checks they end up empty)."""
-    me = os.getuid()
-    for root in roots:
-        try:
-            entries = list(os.scandir(root))
-        except OSError:
-            continue
-        for entry in entries:
-            try:
-                if entry.stat(follow_symlinks=False).st_uid != me:
-                    continue
-                if entry.is_dir(follow_symlinks=False):
-                    shutil.rmtree(entry.path, ignore_errors=True)
-                else:
-                    os.unlink(entry.path)
-            except OSError:
-                continue
 
 
 def container_main() -> None:
@@ -254,12 +257,14 @@ def container_main() -> None:
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
     os.close(null)
+    if syscall_filter.unsupported_reason() is None:  # the local backend's filter (the container has no_new_privs)
+        syscall_filter.install()
     supervisor = Supervisor(kernel, private_fds=[frames_fd])
     try:
         serve_stream(supervisor, config["sentinel"].encode(), frames_fd)
     finally:
         supervisor.close()
-        wipe_own_files()
+        container_traces.wipe_own_traces()
 
 
 if __name__ == "__main__":

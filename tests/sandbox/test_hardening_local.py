@@ -9,13 +9,14 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
 from harness.sandbox import SandboxLimits, get_sandbox
-from harness.sandbox.isolation import local_isolation
+from harness.sandbox.isolation import local_hardening, local_isolation
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.skipif(local_isolation().mode == "none", reason="the local backend has no namespaces on this host")
@@ -186,7 +187,8 @@ def test_cgroup_v2_layout_on_a_stand_in_hierarchy(tmp_path, monkeypatch):
     zygote = root / "harness-sandbox" / "zygote-4242"
     assert parents.version == 2 and set(parents.parents.values()) == {str(zygote)}
     for level in (root, root / "harness-sandbox", zygote):
-        assert (level / "cgroup.subtree_control").read_text() == "+memory +pids"
+        assert (level / "cgroup.subtree_control").read_text() == "+cpu +memory +pids"
+    assert (zygote / "cpu.weight").read_text() == str(min(100 * (os.cpu_count() or 1), 10_000))
     (zygote / "session-7").mkdir()  # the kernel would create it with its interface files
     (zygote / "session-7" / "memory.swap.max").write_text("max")
     assert session_cgroup.create_and_enter(parents, "session-7", 300 << 20, 33) == [str(zygote / "session-7")]
@@ -194,9 +196,45 @@ def test_cgroup_v2_layout_on_a_stand_in_hierarchy(tmp_path, monkeypatch):
     assert (session / "memory.max").read_text() == str(300 << 20)
     assert (session / "memory.swap.max").read_text() == "0"
     assert (session / "pids.max").read_text() == "33"
+    assert (session / "cpu.weight").read_text() == "100"
     assert (session / "cgroup.procs").read_text() == str(os.getpid())
     (session / "memory.events").write_text("low 0\nhigh 0\nmax 0\noom 0\noom_kill 0\n")
     ooms = session_cgroup.OomCounter([str(session)])
     assert not ooms.fired()
     (session / "memory.events").write_text("low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n")
     assert ooms.fired()
+
+
+NEIGHBOUR_WORK = "import time\nt = time.perf_counter()\nsum(i * i for i in range(200_000))\nprint(time.perf_counter() - t)"
+HOG = textwrap.dedent("""
+    import os, time
+    end = time.monotonic() + 3
+    for _ in range(63):
+        if os.fork() == 0:
+            while time.monotonic() < end:
+                pass
+            os._exit(0)
+    for _ in range(63):
+        os.wait()
+""")
+
+
+def test_a_session_of_63_busy_processes_leaves_a_neighbour_a_third_of_its_speed():
+    """Issue 22 item 5: CPU is shared per session, not per process. The neighbour's work is timed alone and
+    beside the hog in turns (the machine is shared and noisy); the best of each must stay within 3x."""
+    enabled = [line.split() for line in Path("/proc/cgroups").read_text().splitlines()[1:]]
+    if local_hardening().cgroup is None or ["cpu", "1"] not in [[row[0], row[3]] for row in enabled]:
+        pytest.skip("no writable cgroup or no cpu controller here: sessions have no CPU share (harness sandbox doctor)")
+    limits = SandboxLimits(timeout_s=60, memory_mb=256, pids=80)
+    with get_sandbox("local", limits=limits) as sandbox, sandbox.session() as neighbour:
+        neighbour.run("print(1)")
+        alone, beside = [], []
+        for _ in range(2):
+            alone.append(float(neighbour.run(NEIGHBOUR_WORK).stdout))
+            with sandbox.session() as hog:
+                runner = threading.Thread(target=hog.run, args=(HOG,), kwargs={"timeout": 30})
+                runner.start()
+                time.sleep(0.5)  # the 63 processes are forked and spinning
+                beside.append(float(neighbour.run(NEIGHBOUR_WORK).stdout))
+                runner.join()
+    assert min(beside) <= 3 * min(alone), f"alone {alone}, beside the hog {beside}"

@@ -15,7 +15,7 @@ import pytest
 
 from harness.sandbox import get_sandbox
 from harness.sandbox.docker_backend import SentinelStream
-from harness.sandbox.protocol import ControlLimitExceeded, FrameReader, ProtocolError, cell_reply
+from harness.sandbox.protocol import ControlLimitExceeded, FrameReader, PreviousCellLied, ProtocolError, cell_reply
 from tests.sandbox.conftest import TEST_LIMITS
 
 # Finds every descriptor the cell holds besides its stdio, and every sentinel string in reach.
@@ -134,6 +134,8 @@ def test_replies_are_checked_field_by_field():
                 {"status": "ok", "violation": "a second report"}):
         with pytest.raises(ProtocolError):
             cell_reply(bad)
+    with pytest.raises(PreviousCellLied):
+        cell_reply({"status": "error", "violation": "request untaken", "previous_cell_lied": True})
 
 
 # --- item 4: the deadline holds whatever the cell reports ------------------------------------------------------
@@ -149,6 +151,38 @@ def test_a_forged_completion_does_not_beat_the_deadline(session):
     result = session.run(forge, timeout=2)
     assert result.status == "timeout", result
     assert time.monotonic() - started >= 2
+
+
+# --- issue 22 item 2: a forged report and a self-stop neither pass for the cell's result nor hijack later cells --
+
+FORGE_AND_STOP = HUNT + textwrap.dedent("""
+    print("forged output")
+    send(frame({"status": "ok", "traceback": None, "nonce": NONCE}), channels)
+    os.kill(os.getpid(), signal.SIGSTOP)  # what the worker does when a cell is over
+    print("the forged cell, resumed")
+""")
+
+
+def test_a_forged_report_and_a_self_stop_do_not_pass_and_later_cells_run_their_own_code(session):
+    session.run("x = 6 * 7")
+    result = session.run("NONCE = None\n" + FORGE_AND_STOP, timeout=4)
+    assert (result.status, result.reason) == ("error", "protocol"), result
+    assert session.run("print(x)").stdout == "42\n"
+    assert session.run("print('my own code')").stdout == "my own code\n"
+
+
+def test_a_cell_that_steals_its_nonce_cannot_answer_for_the_next_cell(session):
+    """A cell can read its own interpreter's memory, nonce included, and so end itself early as "ok"; the next
+    cell then finds the worker still inside the forged one: a protocol error, after which the forged cell's
+    state is dropped and later cells run their own code."""
+    session.run("x = 6 * 7")
+    steal = "import sys\nf, NONCE = sys._getframe(), None\nwhile f:\n    NONCE = f.f_locals.get('nonce', NONCE)\n" \
+            "    f = f.f_back\nstolen = True\n"
+    assert session.run(steal + FORGE_AND_STOP, timeout=4).stdout == "forged output\n"
+    result = session.run("print('my own code')", timeout=4)
+    assert (result.status, result.reason) == ("error", "protocol"), result
+    assert session.run("print(x, 'stolen' in globals())").stdout == "42 False\n"
+    assert session.run("print('my own code')").stdout == "my own code\n"
 
 
 def test_the_cell_holds_no_socket(local_sandbox):

@@ -225,3 +225,26 @@ def test_os_exit_and_system_exit(session):
     soft = session.run("raise SystemExit(2)")
     assert soft.status == "error" and soft.error.startswith("SystemExit") and not soft.restarted
     assert session.run("print(kept)").stdout == "1\n"
+
+
+def test_the_same_syscall_filter_on_both_backends(session):
+    """Issue 22 item 4: every call the local filter denies is denied in Docker too, io_uring with valid
+    parameters included (Docker's own profile let it through)."""
+    from harness.sandbox.syscall_filter import SYSCALLS
+
+    table = SYSCALLS.get(os.uname().machine)
+    if table is None:
+        pytest.skip(f"no syscall table for {os.uname().machine}")
+    cell = textwrap.dedent(f"""
+        import ctypes, errno
+        libc = ctypes.CDLL(None, use_errno=True)
+        def errno_of(*args):
+            return "OK" if libc.syscall(*args) >= 0 else errno.errorcode[ctypes.get_errno()]
+        params = ctypes.create_string_buffer(120)
+        print(errno_of({table['denied']['io_uring_setup']}, 8, params))
+        print(errno_of({table['unshare']}, 0x10000000), errno_of({table['clone3']}, 0, 0))
+        print({{name: errno_of(number, 0, 0, 0, 0, 0, 0) for name, number in {table['denied']!r}.items()}})
+    """)
+    lines = session.run(cell).stdout.splitlines()
+    assert lines[:2] == ["EPERM", "EPERM ENOSYS"], lines
+    assert eval(lines[2]) == dict.fromkeys(table["denied"], "EPERM")
