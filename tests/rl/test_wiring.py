@@ -109,8 +109,8 @@ def em_run(tiny_model_dir, task_file, tmp_path_factory):  # noqa: F811
         return old
 
     def recorded_loss(logprobs, old_logprobs, advantages, mask, *args, **kwargs):
-        gap = ((logprobs - old_logprobs).abs() * mask).max()
-        seen["ratios"].append((seen["pi_old"][-1][0], float(gap.detach())))
+        gap = (logprobs - old_logprobs).detach() * mask
+        seen["ratios"].append((seen["pi_old"][-1][0], float(gap.abs().max()), float(gap.sum() / mask.sum())))
         return loss(logprobs, old_logprobs, advantages, mask, *args, **kwargs)
 
     estep = EMTrainer.estep
@@ -151,16 +151,19 @@ def test_em_estep_grades_each_rollout_against_its_own_gold(em_run):
 def test_em_each_iteration_uses_its_own_pi_old(em_run):
     """π_old is the E-step model of *this* iteration on *this* iteration's samples: one row per training
     sample, as long as its prompt + response minus one, and π/π_old exactly 1 on the first M-step step of
-    every iteration (the weights have not moved yet; iteration 1's differ from iteration 0's)."""
+    every iteration (the weights have not moved yet; iteration 1's differ from iteration 0's), above 1 on the
+    later steps (the right answers it trains on have become more likely)."""
     assert [iteration for iteration, _, _ in em_run["pi_old"]] == [0, 1]
     for iteration, rollouts, old in em_run["pi_old"]:
         assert [len(row) for row in old] == [len(r["prompt_ids"]) + len(r["response_ids"]) - 1 for r in rollouts], iteration
         saved = torch.load(em_run["out"] / f"iter-{iteration}" / "pi_old.pt")
         assert len(saved) == len(old) and all(torch.equal(a, b) for a, b in zip(saved, old))
     for iteration in (0, 1):
-        gaps = [gap for seen, gap in em_run["ratios"] if seen == iteration]
-        assert gaps and gaps[0] < 1e-5, (iteration, gaps)  # one micro-batch per step: the first is the first step
-    assert max(gap for seen, gap in em_run["ratios"] if seen == 1) > 1e-3  # later steps see moved weights: the check can fail
+        steps = [(largest, mean) for seen, largest, mean in em_run["ratios"] if seen == iteration]
+        assert len(steps) == 3 and steps[0][0] < 1e-5, (iteration, steps)  # one micro-batch per step: the first is the first step
+        # Every training sample is a right answer (advantage +1), so the later steps see them made more likely
+        # than under π_old: the ratio check can fail, and a flipped policy-gradient sign fails here.
+        assert all(mean > 1e-3 for _, mean in steps[1:]), (iteration, steps)
 
 
 def test_em_rollout_settings_reach_the_engine_and_the_sampler(em_run):
@@ -247,9 +250,14 @@ def lr_recorder(monkeypatch) -> list:
 def test_rl_rewards_grade_each_row_against_its_own_gold_and_the_schedule_is_stepped(tiny_model_dir, task_file, tmp_path,  # noqa: F811
                                                                                    monkeypatch):
     """Six steps with the real Reward and grader: the rewards of every group are [1, 0] (the odd row's answer
-    is its neighbour's gold, so grading against a shifted gold column flips it); the optimiser's learning rate
-    is peak · (1/2, 1, then ½(1 + cos(π·(s-2)/4)) for s = 2..5) with 2 warm-up steps and a cosine decay."""
+    is its neighbour's gold, so grading against a shifted gold column flips it), and the rewarded rows gain
+    probability over the others; the optimiser's learning rate is peak · (1/2, 1, then ½(1 + cos(π·(s-2)/4))
+    for s = 2..5) with 2 warm-up steps and a cosine decay."""
+    from transformers import AutoModelForCausalLM
+
     from harness.rl.rollouts import Reward
+
+    from .test_grpo_signal import answer_logprob
 
     neighbour_script(monkeypatch)
     used = lr_recorder(monkeypatch)
@@ -272,6 +280,12 @@ def test_rl_rewards_grade_each_row_against_its_own_gold_and_the_schedule_is_step
         for prompt, text, reward in batch:
             assert reward == float(boxed(text) == right_answer(prompt))
     assert [row["reward"] for row in history] == [0.5] * 6
+    # The rewarded rows became more likely than the unrewarded ones (a flipped loss sign fails here).
+    start = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    moved = {1.0: [], 0.0: []}
+    for prompt, text, reward in (row for batch in rewards for row in batch):
+        moved[reward].append(answer_logprob(trainer.model, trainer.tokenizer, prompt, text) - answer_logprob(start, trainer.tokenizer, prompt, text))
+    assert sum(moved[1.0]) / len(moved[1.0]) > sum(moved[0.0]) / len(moved[0.0]), moved
     assert used == pytest.approx([peak / 2, peak] + [peak * 0.5 * (1 + math.cos(math.pi * s / 4)) for s in range(4)], rel=1e-9)
 
 
