@@ -180,6 +180,8 @@ def test_em_rollout_settings_reach_the_engine_and_the_sampler(em_run):
     first, second = engine_seeds(engines[0]), engine_seeds(engines[1])
     assert len(first) == len(second) == 6 * (2 + 2 + 1)  # distinct within an iteration
     assert not first & second
+    sampled = em_run["script"].seeds  # one round per rollout: the sampler sees 60 distinct seeds
+    assert len(sampled) == len(set(sampled)) == 2 * 6 * (2 + 2 + 1)
 
 
 def test_em_learning_rate_schedule_is_the_one_the_optimiser_steps_with(tiny_model_dir, task_file, tmp_path, monkeypatch):  # noqa: F811
@@ -316,3 +318,5 @@ def test_rl_rollout_settings_reach_the_engine_and_the_sampler(tiny_model_dir, ta
     assert {(p.temperature, p.top_p, p.max_new_tokens) for p in params} == {(UNUSUAL["temperature"], UNUSUAL["top_p"], UNUSUAL["max_tokens"])}
     first, second = (engine_seeds([engine]) for engine in EngineSpy.built)
     assert len(first) == len(second) == 4 and not first & second
+    sampled = script["backend"].seeds  # one round per rollout: the sampler sees 8 distinct seeds
+    assert len(sampled) == len(set(sampled)) == 2 * 4
