@@ -27,6 +27,17 @@ def test_greedy_accuracy_and_stderr():
     assert metrics["pass@1_stderr"] == pytest.approx(0.5 / 2)  # sample std 0.5 over sqrt(4)
 
 
+def test_avg_stderr_is_over_problems_not_over_attempts():
+    """The problems are the sample: three problems whose attempts vary unequally (always right, half right,
+    never right) give per-problem means 1, 0.5, 0, whose standard error is 0.5 / sqrt(3). Pooling the twelve
+    attempts as if independent would give sqrt(12/11 · 0.25) / sqrt(12) ≈ 0.151, understating the error."""
+    outcomes = {"a": [True] * 4, "b": [True, False, True, False], "c": [False] * 4}
+    metrics = accuracy_metrics([record(doc, i, ok) for doc, attempts in outcomes.items() for i, ok in enumerate(attempts)])
+    assert metrics["avg@4"] == pytest.approx(0.5)
+    assert metrics["avg@4_stderr"] == pytest.approx(0.5 / math.sqrt(3))
+    assert metrics["accuracy_stderr"] == metrics["avg@4_stderr"]
+
+
 def test_avg_maj_and_pass_at_k_with_several_attempts():
     records = [record("a", 0, True, "5"), record("a", 1, False, "6"), record("a", 2, True, "5"), record("a", 3, False, "7"),
                record("b", 0, False, "1"), record("b", 1, False, "1"), record("b", 2, True, "2"), record("b", 3, False, "3")]

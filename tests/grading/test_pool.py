@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import random
 import string
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from harness.grading import GradingPool, grade, grade_batch
+from harness.grading.pool import _STARTUP_TIMEOUT_S
 
 DEADLINE_S = 2.0
 # Scheduling slack on a loaded 2-core machine: the call must end close to the deadline, not at it exactly.
@@ -48,17 +50,45 @@ def test_hostile_input_is_bounded_and_never_raises(strict_pool, hostile, side):
     assert result.status in {"correct", "incorrect", "no_answer", "parse_error", "timeout", "gold_unscorable"}
 
 
-def test_random_strings_never_hang(strict_pool):
+def test_random_strings_never_hang(strict_pool, monkeypatch):
+    """Every comparison ends by its deadline (plus scheduling slack) from the moment it holds a worker.
+
+    The wait *for* a worker is not the comparison's: after a timeout the replacement imports SymPy, a second
+    on an idle machine and far more on a loaded one, which made a bound on the whole batch fail under load
+    while nothing hung. So each call is timed from checkout to answer (a stricter check per comparison than
+    the batch bound it replaces), and the batch must keep answering: a stretch longer than a worker's
+    start-up allowance plus one comparison with no new answer is a hang."""
     rng = random.Random(1234)
     alphabet = string.printable + "\\{}$^_"
     items = []
     for _ in range(60):
         fragments = ["\\boxed{", "\\frac{", "}", "{", "$", "\\sqrt", "^", "\\left(", "\\right)", rng.choice(alphabet) * rng.randint(1, 5)]
         items.append(("".join(rng.choice(fragments) for _ in range(rng.randint(1, 400))), str(rng.randint(0, 99))))
-    start = time.monotonic()
-    results = strict_pool.grade_many(items)
-    assert len(results) == len(items)
-    assert time.monotonic() - start < len(items) * (DEADLINE_S + SLACK_S) / strict_pool.workers
+    held_since, durations = threading.local(), []
+    checkout, grade_one = strict_pool._checkout, strict_pool.grade
+
+    def timed_checkout():
+        worker = checkout()
+        held_since.value = time.monotonic()
+        return worker
+
+    def timed_grade(*item):
+        result = grade_one(*item)
+        durations.append(time.monotonic() - held_since.value)
+        return result
+
+    monkeypatch.setattr(strict_pool, "_checkout", timed_checkout)
+    monkeypatch.setattr(strict_pool, "grade", timed_grade)
+    results = []
+    batch = threading.Thread(target=lambda: results.extend(strict_pool.grade_many(items)), daemon=True)
+    batch.start()
+    answered = -1
+    while batch.is_alive() and len(durations) > answered:  # answers keep coming: slow (loaded), not hung
+        answered = len(durations)
+        batch.join(_STARTUP_TIMEOUT_S + DEADLINE_S + SLACK_S)  # a worker's start-up allowance, then one comparison
+    assert not batch.is_alive(), f"grade_many stalled after {len(durations)} of {len(items)} answers"
+    assert len(results) == len(items) == len(durations)
+    assert max(durations) < DEADLINE_S + SLACK_S, sorted(durations)[-5:]
 
 
 def test_timeout_replaces_the_worker_and_the_pool_keeps_working():

@@ -4,8 +4,9 @@ Run by ``scripts/vllm-suite.sh`` inside its vLLM venv (not collected by pytest: 
 from a ``__main__`` guard). Prints one JSON summary and exits non-zero when a check fails.
 
 The policy is the testbed's tiny random Llama (``harness model init --preset tiny``) on the ``arith`` task. It
-never answers right, so, as in tests/rl/test_em_trainer.py, a stand-in verdict (even response length) gives
-the E-step successes and failures and the M-step something to train on.
+never answers right, so a stand-in verdict gives the E-step successes and failures and the M-step something to
+train on; like the grader it replaces, it reads the gold (right when the response's length plus the integer gold
+is even), so a rollout graded against another query's gold may change verdict.
 
 Checks: each iteration starts one engine, on OUT/rollout-model, and it is shut down (no child process left)
 before that iteration's M-step; each engine's greedy outputs on fixed probe prompts equal the hf backend's on the weights the trainer
@@ -55,7 +56,8 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="vllm-em-"))
     write_tiny_model(work / "tiny", "tiny")
     harness.grading.grade_batch = lambda items: [
-        Grade(len(response) % 2 == 0, None, "correct" if len(response) % 2 == 0 else "incorrect") for response, *_ in items]
+        Grade(right, None, "correct" if right else "incorrect")
+        for right in ((len(response) + int(gold)) % 2 == 0 for response, gold, *_ in items)]
     config = EMConfig.from_dict(dict(
         model=str(work / "tiny"), task="arith", task_args={"split": "train", "size": 64}, iterations=2, queries_per_iteration=4,
         k=2, free_rollouts=1, samples_per_query=3, subsample="weight", advantage="sign", batch_size=8, micro_batch_size=8,

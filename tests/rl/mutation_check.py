@@ -1,9 +1,12 @@
 """Apply each mutation to the trainers' source, run the fast tests, print which tests caught it, revert.
 
-    python -m tests.rl.mutation_check [INDEX ...]      # from the repository root; ~10 min on 2 cores
+    python -m tests.rl.mutation_check [INDEX ...]      # from the repository root; ~40 min on 2 busy cores
 
 Every mutation must be caught by at least one test (the README's EM section has the table). The source
-file is restored in a ``finally`` even when the run is interrupted.
+file is restored in a ``finally`` even when the run is interrupted. The signal mutations (``MUTATIONS``)
+run the whole fast set ``TESTS``; the wiring mutations (``WIRING_MUTATIONS``, issue 21: what a trainer passes
+into the tested functions) run only the tests written to catch them, since each of those runs a trainer
+end to end (tens of seconds) and the rest of the fast set was shown to let them through.
 """
 
 from __future__ import annotations
@@ -60,30 +63,90 @@ MUTATIONS = [
      "trainer.state.global_step, first + i)", "trainer.state.global_step, first)"),
 ]
 
+WIRING = "tests/rl/test_wiring.py::"
+EM_RUN_GOLD = WIRING + "test_em_estep_grades_each_rollout_against_its_own_gold"
+EM_PI_OLD = WIRING + "test_em_each_iteration_uses_its_own_pi_old"
+EM_SETTINGS = WIRING + "test_em_rollout_settings_reach_the_engine_and_the_sampler"
+EM_SCHEDULE = WIRING + "test_em_learning_rate_schedule_is_the_one_the_optimiser_steps_with"
+RL_GOLD_SCHEDULE = WIRING + "test_rl_rewards_grade_each_row_against_its_own_gold_and_the_schedule_is_stepped"
+RL_SETTINGS = WIRING + "test_rl_rollout_settings_reach_the_engine_and_the_sampler"
+GRADIENTS = "tests/training/test_distributed_sft_em.py::test_two_processes_hand_the_optimiser_the_one_process_gradient"
+STDERR = "tests/eval/test_metrics.py::test_avg_stderr_is_over_problems_not_over_attempts"
+WIRING_MUTATIONS = [
+    # 1. the gold a rollout is graded against
+    ("EM E-step grades against the next query's gold (trainer._rollouts)", "harness/em/trainer.py",
+     "self.samples[i].answer, self.task.grader)", "self.samples[(i + 1) % len(self.samples)].answer, self.task.grader)", [EM_RUN_GOLD]),
+    ("RL reward grades each row against the next row's gold (rollouts.Reward)", "harness/rl/rollouts.py",
+     "zip(response_text, answer)", "zip(response_text, answer[1:] + answer[:1])", [RL_GOLD_SCHEDULE]),
+    ("RL dataset pairs each question with the previous one's gold (trainer.dataset)", "harness/rl/trainer.py",
+     '"answer": json.dumps(s.answer)', '"answer": json.dumps(self.samples[self.samples.index(s) - 1].answer)', [RL_GOLD_SCHEDULE]),
+    # 2. π_old per iteration
+    ("EM every iteration reads iteration 0's pi_old (update._pi_old)", "harness/em/update.py",
+     'f"iter-{iteration}" / "pi_old.pt"', 'f"iter-0" / "pi_old.pt"', [EM_PI_OLD]),
+    # 3. the learning-rate schedule the trainer steps
+    ("EM warm-up dropped from the M-step schedule (update.mstep)", "harness/em/update.py",
+     "lambda s: lr_factor(s, steps, warmup, config.lr_schedule)", "lambda s: lr_factor(s, steps, 0, config.lr_schedule)", [EM_SCHEDULE]),
+    ("EM lr_schedule ignored: always constant (update.mstep)", "harness/em/update.py",
+     "lambda s: lr_factor(s, steps, warmup, config.lr_schedule)", 'lambda s: lr_factor(s, steps, warmup, "constant")', [EM_SCHEDULE]),
+    ("EM scheduler never stepped (update.mstep)", "harness/em/update.py", "scheduler.step()", "pass", [EM_SCHEDULE]),
+    ("RL warm-up dropped from the schedule (grpo.create_scheduler)", "harness/rl/grpo.py",
+     "lambda step: lr_factor(step, config.steps, config.warmup_steps, config.lr_schedule)",
+     "lambda step: lr_factor(step, config.steps, 0, config.lr_schedule)", [RL_GOLD_SCHEDULE]),
+    ("RL our schedule not installed: TRL's default linear decay (grpo.create_scheduler)", "harness/rl/grpo.py",
+     "def create_scheduler(", "def _create_scheduler_unused(", [RL_GOLD_SCHEDULE]),
+    # 4. config fields that reach the engine and the sampler
+    ("EM max_tool_calls not passed to the engine (trainer.estep)", "harness/em/trainer.py",
+     "max_tool_calls=config.max_tool_calls", "max_tool_calls=4", [EM_SETTINGS]),
+    ("EM max_tokens not passed to the engine (trainer.estep)", "harness/em/trainer.py",
+     "max_tokens=config.max_tokens)", "max_tokens=2000)", [EM_SETTINGS]),
+    ("EM top_p not passed to the sampler (trainer.estep)", "harness/em/trainer.py", "top_p=config.top_p", "top_p=0.95", [EM_SETTINGS]),
+    ("EM sandbox_timeout not passed to the sandbox (trainer.train)", "harness/em/trainer.py",
+     "SandboxLimits(timeout_s=self.config.sandbox_timeout)", "SandboxLimits()", [EM_SETTINGS]),
+    ("EM rollout seeds repeat from iteration to iteration (trainer._rollouts)", "harness/em/trainer.py",
+     "mix_seed(config.seed, iteration, i, ", "mix_seed(config.seed, i, ", [EM_SETTINGS]),
+    ("RL max_tool_calls not passed to the engine (rollouts.Rollouts)", "harness/rl/rollouts.py",
+     "max_tool_calls=config.max_tool_calls", "max_tool_calls=2", [RL_SETTINGS]),
+    ("RL temperature not passed to the sampler (rollouts.Rollouts)", "harness/rl/rollouts.py",
+     "temperature=config.temperature", "temperature=1.0", [RL_SETTINGS]),
+    ("RL sandbox_timeout not passed to the sandbox (trainer.train)", "harness/rl/trainer.py",
+     "SandboxLimits(timeout_s=config.sandbox_timeout)", "SandboxLimits()", [RL_SETTINGS]),
+    ("RL rollout seeds repeat from step to step (rollouts.Rollouts)", "harness/rl/rollouts.py",
+     "mix_seed(config.seed, trainer.state.global_step, first + i)", "mix_seed(config.seed, first + i)", [RL_SETTINGS]),
+    # 5. statistics over the right unit
+    ("avg@n standard error over pooled attempts, not problems (metrics.accuracy_metrics)", "harness/eval/metrics.py",
+     "mean_and_stderr([mean(p) for p in per_problem])", "mean_and_stderr([float(x) for p in per_problem for x in p])", [STDERR]),
+    # 6. gradient scaling across processes
+    ("EM loss not scaled by the process count: DDP's average halves the gradient (update._optimiser_step)",
+     "harness/em/update.py", "accelerator.backward(loss * weight * world)", "accelerator.backward(loss * weight)", [GRADIENTS]),
+    ("SFT loss not scaled by the process count (sft.sft_step)", "harness/training/sft.py",
+     "accelerator.backward(loss * world)", "accelerator.backward(loss)", [GRADIENTS]),
+]
+
 
 def main(only: list[str]) -> int:
     missed = 0
-    for index, (name, path, old, new) in enumerate(MUTATIONS):
+    for index, (name, path, old, new, *tests) in enumerate(MUTATIONS + WIRING_MUTATIONS):
         if only and str(index) not in only:
             continue
-        caught = run_mutated(name, path, old, new)
+        caught = run_mutated(name, path, old, new, tests[0] if tests else TESTS)
         missed += not caught
         print(json.dumps({"mutation": name, "caught_by": caught}), flush=True)
     return 1 if missed else 0
 
 
-def run_mutated(name: str, path: str, old: str, new: str) -> list[str]:
+def run_mutated(name: str, path: str, old: str, new: str, tests: list[str]) -> list[str]:
     full = Path(ROOT) / path
     source = full.read_text()
     if source.count(old) != 1:
         raise SystemExit(f"error: mutation {name!r} no longer matches {path} once")
     full.write_text(source.replace(old, new))
     try:
-        run = subprocess.run(["timeout", "600", sys.executable, "-m", "pytest", *TESTS, "-q", "-p", "no:cacheprovider", "-rf"],
+        run = subprocess.run(["timeout", "600", sys.executable, "-m", "pytest", *tests, "-q", "-p", "no:cacheprovider", "-rfE"],
                              cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT}, capture_output=True, text=True)
     finally:
         full.write_text(source)
-    return sorted({line.split()[1].split("::")[1] for line in run.stdout.splitlines() if line.startswith("FAILED")})
+    # A test whose fixture crashed on the mutated trainer (ERROR) caught it as surely as a failed assertion.
+    return sorted({line.split()[1].split("::")[-1] for line in run.stdout.splitlines() if line.startswith(("FAILED", "ERROR"))})
 
 
 if __name__ == "__main__":

@@ -14,14 +14,19 @@ from .test_trainer import task_file, tiny_model_dir  # noqa: F401 - shared fixtu
 
 
 @pytest.fixture(autouse=True)
-def parity_grader(monkeypatch):
-    """A random tiny model never answers right; a deterministic stand-in verdict (even response length)
-    gives the E-step both successes and failures, so every M-step path runs."""
+def length_grader(monkeypatch):
+    """A random tiny model never answers right, so the real grader would fail every rollout and drop every
+    query. This stand-in gives the E-step successes and failures (about half), so every M-step path runs, and
+    still reads the gold: a response is right when its length plus half the gold is even. The task's golds are
+    2a for a = 1..6, so neighbouring queries' golds give opposite verdicts on the same response and a rollout
+    graded against another query's gold is seen. (The real grader's wiring is tested in test_wiring.py, with a
+    scripted sampler.)"""
     import harness.grading
     from harness.grading.scorer import Grade
 
     def grade_batch(items):
-        return [Grade(len(response) % 2 == 0, None, "correct" if len(response) % 2 == 0 else "incorrect") for response, *_ in items]
+        verdicts = [(len(response) + int(gold) // 2) % 2 == 0 for response, gold, *_ in items]
+        return [Grade(right, None, "correct" if right else "incorrect") for right in verdicts]
 
     monkeypatch.setattr(harness.grading, "grade_batch", grade_batch)
 

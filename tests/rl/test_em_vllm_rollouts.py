@@ -17,7 +17,7 @@ from harness.em.trainer import EMTrainer
 
 from .test_em_trainer import (
     config,
-    parity_grader,  # noqa: F401 - fixture
+    length_grader,  # noqa: F401 - fixture
 )
 from .test_trainer import task_file, tiny_model_dir  # noqa: F401 - shared fixtures
 

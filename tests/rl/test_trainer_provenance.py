@@ -16,7 +16,7 @@ from harness.rl.trainer import RLTrainer
 from harness.training.checkpoint import checkpoint_dir, checkpoint_info, list_checkpoints
 
 from .test_em_trainer import config as em_config
-from .test_em_trainer import parity_grader  # noqa: F401 - fixture
+from .test_em_trainer import length_grader  # noqa: F401 - fixture
 from .test_trainer import config, task_file, tiny_model_dir  # noqa: F401 - shared fixtures
 
 
@@ -63,7 +63,7 @@ def test_metrics_have_one_line_per_step_after_a_resume(tiny_model_dir, task_file
     assert logged_steps(tmp_path) == [1, 2, 3]
 
 
-def test_em_mstep_loss_covers_the_whole_m_step_after_a_resume(tiny_model_dir, task_file, tmp_path, monkeypatch, parity_grader):  # noqa: F811
+def test_em_mstep_loss_covers_the_whole_m_step_after_a_resume(tiny_model_dir, task_file, tmp_path, monkeypatch, length_grader):  # noqa: F811
     overrides = dict(batch_size=2, micro_batch_size=2, subsample="sample", samples_per_query=2, alpha=float("inf"))
     EMTrainer(em_config(tiny_model_dir, task_file, tmp_path / "straight", **overrides)).train()
     [straight] = [json.loads(line) for line in (tmp_path / "straight" / "report.jsonl").read_text().splitlines()]

@@ -1,6 +1,6 @@
-"""One process of the gloo checks in test_distributed_sft_em.py: SFT, or an EM E-step and M-step.
+"""One process of the gloo checks in test_distributed_sft_em.py: SFT, an EM E-step and M-step, or one step's gradients.
 
-Run as ``python -m tests.training.distributed_worker sft|sft_resume|em MODEL DATA OUT`` with RANK / WORLD_SIZE /
+Run as ``python -m tests.training.distributed_worker sft|sft_resume|em|gradients MODEL DATA OUT`` with RANK / WORLD_SIZE /
 MASTER_ADDR / MASTER_PORT set (WORLD_SIZE=1: the one-process reference). The main process writes the
 final weights; every process writes what it saw of the E-step to ``OUT/estep-rankN.json``.
 """
@@ -52,6 +52,55 @@ def em(model: str, data: str, out: Path) -> None:
         torch.save({name: tensor.detach().clone() for name, tensor in state.items()}, out / "weights.pt")
 
 
+class GradientRecorder:
+    """Stands in for the optimiser: keeps the gradient it is asked to apply (after the trainer's clipping),
+    changes nothing. AdamW would hide a constant factor on the gradient; this shows it."""
+
+    def __init__(self, model) -> None:
+        self.model, self.gradient = model, None
+
+    def step(self) -> None:
+        import torch
+
+        self.gradient = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).flatten() for p in self.model.parameters()])
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        self.model.zero_grad(set_to_none=set_to_none)
+
+
+def gradients(model: str, data: str, out: Path) -> None:
+    """The gradient one EM step (_optimiser_step) and one SFT step (sft_step) hand the optimiser, from the same
+    weights, with shares that do not divide evenly (3 samples, 3 demonstrations, one row per micro-batch)."""
+    import torch
+
+    from harness.em.config import EMConfig
+    from harness.em.trainer import EMTrainer
+    from harness.training.sequences import encode_example
+    from harness.training.sft import SFTConfig, sft_step
+
+    # Small advantages and weights keep the EM gradient's norm (~0.25) under the trainer's fixed clip at 1, which
+    # would otherwise rescale both runs to the same norm; SFT's clip is set out of reach.
+    trainer = EMTrainer(EMConfig(model=model, task=data, kl_weight=1e-3, decision_weight=1e-3, batch_size=3, micro_batch_size=1,
+                                 output_dir=str(out), device="cpu"))
+    encode = trainer.backend.encode
+    texts = ["We compute 2 + 2 = 4. The answer is 4.", "The answer is 5.", "It is 4."]
+    rollouts = [{"query": f"q{i % 2}", "decision": "cot", "prompt_ids": encode("What is 2 + 2?")[: 4 + i], "response_ids": encode(text),
+                 "loss_mask": [1] * len(encode(text)), "forced_tokens": 0, "correct": i != 1, "used_code": False}
+                for i, text in enumerate(texts)]
+    (out / "iter-0").mkdir(exist_ok=True)
+    old = trainer._pi_old(0, rollouts)
+    recorder = GradientRecorder(trainer.model)
+    trainer._optimiser_step([(r, 1e-3 if r["correct"] else -1e-3) for r in rollouts], old,
+                            {"q0": {"cot": 0.25, "code": 0.75}, "q1": {"cot": 1.0, "code": 0.0}}, recorder)
+    em_gradient = recorder.gradient
+    tokenizer = trainer.tokenizer
+    demonstrations = [encode_example(tokenizer, {"prompt": "What is 2 + 2?", "response": text}) for text in texts]
+    sft_step(trainer.model, recorder, trainer.accelerator, demonstrations, tokenizer.pad_token_id,
+             SFTConfig(model=model, data=data, output=str(out), micro_batch_size=1, max_grad_norm=1e9, device="cpu"))
+    if trainer.accelerator.is_main_process:
+        torch.save({"em": em_gradient, "sft": recorder.gradient}, out / "gradients.pt")
+
+
 if __name__ == "__main__":
     mode, model_dir, data_file, out_dir = sys.argv[1:5]
-    {"sft": sft, "sft_resume": sft_resume, "em": em}[mode](model_dir, data_file, Path(out_dir))
+    {"sft": sft, "sft_resume": sft_resume, "em": em, "gradients": gradients}[mode](model_dir, data_file, Path(out_dir))

@@ -90,3 +90,22 @@ def test_two_process_em_equals_one_process_with_uneven_shares(tmp_path):
     one, two = (torch.load(tmp_path / f"world{w}" / "weights.pt") for w in (1, 2))
     assert_same_weights(one, two)
 
+
+
+def test_two_processes_hand_the_optimiser_the_one_process_gradient(tmp_path):
+    """Each process scales its loss by the process count so that DDP's average is the one-process gradient of
+    the step's mean. Compared before the optimiser (AdamW's normalisation hides a constant factor, which the
+    weight comparisons above cannot see), for EM's M-step and for SFT, with uneven shares."""
+    from tests.models.tiny_models import build_model, build_tokenizer
+
+    tokenizer = build_tokenizer()
+    build_model("qwen2", tokenizer).save_pretrained(tmp_path / "model")
+    tokenizer.save_pretrained(tmp_path / "model")
+    task = tmp_path / "sums.jsonl"
+    task.write_text("".join(json.dumps({"question": f"What is {a} + {a}?", "answer": 2 * a}) + "\n" for a in range(1, 7)))
+    for world in (1, 2):
+        launch("gradients", world, tmp_path / "model", task, tmp_path / f"world{world}")
+    one, two = (torch.load(tmp_path / f"world{w}" / "gradients.pt") for w in (1, 2))
+    assert 0 < one["em"].norm() < 0.9  # under EM's fixed clip at norm 1, which would rescale both to the same norm
+    for trainer in ("em", "sft"):
+        assert torch.allclose(two[trainer], one[trainer], rtol=1e-4, atol=1e-7), (trainer, float(two[trainer].norm() / one[trainer].norm()))
