@@ -11,6 +11,8 @@ import math
 from dataclasses import asdict, dataclass, field
 
 from harness.grading.equivalence import (
+    decimals_as_fractions,
+    has_finite_decimal,
     normalize,
     numbers_match,
     parse_math,
@@ -86,6 +88,8 @@ def compare(pred: str, gold: str) -> Grade:
     gold_parsed = parse_math(gold, is_answer=True)
     if not gold_parsed:
         return Grade(None, extracted, "gold_unscorable")
+    if has_finite_decimal(gold_parsed):  # an integer gold: no float rounding may reach it
+        pred = decimals_as_fractions(pred)
     pred_parsed = parse_math(pred, is_answer=True)
     if not pred_parsed:
         return Grade(False, extracted, "parse_error")

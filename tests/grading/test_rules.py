@@ -32,6 +32,16 @@ CASES = [
     # A printed float matches the fraction it approximates; a rounded one does not.
     ("\\boxed{0.3333333333333333}", "\\frac{1}{3}", "math500", True, "correct"),
     ("\\boxed{0.33}", "\\frac{1}{3}", "math500", False, "incorrect"),
+    # No tolerance on golds with a finite decimal (issue 22.9): only 1/3-like fractions have printed floats.
+    ("\\boxed{5.0000001}", "5", "math500", False, "incorrect"),
+    ("\\boxed{4.9999999}", "5", "math500", False, "incorrect"),
+    ("\\boxed{5.000001}", "5", "math500", False, "incorrect"),
+    ("\\boxed{5.0000001}", "\\frac{10}{2}", "math500", False, "incorrect"),
+    ("\\boxed{0.2500001}", "\\frac14", "math500", False, "incorrect"),
+    ("\\boxed{0.2500001}", "2^{-2}", "math500", False, "incorrect"),
+    ("\\boxed{x = 2.5}", "\\frac52", "math500", True, "correct"),
+    ("\\boxed{5.000000}", "5", "math500", True, "correct"),
+    ("\\boxed{0.6666667}", "\\frac23", "math500", True, "correct"),
     # Symbolic equivalence through math-verify.
     ("\\boxed{\\frac{\\sqrt{3}}{3}}", "\\frac{1}{\\sqrt{3}}", "math500", True, "correct"),
     ("\\boxed{x \\geq 5}", "x \\geq 5", "math500", True, "correct"),
