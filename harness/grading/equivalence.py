@@ -25,6 +25,7 @@ logging.getLogger("math_verify").setLevel(logging.ERROR)
 
 _SPACING = re.compile(r"\\[!,;:> ]|\\(?:q)?quad|\\displaystyle|\\left|\\right|\\limits")
 _TEXT_WRAPPER = re.compile(r"\\(?:text|textbf|textnormal|mathrm|mbox|mathbf)\{([^{}]*)\}")
+_NUMBER_IN_TEXT = re.compile(r"\\(?:text|textbf|textit|textnormal|mathrm|mbox|mathbf)\{([^{}]*\d[^{}]*)\}")
 _DEGREES = re.compile(r"\^\s*\{?\\circ\}?|°")
 _DELIMITERS = (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]"))
 _THOUSANDS = re.compile(r"^-?\d{1,3}(?:,\d{3})+(?:\.\d+)?$")
@@ -113,14 +114,43 @@ def _math_verify_config():
 def parse_math(text: str, is_answer: bool) -> list:
     """math-verify's parse; a bare answer is wrapped in ``$...$`` first (it fails to parse without).
 
-    Empty when nothing parsed into SymPy: math-verify would otherwise hand back the raw string."""
-    from math_verify import parse
+    Empty when nothing parsed into SymPy: math-verify would otherwise hand back the raw string. For
+    an answer, LaTeX that does not parse may fall back to a plain expression only if that expression
+    is the whole answer: math-verify would take the ``5`` of ``5@0`` or ``5 \\neq`` and drop the rest."""
+    from math_verify import ExprExtractionConfig, parse
 
     text = _ROMAN_CONSTANT.sub(r"\1", _SQRT_PARENS.sub(r"\\sqrt{\1}", text))
-    if is_answer and not any(text.lstrip().startswith(left) for left, _ in _DELIMITERS):
+    if not is_answer:
+        return _sympy_only(parse(text, _math_verify_config(), parsing_timeout=None))
+    if not any(text.lstrip().startswith(left) for left, _ in _DELIMITERS):
         text = f"${text}$"
-    parsed = parse(text, _math_verify_config(), parsing_timeout=None)
+    parsed = _sympy_only(parse(text, _math_verify_config()[:1], parsing_timeout=None))
+    if parsed:
+        return parsed
+    parsed = _sympy_only(parse(text, [ExprExtractionConfig()], parsing_timeout=None))
+    return parsed if parsed and _spaceless(parsed[-1]) == _spaceless(_strip_delimiters(text)).rstrip(".\\") else []
+
+
+def _sympy_only(parsed: list) -> list:
     return parsed if any(not isinstance(item, str) for item in parsed) else []
+
+
+def _strip_delimiters(text: str) -> str:
+    text = text.strip()
+    for left, right in _DELIMITERS:
+        if text.startswith(left) and text.endswith(right) and len(text) >= len(left) + len(right):
+            return text[len(left) : len(text) - len(right)]
+    return text
+
+
+def _spaceless(text: str) -> str:
+    return re.sub(r"\s+", "", text)
+
+
+def spell_out_numbers_in_text(answer: str) -> str:
+    """``5\\text{0}`` is 50, not 5 with a unit: a text block holding a digit loses its wrapper, where
+    math-verify and the unit rule would drop it whole."""
+    return _NUMBER_IN_TEXT.sub(r"\1", answer)
 
 
 def _exact_rational(expr):

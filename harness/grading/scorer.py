@@ -17,6 +17,7 @@ from harness.grading.equivalence import (
     numbers_match,
     parse_math,
     sequence_match,
+    spell_out_numbers_in_text,
     strip_function_lhs,
     symbolic_match,
 )
@@ -24,6 +25,7 @@ from harness.grading.extract import (
     extract_answer,
     gold_answer,
     gsm8k_strict,
+    has_words,
     last_number,
     remove_tool_output,
     strip_think,
@@ -72,18 +74,19 @@ def _too_complex(answer: str) -> bool:
 
 def compare(pred: str, gold: str) -> Grade:
     """Grade an extracted answer string against a gold answer string."""
+    extracted = pred
+    pred, gold = spell_out_numbers_in_text(pred), spell_out_numbers_in_text(gold)
     gold_norm = normalize(gold)
     if gold_norm and normalize(pred) == gold_norm:
-        return _verdict(True, pred)
+        return _verdict(True, extracted)
     if _too_complex(gold):
-        return Grade(None, pred, "gold_unscorable")
+        return Grade(None, extracted, "gold_unscorable")
     if _too_complex(pred):
-        return Grade(False, pred, "parse_error")
+        return Grade(False, extracted, "parse_error")
     for decisive in (numbers_match, sequence_match):
         verdict = decisive(pred, gold)
         if verdict is not None:
-            return _verdict(verdict, pred)
-    extracted = pred
+            return _verdict(verdict, extracted)
     pred, gold = strip_function_lhs(pred, gold)
     gold_parsed = parse_math(gold, is_answer=True)
     if not gold_parsed:
@@ -129,6 +132,9 @@ def score_response(response: str, gold: object, task: str = "math500") -> Grade:
     extraction = extract_answer(str(response), task)
     if extraction.answer is not None:
         grade = compare(extraction.answer, gold_text)
+        if grade.status == "parse_error" and extraction.method == "bare" and has_words(extraction.answer):
+            # short prose ("So 3 + 4 = 7 apples."), not an answer that must parse whole
+            grade = _compare_unanchored(extraction.answer, gold_text, task)
     elif extraction.fallback is not None:
         grade = _compare_unanchored(extraction.fallback, gold_text, task)
     else:
