@@ -35,7 +35,7 @@ _LATEX_FRACTION = re.compile(r"^(-?)\\frac\{(-?\d+)\}\{(\d+)\}$")
 _MIXED_NUMBER = re.compile(r"^(\d+)\s*(?:\s(\d+)/(\d+)|\\frac\{(\d+)\}\{(\d+)\})$")
 _UNIT_WORD = r"(?!(?:pi|e|i|sin|cos|tan|log|ln|exp|sqrt)\b)[a-zA-Z]{2,}(?:\^\d)?"
 _UNIT_SUFFIX = re.compile(
-    rf"^(.*?\d)\s*(?:\\(?:text|mbox|textnormal|mathrm)\{{[^{{}}]*\}}|{_UNIT_WORD}(?:\s+{_UNIT_WORD})*|€|m²)$"
+    rf"^(.*?\d)\s*(?:\\(?:text|mbox|textnormal|mathrm)\{{[^{{}}]*\}}|{_UNIT_WORD}(?:\s+{_UNIT_WORD})*|€|m\^\{{2\}})$"
 )
 _SCIENTIFIC = re.compile(r"^(-?\d+(?:\.\d+)?)\s*(?:\\times|\\cdot|\*|x)\s*10\^\{?(-?\d+)\}?$")
 _DECIMAL_LITERAL = re.compile(r"(?<![\d.])(\d*)\.(\d+)(?![\d.])")

@@ -30,6 +30,7 @@ from harness.grading.extract import (
     remove_tool_output,
     strip_think,
 )
+from harness.grading.unicode_answers import has_combining_mark, plain_unicode
 
 # Bump when extraction or equivalence rules change: it is part of every task version.
 GRADER_VERSION = "1"
@@ -79,6 +80,8 @@ def compare(pred: str, gold: str) -> Grade:
     gold_norm = normalize(gold)
     if gold_norm and normalize(pred) == gold_norm:
         return _verdict(True, extracted)
+    if has_combining_mark(pred):  # 5̸ is "not 5": a mark the parsers would drop
+        return Grade(False, extracted, "parse_error")
     if _too_complex(gold):
         return Grade(None, extracted, "gold_unscorable")
     if _too_complex(pred):
@@ -128,8 +131,9 @@ def score_response(response: str, gold: object, task: str = "math500") -> Grade:
         raise ValueError(f"unknown grading task {task!r}; expected one of {', '.join(TASKS)}")
     if gold is None or (isinstance(gold, float) and not math.isfinite(gold)):
         return Grade(None, None, "gold_unscorable")  # no reference answer: nothing to grade against
-    gold_text = gold_answer(gold)
-    extraction = extract_answer(str(response), task)
+    gold_text = plain_unicode(gold_answer(gold))
+    response = plain_unicode(str(response))
+    extraction = extract_answer(response, task)
     if extraction.answer is not None:
         grade = compare(extraction.answer, gold_text)
         if grade.status == "parse_error" and extraction.method == "bare" and has_words(extraction.answer):
@@ -140,5 +144,5 @@ def score_response(response: str, gold: object, task: str = "math500") -> Grade:
     else:
         grade = Grade(False, None, "no_answer")
     if task == "gsm8k":
-        grade = Grade(grade.correct, grade.extracted, grade.status, _gsm8k_variants(str(response), gold_text))
+        grade = Grade(grade.correct, grade.extracted, grade.status, _gsm8k_variants(response, gold_text))
     return grade
