@@ -33,7 +33,7 @@ from harness.grading.extract import (
 from harness.grading.unicode_answers import has_combining_mark, plain_unicode
 
 # Bump when extraction or equivalence rules change: it is part of every task version.
-GRADER_VERSION = "1"
+GRADER_VERSION = "2"
 TASKS = ("math500", "gsm8k", "aime24", "aime25", "amc23")
 STATUSES = ("correct", "incorrect", "no_answer", "parse_error", "timeout", "gold_unscorable")
 
