@@ -192,16 +192,22 @@ class EMTrainer(MStep):
 
     # ---------------------------------------------------------------- loop
     def train(self, resume: bool = False, allow_config_change: bool = False) -> list[dict]:
-        """Run to ``config.iterations``; the output folder must be empty or, with ``resume``, this run's (run_folder.py)."""
+        """Run to ``config.iterations``; the output folder must be empty or, with ``resume``, this run's
+        (run_folder.py), and is locked for the whole run."""
+        from harness.training.run_folder import open_run
+
+        config = self.config
+        with open_run(self.out, config.COMMAND, config.to_dict(), config.RESUME_MAY_CHANGE, resume=resume,
+                      allow_config_change=allow_config_change, lock=self.accelerator.is_main_process) as run:
+            return self._train(run)
+
+    def _train(self, run) -> list[dict]:
         from harness.rl.training_task import record_training_task
         from harness.sandbox import SandboxLimits, get_sandbox
         from harness.training.checkpoint import checkpoint_info, latest_checkpoint
         from harness.training.distributed import load_weights_everywhere
-        from harness.training.run_folder import open_run
 
-        config, accelerator = self.config, self.accelerator
-        run = open_run(self.out, config.COMMAND, config.to_dict(), config.RESUME_MAY_CHANGE, resume=resume,
-                       allow_config_change=allow_config_change)
+        accelerator = self.accelerator
         accelerator.wait_for_everyone()  # every process has judged the folder before the main one writes to it
         main = accelerator.is_main_process
         if main:

@@ -1,4 +1,5 @@
-"""An exclusive lock on a run directory, so two processes never append to one samples.jsonl.
+"""An exclusive lock on a run directory, so two processes never append to one samples.jsonl, nor two
+trainers write checkpoints into one folder (``harness/training/run_folder.py`` takes it too).
 
 The lock is ``flock`` on ``DIR/.lock``: the kernel drops it when the holder exits, however it exits,
 so a killed run never leaves a stale lock behind. The holder's pid is written into the file only to
@@ -35,7 +36,7 @@ class RunLock:
             holder = handle.read(32).decode(errors="replace").strip() or "unknown"
             handle.close()
             raise RunLockedError(
-                f"{self.path.parent} is in use by another run (pid {holder}); wait for it to finish or use another --output-dir"
+                f"{self.path.parent} is in use by another run (pid {holder}); wait for it to finish or choose another output folder"
             ) from None
         handle.truncate(0)
         handle.write(f"{os.getpid()}\n".encode())

@@ -9,6 +9,8 @@ Rules worth knowing (each is a table row in tests/grading):
 - plain numbers compare exactly as rationals: no relative tolerance (10001 != 10000), thousands
   separators and ``$`` are ignored, ``27.0 == 27``, ``025 == 25``;
 - ``50\\%`` equals ``50`` but never ``0.5`` (no percent x100 trap);
+- no numeric tolerance: only a printed float of a fraction without a finite decimal (``1/12``) may
+  differ from it, in its last place; integers and ``1/4`` match exactly (``5.0000001 != 5``);
 - values that are exact rationals on both sides (``1/2004!``) compare exactly, never as floats;
 - everything else (intervals, sets, matrices, relations, symbolic expressions) is math-verify's.
 """
@@ -23,6 +25,7 @@ logging.getLogger("math_verify").setLevel(logging.ERROR)
 
 _SPACING = re.compile(r"\\[!,;:> ]|\\(?:q)?quad|\\displaystyle|\\left|\\right|\\limits")
 _TEXT_WRAPPER = re.compile(r"\\(?:text|textbf|textnormal|mathrm|mbox|mathbf)\{([^{}]*)\}")
+_NUMBER_IN_TEXT = re.compile(r"\\(?:text|textbf|textit|textnormal|mathrm|mbox|mathbf)\{([^{}]*\d[^{}]*)\}")
 _DEGREES = re.compile(r"\^\s*\{?\\circ\}?|°")
 _DELIMITERS = (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]"))
 _THOUSANDS = re.compile(r"^-?\d{1,3}(?:,\d{3})+(?:\.\d+)?$")
@@ -32,9 +35,10 @@ _LATEX_FRACTION = re.compile(r"^(-?)\\frac\{(-?\d+)\}\{(\d+)\}$")
 _MIXED_NUMBER = re.compile(r"^(\d+)\s*(?:\s(\d+)/(\d+)|\\frac\{(\d+)\}\{(\d+)\})$")
 _UNIT_WORD = r"(?!(?:pi|e|i|sin|cos|tan|log|ln|exp|sqrt)\b)[a-zA-Z]{2,}(?:\^\d)?"
 _UNIT_SUFFIX = re.compile(
-    rf"^(.*?\d)\s*(?:\\(?:text|mbox|textnormal|mathrm)\{{[^{{}}]*\}}|{_UNIT_WORD}(?:\s+{_UNIT_WORD})*|€|m²)$"
+    rf"^(.*?\d)\s*(?:\\(?:text|mbox|textnormal|mathrm)\{{[^{{}}]*\}}|{_UNIT_WORD}(?:\s+{_UNIT_WORD})*|€|m\^\{{2\}})$"
 )
 _SCIENTIFIC = re.compile(r"^(-?\d+(?:\.\d+)?)\s*(?:\\times|\\cdot|\*|x)\s*10\^\{?(-?\d+)\}?$")
+_DECIMAL_LITERAL = re.compile(r"(?<![\d.])(\d*)\.(\d+)(?![\d.])")
 _ELLIPSIS = re.compile(r"\\[lc]?dots|\.\.\.")
 _SQRT_PARENS = re.compile(r"\\sqrt\(([^()]*)\)")
 _ROMAN_CONSTANT = re.compile(r"\\(?:mathrm|text|operatorname)\{([eiπ])\}")
@@ -110,14 +114,43 @@ def _math_verify_config():
 def parse_math(text: str, is_answer: bool) -> list:
     """math-verify's parse; a bare answer is wrapped in ``$...$`` first (it fails to parse without).
 
-    Empty when nothing parsed into SymPy: math-verify would otherwise hand back the raw string."""
-    from math_verify import parse
+    Empty when nothing parsed into SymPy: math-verify would otherwise hand back the raw string. For
+    an answer, LaTeX that does not parse may fall back to a plain expression only if that expression
+    is the whole answer: math-verify would take the ``5`` of ``5@0`` or ``5 \\neq`` and drop the rest."""
+    from math_verify import ExprExtractionConfig, parse
 
     text = _ROMAN_CONSTANT.sub(r"\1", _SQRT_PARENS.sub(r"\\sqrt{\1}", text))
-    if is_answer and not any(text.lstrip().startswith(left) for left, _ in _DELIMITERS):
+    if not is_answer:
+        return _sympy_only(parse(text, _math_verify_config(), parsing_timeout=None))
+    if not any(text.lstrip().startswith(left) for left, _ in _DELIMITERS):
         text = f"${text}$"
-    parsed = parse(text, _math_verify_config(), parsing_timeout=None)
+    parsed = _sympy_only(parse(text, _math_verify_config()[:1], parsing_timeout=None))
+    if parsed:
+        return parsed
+    parsed = _sympy_only(parse(text, [ExprExtractionConfig()], parsing_timeout=None))
+    return parsed if parsed and _spaceless(parsed[-1]) == _spaceless(_strip_delimiters(text)).rstrip(".\\") else []
+
+
+def _sympy_only(parsed: list) -> list:
     return parsed if any(not isinstance(item, str) for item in parsed) else []
+
+
+def _strip_delimiters(text: str) -> str:
+    text = text.strip()
+    for left, right in _DELIMITERS:
+        if text.startswith(left) and text.endswith(right) and len(text) >= len(left) + len(right):
+            return text[len(left) : len(text) - len(right)]
+    return text
+
+
+def _spaceless(text: str) -> str:
+    return re.sub(r"\s+", "", text)
+
+
+def spell_out_numbers_in_text(answer: str) -> str:
+    """``5\\text{0}`` is 50, not 5 with a unit: a text block holding a digit loses its wrapper, where
+    math-verify and the unit rule would drop it whole."""
+    return _NUMBER_IN_TEXT.sub(r"\1", answer)
 
 
 def _exact_rational(expr):
@@ -151,6 +184,18 @@ def _has_huge_numbers(expr) -> bool:
     return False
 
 
+def has_finite_decimal(parsed: list) -> bool:
+    """Whether a parsed answer is a rational number with a finite decimal (any integer, ``1/4``)."""
+    value = _exact_rational(parsed[0])
+    return value is not None and _terminates(Fraction(int(value.p), int(value.q)))
+
+
+def decimals_as_fractions(text: str) -> str:
+    """``2.5`` spelled ``\\frac{25}{10}``: math-verify rounds floats to six places before comparing,
+    which would make ``\\frac{10.0000001}{2}`` equal to 5; fractions are compared exactly."""
+    return _DECIMAL_LITERAL.sub(lambda m: f"\\frac{{{m.group(1)}{m.group(2)}}}{{1{'0' * len(m.group(2))}}}", text)
+
+
 def symbolic_match(gold_parsed: list, pred_parsed: list) -> bool:
     """Exact for closed-form rationals; structural only when huge numbers are involved (numeric
     evaluation of ``2^{1/2^{1000}}`` runs for minutes); math-verify's full comparison otherwise."""
@@ -167,18 +212,28 @@ def symbolic_match(gold_parsed: list, pred_parsed: list) -> bool:
 def numbers_match(pred: str, gold: str) -> bool | None:
     """Decisive verdict when both sides are plain numbers; None when either is not.
 
-    Exact, except that a long decimal (a printed float, six places or more) matches an exact
-    fraction it is within one unit of its last place of: ``0.0833333333333333 == 1/12``."""
+    Exact, except that a long decimal (a printed float, six places or more) matches a fraction that
+    no decimal can spell, within one unit of its last place: ``0.0833333333333333 == 1/12``. A value
+    with a finite decimal (every integer, ``1/4``) is matched exactly: ``5.0000001 != 5``."""
     pred_number, gold_number = as_number(pred), as_number(gold)
     if pred_number is None or gold_number is None:
         return None
     (pred_value, _, pred_places), (gold_value, _, gold_places) = pred_number, gold_number
     if pred_value == gold_value:
         return True
-    for places, other_places in ((pred_places, gold_places), (gold_places, pred_places)):
-        if places is not None and places >= _FLOAT_PRINTOUT_PLACES and other_places is None:
+    for places, exact, other_places in ((pred_places, gold_value, gold_places), (gold_places, pred_value, pred_places)):
+        if places is not None and places >= _FLOAT_PRINTOUT_PLACES and other_places is None and not _terminates(exact):
             return abs(pred_value - gold_value) <= Fraction(1, 10**places)
     return False
+
+
+def _terminates(value: Fraction) -> bool:
+    """Whether ``value`` has a finite decimal expansion: its denominator has no prime but 2 and 5."""
+    denominator = value.denominator
+    for prime in (2, 5):
+        while denominator % prime == 0:
+            denominator //= prime
+    return denominator == 1
 
 
 def _split_top_level(text: str) -> list[str]:

@@ -133,6 +133,11 @@ def looks_bare(text: str) -> bool:
     return "\n" not in text.strip() and len(text) <= 200 and len(_WORD.findall(text)) <= 2
 
 
+def has_words(text: str) -> bool:
+    """Whether ``text`` holds a word (two letters or more, not a LaTeX command): prose, not a formula."""
+    return _WORD.search(text) is not None
+
+
 def remove_tool_output(text: str) -> tuple[str, bool]:
     """Text without tool output blocks, and whether the response ended inside or right after one."""
     stripped = text.rstrip()

@@ -35,7 +35,7 @@ class _Worker:
         request_read, request_write = os.pipe()
         result_read, result_write = os.pipe()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "harness.grading.worker", str(request_read), str(result_write)],
+            [sys.executable, "-m", "harness.grading.worker", str(request_read), str(result_write), str(os.getpid())],
             pass_fds=(request_read, result_write),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
@@ -80,19 +80,34 @@ class GradingPool:
         self._lock = threading.Lock()
         self._closed = False
         self._startup_error: str | None = None
+        # Workers ask Linux to SIGKILL them when the thread that started them ends (prctl's parent-death
+        # signal follows the forking thread, not the process), so one thread, alive as long as the
+        # pool, starts them all: a pool whose process is killed takes even its busy workers with it.
+        self._spawns: queue.Queue[bool | None] = queue.Queue()
+        threading.Thread(target=self._spawner, name="grading-spawner", daemon=True).start()
         for _ in range(self.workers):
             self._start_in_background(as_spare=False)
             self._start_in_background(as_spare=True)
 
     def _start_in_background(self, as_spare: bool) -> None:
-        def start() -> None:
-            try:
-                worker = _Worker()
-            except OSError as exc:
-                self._fail_startup(f"cannot start a grading worker: {exc}")
-                return
-            with self._lock:
-                self._all.add(worker)
+        self._spawns.put(as_spare)
+
+    def _spawner(self) -> None:
+        while (as_spare := self._spawns.get()) is not None:
+            if not self._closed:
+                self._spawn(as_spare)
+
+    def _spawn(self, as_spare: bool) -> None:
+        """On the spawner thread: start a worker, then wait for it to get ready on a thread of its own."""
+        try:
+            worker = _Worker()
+        except Exception as exc:  # noqa: BLE001 - the spawner thread must outlive any one failed start
+            self._fail_startup(f"cannot start a grading worker: {exc}")
+            return
+        with self._lock:
+            self._all.add(worker)
+
+        def get_ready() -> None:
             try:
                 worker.wait_ready()
             except (RuntimeError, EOFError, OSError) as exc:
@@ -107,7 +122,7 @@ class GradingPool:
                     return
             self._idle.put(worker)
 
-        threading.Thread(target=start, daemon=True).start()
+        threading.Thread(target=get_ready, daemon=True).start()
 
     def _fail_startup(self, message: str) -> None:
         self._startup_error = message
@@ -168,6 +183,7 @@ class GradingPool:
         for worker in workers:
             worker.kill()
         self._idle.put(None)
+        self._spawns.put(None)
 
     def __enter__(self) -> GradingPool:
         return self

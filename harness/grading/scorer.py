@@ -11,10 +11,13 @@ import math
 from dataclasses import asdict, dataclass, field
 
 from harness.grading.equivalence import (
+    decimals_as_fractions,
+    has_finite_decimal,
     normalize,
     numbers_match,
     parse_math,
     sequence_match,
+    spell_out_numbers_in_text,
     strip_function_lhs,
     symbolic_match,
 )
@@ -22,13 +25,15 @@ from harness.grading.extract import (
     extract_answer,
     gold_answer,
     gsm8k_strict,
+    has_words,
     last_number,
     remove_tool_output,
     strip_think,
 )
+from harness.grading.unicode_answers import has_combining_mark, plain_unicode
 
 # Bump when extraction or equivalence rules change: it is part of every task version.
-GRADER_VERSION = "1"
+GRADER_VERSION = "2"
 TASKS = ("math500", "gsm8k", "aime24", "aime25", "amc23")
 STATUSES = ("correct", "incorrect", "no_answer", "parse_error", "timeout", "gold_unscorable")
 
@@ -70,22 +75,27 @@ def _too_complex(answer: str) -> bool:
 
 def compare(pred: str, gold: str) -> Grade:
     """Grade an extracted answer string against a gold answer string."""
+    extracted = pred
+    pred, gold = spell_out_numbers_in_text(pred), spell_out_numbers_in_text(gold)
     gold_norm = normalize(gold)
     if gold_norm and normalize(pred) == gold_norm:
-        return _verdict(True, pred)
+        return _verdict(True, extracted)
+    if has_combining_mark(pred):  # 5̸ is "not 5": a mark the parsers would drop
+        return Grade(False, extracted, "parse_error")
     if _too_complex(gold):
-        return Grade(None, pred, "gold_unscorable")
+        return Grade(None, extracted, "gold_unscorable")
     if _too_complex(pred):
-        return Grade(False, pred, "parse_error")
+        return Grade(False, extracted, "parse_error")
     for decisive in (numbers_match, sequence_match):
         verdict = decisive(pred, gold)
         if verdict is not None:
-            return _verdict(verdict, pred)
-    extracted = pred
+            return _verdict(verdict, extracted)
     pred, gold = strip_function_lhs(pred, gold)
     gold_parsed = parse_math(gold, is_answer=True)
     if not gold_parsed:
         return Grade(None, extracted, "gold_unscorable")
+    if has_finite_decimal(gold_parsed):  # an integer gold: no float rounding may reach it
+        pred = decimals_as_fractions(pred)
     pred_parsed = parse_math(pred, is_answer=True)
     if not pred_parsed:
         return Grade(False, extracted, "parse_error")
@@ -121,14 +131,18 @@ def score_response(response: str, gold: object, task: str = "math500") -> Grade:
         raise ValueError(f"unknown grading task {task!r}; expected one of {', '.join(TASKS)}")
     if gold is None or (isinstance(gold, float) and not math.isfinite(gold)):
         return Grade(None, None, "gold_unscorable")  # no reference answer: nothing to grade against
-    gold_text = gold_answer(gold)
-    extraction = extract_answer(str(response), task)
+    gold_text = plain_unicode(gold_answer(gold))
+    response = plain_unicode(str(response))
+    extraction = extract_answer(response, task)
     if extraction.answer is not None:
         grade = compare(extraction.answer, gold_text)
+        if grade.status == "parse_error" and extraction.method == "bare" and has_words(extraction.answer):
+            # short prose ("So 3 + 4 = 7 apples."), not an answer that must parse whole
+            grade = _compare_unanchored(extraction.answer, gold_text, task)
     elif extraction.fallback is not None:
         grade = _compare_unanchored(extraction.fallback, gold_text, task)
     else:
         grade = Grade(False, None, "no_answer")
     if task == "gsm8k":
-        grade = Grade(grade.correct, grade.extracted, grade.status, _gsm8k_variants(str(response), gold_text))
+        grade = Grade(grade.correct, grade.extracted, grade.status, _gsm8k_variants(response, gold_text))
     return grade

@@ -1,14 +1,21 @@
-"""A grading worker process: ``python -m harness.grading.worker REQUEST_FD RESULT_FD``.
+"""A grading worker process: ``python -m harness.grading.worker REQUEST_FD RESULT_FD PARENT_PID``.
 
 Started by ``pool.py`` as a plain subprocess (not multiprocessing), so the caller's ``__main__``
-is never re-imported and no ``if __name__ == "__main__"`` guard is asked of users.
+is never re-imported and no ``if __name__ == "__main__"`` guard is asked of users. It dies with its
+parent: an idle worker sees end-of-file on its pipe, and on Linux a busy one (SymPy may compute for
+minutes) is SIGKILLed by the kernel, through prctl's parent-death signal.
 """
 
 from __future__ import annotations
 
+import ctypes
+import os
 import resource
+import signal
 import sys
 from multiprocessing.connection import Connection
+
+_PR_SET_PDEATHSIG = 1
 
 # SymPy can allocate without bound on hostile input; past this the worker gets MemoryError, not the host.
 MEMORY_LIMIT_BYTES = 4 << 30
@@ -61,7 +68,16 @@ def serve(requests: Connection, results: Connection) -> None:
             return
 
 
+def die_with_parent(parent_pid: int) -> None:
+    """SIGKILL this process when the thread that started it ends; exit now if the parent is gone already."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent_pid:  # the parent died before the signal was asked for
+        os._exit(1)
+
+
 if __name__ == "__main__":
+    die_with_parent(int(sys.argv[3]))
     try:
         resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT_BYTES, MEMORY_LIMIT_BYTES))
     except (ValueError, OSError):

@@ -88,18 +88,24 @@ class RLTrainer:
                                   for s in self.samples])
 
     def train(self, resume: bool = False, on_step=None, allow_config_change: bool = False) -> list[dict]:
-        """Run to ``config.steps``; the output folder must be empty or, with ``resume``, this run's (run_folder.py)."""
+        """Run to ``config.steps``; the output folder must be empty or, with ``resume``, this run's
+        (run_folder.py), and is locked for the whole run."""
         from accelerate import PartialState
 
-        from harness.rl.training_task import record_training_task
-        from harness.sandbox import SandboxLimits, get_sandbox
-        from harness.training.checkpoint import latest_checkpoint
         from harness.training.run_folder import open_run
 
         config = self.config
-        start = open_run(self.out, config.COMMAND, config.to_dict(), config.RESUME_MAY_CHANGE, resume=resume,
-                         allow_config_change=allow_config_change)
         state = PartialState(cpu=on_cpu(config))
+        with open_run(self.out, config.COMMAND, config.to_dict(), config.RESUME_MAY_CHANGE, resume=resume,
+                      allow_config_change=allow_config_change, lock=state.is_main_process) as start:
+            return self._train(start, state, on_step)
+
+    def _train(self, start, state, on_step) -> list[dict]:
+        from harness.rl.training_task import record_training_task
+        from harness.sandbox import SandboxLimits, get_sandbox
+        from harness.training.checkpoint import latest_checkpoint
+
+        config = self.config
         state.wait_for_everyone()  # every process has judged the folder before the main one writes to it
         if state.is_main_process:
             start.record()

@@ -77,10 +77,10 @@ def trainer_config_or_exit(config_class, help_config: bool, preset_name: str | N
 def run_folder_or_exit(config, resume: bool, allow_config_change: bool) -> None:
     """Refuse an output folder before a model is loaded (the trainer decides again as it starts, for
     callers other than the CLI); the rule is run_folder.open_run's."""
-    from harness.training.run_folder import open_run
+    from harness.training.run_folder import is_main_process, open_run
 
-    try:
+    try:  # the lock too: a folder another run holds is refused before the model loads, naming its pid
         open_run(config.output_dir, config.COMMAND, config.to_dict(), config.RESUME_MAY_CHANGE, resume=resume,
-                 allow_config_change=allow_config_change)
+                 allow_config_change=allow_config_change, lock=is_main_process()).release()
     except ValueError as exc:
         fail(str(exc))

@@ -6,16 +6,22 @@ A resume reads ``provenance.json`` (command, config, harness version, time, comm
 a config that differs from the run's, except the fields the trainer's ``RESUME_MAY_CHANGE`` names
 (how long to train, where to log): a silent change would leave a run that no record describes.
 ``allow_config_change`` lets any change through and records the old and new values with the step.
+
+One run per folder: the main process takes the folder's run lock (``harness/eval/run_lock.py``, the
+one ``harness eval`` takes) before judging it and holds it to the end of the run, so a second trainer
+or eval started into the folder is refused with the holder's pid instead of mixing its checkpoints in.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.eval.run_lock import LOCK_NAME, RunLock, RunLockedError
 from harness.io import atomic_write_text
 from harness.training.checkpoint import checkpoint_info, latest_checkpoint
 
@@ -25,12 +31,25 @@ PROVENANCE_FILE = "provenance.json"
 @dataclass
 class RunStart:
     """What ``open_run`` decided: a new run (``resuming`` False) or a resume from checkpoint ``step``
-    (0 when the run stopped before its first checkpoint). Nothing is written until ``record``."""
+    (0 when the run stopped before its first checkpoint). Nothing but the lock file is written until
+    ``record``. Use it as a context manager: leaving it releases the folder's lock."""
 
     output: Path
     resuming: bool
     step: int
     provenance: dict
+    lock: RunLock | None = None
+
+    def __enter__(self) -> RunStart:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.release()
+
+    def release(self) -> None:
+        """Let another run have the folder (the kernel also drops the lock when this process ends)."""
+        if self.lock is not None:
+            self.lock.release()
 
     def record(self) -> None:
         atomic_write_text(self.output / PROVENANCE_FILE, json.dumps(self.provenance, indent=2, default=str) + "\n")
@@ -52,15 +71,48 @@ class RunStart:
         atomic_write_text(path, "".join(kept))
 
 
+def is_main_process() -> bool:
+    """Whether this is the main process of a run (rank 0 of ``accelerate launch``, or the only one),
+    read from the environment before any process group exists, as the CLI's early check needs."""
+    return os.environ.get("RANK", "0") == "0"
+
+
 def open_run(output: str | Path, command: str, config: dict, may_change, *, resume: bool,
-             allow_config_change: bool = False) -> RunStart:
-    """Decide how a trainer may use ``output``; ValueError (one line, naming the folder or file) if it may not."""
+             allow_config_change: bool = False, lock: bool = True) -> RunStart:
+    """Decide how a trainer may use ``output``; ValueError (one line, naming the folder or file) if it may not.
+
+    With ``lock`` (the main process), the folder is created and locked first; the returned RunStart
+    holds the lock until released. Other processes of the run judge the folder without locking it."""
     output = Path(output)
     if output.exists() and not output.is_dir():
         raise ValueError(f"{output}: not a folder")
+    run_lock = _lock(output) if lock else None
+    try:
+        start = _judge(output, command, config, may_change, resume, allow_config_change)
+    except BaseException:
+        if run_lock is not None:
+            run_lock.release()
+        raise
+    start.lock = run_lock
+    return start
+
+
+def _lock(output: Path) -> RunLock:
+    run_lock = RunLock(output)
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+        run_lock.acquire()
+    except RunLockedError as exc:
+        raise ValueError(str(exc)) from None
+    except OSError as exc:
+        raise ValueError(f"{output}: cannot lock the run folder ({exc.strerror or exc})") from None
+    return run_lock
+
+
+def _judge(output: Path, command: str, config: dict, may_change, resume: bool, allow_config_change: bool) -> RunStart:
     config = json.loads(json.dumps(config, default=str))  # compared as it is stored
     now = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "argv": sys.argv, "harness_version": _version()}
-    entries = sorted(p.name for p in output.iterdir()) if output.is_dir() else []
+    entries = sorted(p.name for p in output.iterdir() if p.name != LOCK_NAME) if output.is_dir() else []
     if not entries:
         return RunStart(output, False, 0, {"command": command, **now, "config": config, "resumes": []})
     if not resume:

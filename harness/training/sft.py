@@ -94,14 +94,21 @@ def train_sft(config: SFTConfig, log=print, resume: bool = False, allow_config_c
     """Train (or, with ``resume``, continue the run in ``config.output``) and save the final model there;
     returns a summary. The folder must be empty or this run's (run_folder.py). Under ``accelerate launch``
     each process trains on every world-th example of each step; only the main process writes."""
-    import torch
-
-    from harness.training.policy import load_policy, make_accelerator
+    from harness.training.policy import make_accelerator
 
     accelerator = accelerator or make_accelerator(config.device, config.dtype)
+    with open_run(config.output, config.COMMAND, asdict(config), config.RESUME_MAY_CHANGE, resume=resume,
+                  allow_config_change=allow_config_change, lock=accelerator.is_main_process) as run:
+        return _train_sft(config, run, accelerator, log)
+
+
+def _train_sft(config: SFTConfig, run, accelerator, log) -> dict:
+    """The run itself, in a folder ``run`` has judged and holds the lock of."""
+    import torch
+
+    from harness.training.policy import load_policy
+
     main = accelerator.is_main_process
-    run = open_run(config.output, config.COMMAND, asdict(config), config.RESUME_MAY_CHANGE, resume=resume,
-                   allow_config_change=allow_config_change)
     accelerator.wait_for_everyone()  # every process has judged the folder before the main one writes to it
     torch.set_num_threads(config.threads or os.cpu_count() or 1)
     output = Path(config.output)

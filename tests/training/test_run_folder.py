@@ -15,7 +15,8 @@ MAY_CHANGE = frozenset({"steps", "output_dir"})
 
 
 def start(output, config=CONFIG, **flags):
-    return open_run(output, "train-rl", config, MAY_CHANGE, **{"resume": False, **flags})
+    # the folder's judgement alone; its lock, which a run also takes, is tests/training/test_run_lock.py's
+    return open_run(output, "train-rl", config, MAY_CHANGE, **{"resume": False, "lock": False, **flags})
 
 
 def fake_checkpoint(output, step: int) -> None:
@@ -73,7 +74,7 @@ def test_resume_refuses_a_folder_that_is_not_a_run_of_this_command(tmp_path):
     (tmp_path / "notes.txt").write_text("mine")
     with pytest.raises(ValueError, match=f"no {PROVENANCE_FILE}"):
         start(tmp_path, resume=True)
-    open_run(tmp_path / "sft", "train-sft", CONFIG, MAY_CHANGE, resume=False).record()
+    open_run(tmp_path / "sft", "train-sft", CONFIG, MAY_CHANGE, resume=False, lock=False).record()
     with pytest.raises(ValueError, match="a train-sft run, not train-rl"):
         start(tmp_path / "sft", resume=True)
     (tmp_path / "file").write_text("x")
