@@ -1,7 +1,7 @@
 """Time the miniature reproduction (SFT-only, SFT+RL, Base+RL, EM variants, 5 seeds) on this machine.
 
     .venv/bin/python bench/em/bench_miniature.py --model /tmp/testbed/sft [--iterations 6] [--workers 2]
-        [--em-variants q_argmax,pi_q_free,pi_q_prefix_mean]
+        [--em-variants q_argmax,pi_q_free,pi_q_prefix_mean] [--threads 1]
 
 Runs ``python -m harness.em.miniature`` as a subprocess (the real command, writing
 leaderboards/miniature.{md,png,json}), records its wall time with the machine's load average and
@@ -31,11 +31,12 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=6)
     parser.add_argument("--em-variants", default="q_argmax,pi_q_free,pi_q_prefix_mean")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per (row, seed) job")
     parser.add_argument("--out", type=Path, default=REPO / "leaderboards" / "miniature.md")
     args = parser.parse_args()
     command = [sys.executable, "-m", "harness.em.miniature", "--model", args.model, "--seeds", args.seeds,
                "--iterations", str(args.iterations), "--em-variants", args.em_variants, "--workers", str(args.workers),
-               "--out", str(args.out), *(["--base", args.base] if args.base else [])]
+               "--threads", str(args.threads), "--out", str(args.out), *(["--base", args.base] if args.base else [])]
     load_before = os.getloadavg()
     began = time.perf_counter()
     subprocess.run(command, check=True)
@@ -44,6 +45,7 @@ def main() -> None:
         "command": " ".join(["python", *command[1:]]),
         "wall_s": seconds,
         "workers": args.workers,
+        "threads_per_job": args.threads,
         "cores": os.cpu_count(),
         "load_average_before": [round(x, 2) for x in load_before],
         "load_average_after": [round(x, 2) for x in os.getloadavg()],

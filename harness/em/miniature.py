@@ -1,7 +1,8 @@
 """The miniature reproduction: SFT-only, RL from the warmed-up and from the base model, and EM variants, equal rollout budget.
 
     python -m harness.em.miniature --model WARMED_UP/sft [--base WARMED_UP/init] [--seeds 0,1,2,3,4]
-        [--iterations 2] [--em-variants q_argmax,pi_q_free,pi_q_prefix_mean] [--workers 2] [--out leaderboards/miniature.md]
+        [--iterations 2] [--em-variants q_argmax,pi_q_free,pi_q_prefix_mean] [--workers 2] [--threads 1]
+        [--out leaderboards/miniature.md]
 
 Rows, per seed: "SFT+RL" (``train-rl``'s tiny preset from the warmed-up model), "Base+RL" (the same
 from the un-warmed init model the warm-up writes, as the paper reports both), and one EM row per
@@ -16,6 +17,12 @@ problems after each iteration; at the start and at the final budget the same mod
 into each mode (`cot-trigger`, `code-trigger`), the oracle for selection accuracy. The runner only
 records per-problem outcomes; ``harness.em.miniature_report`` turns them into the board.
 
+A (row, seed) job's curve is a function of the job alone: every job runs in a fresh process (also with
+``--workers 1``), so nothing a previous job left in a process (accelerate's state singletons, the grading
+pool, torch's settings) reaches it, and with the same torch thread count (``--threads``, not derived from
+``--workers`` or the machine). Each point records a digest of the weights it evaluated, so two runs of one
+seed can be compared bit for bit, and the board records the thread count and the code's git version.
+
 An EM variant is ``name`` (short for ``name:decision_rule=name``) or ``name:key=value;key=value``
 over any EMConfig field (values parsed as YAML), e.g. ``--em-variants "v1:,alpha2:alpha=2"``.
 """
@@ -23,8 +30,10 @@ over any EMConfig field (values parsed as YAML), e.g. ``--em-variants "v1:,alpha
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -103,11 +112,23 @@ def evaluate(backend, samples, method, sandbox, max_tokens: int, max_tool_calls:
     return result
 
 
+def weights_digest(model) -> str:
+    """SHA-256 (16 hex digits) over the parameters' names and bytes: equal only for bit-identical weights."""
+    import torch
+
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
 def measure(backend, samples, sandbox, max_tokens: int, max_tool_calls: int, oracle: bool) -> dict:
-    """The `auto` outcomes, and with ``oracle`` the same model forced into each mode."""
+    """The `auto` outcomes and the weights' digest, and with ``oracle`` the same model forced into each mode."""
     from harness.eval.methods import load_method
 
     point = outcomes(backend, samples, load_method("auto"), sandbox, max_tokens, max_tool_calls)
+    point["weights"] = weights_digest(backend.model)
     if oracle:
         point["oracle"] = {mode: outcomes(backend, samples, load_method(method), sandbox, max_tokens, max_tool_calls)["correct"]
                            for mode, method in (("cot", "cot-trigger"), ("code", "code-trigger"))}
@@ -183,8 +204,7 @@ def plan(args, variants: dict, work: Path) -> list[dict]:
     em, rl = em_preset("tiny"), rl_preset("tiny")
     per_iteration = em.queries_per_iteration * (2 * em.k + em.free_rollouts)
     rl_steps = max(1, round(per_iteration / (rl.prompts_per_step * rl.group_size)))
-    threads = max(1, (os.cpu_count() or 1) // args.workers)
-    common = {"iterations": args.iterations, "test_size": args.test_size, "threads": threads, "rl_steps": rl_steps}
+    common = {"iterations": args.iterations, "test_size": args.test_size, "threads": args.threads, "rl_steps": rl_steps}
     jobs = [{**common, "row": row, "kind": "start", "model": model, "seed": 0, "work": str(work / f"start-{row}"),
              "per_iteration": 0} for row, model in (("SFT only", args.model), ("Base only", args.base))]
     rows = [("SFT+RL", "rl", args.model, {}, rl_steps * rl.prompts_per_step * rl.group_size),
@@ -198,14 +218,24 @@ def plan(args, variants: dict, work: Path) -> list[dict]:
 
 
 def run_all(jobs: list[dict], workers: int) -> list[dict]:
-    if workers == 1:
-        return [run_job(job) for job in jobs]
+    """Every job in a fresh spawned process, ``workers`` at a time: a job then sees no state another job
+    left behind (a reused process carries accelerate's singletons, the grading pool, torch settings),
+    and ``--workers 1`` runs each job exactly as ``--workers 2`` does. spawn, not fork: a forked child
+    would inherit this process's torch thread pool and sandbox state."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    # spawn: a forked child would inherit torch's thread pool and the parent's sandbox state.
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), max_tasks_per_child=1) as pool:
         return list(pool.map(run_job, jobs))
+
+
+def code_version() -> str:
+    """``git describe --always --dirty`` of the code that made the board, so a board that outlived its code shows it."""
+    try:
+        return subprocess.run(["git", "describe", "--always", "--dirty"], cwd=Path(__file__).parent, capture_output=True,
+                              text=True, check=True, timeout=30).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown (not a git checkout)"
 
 
 def parse_args(argv: list[str] | None = None):
@@ -217,6 +247,8 @@ def parse_args(argv: list[str] | None = None):
     parser.add_argument("--test-size", type=int, default=60)
     parser.add_argument("--em-variants", default=DEFAULT_VARIANTS, help="name or name:key=value;key=value, comma-separated")
     parser.add_argument("--workers", type=int, default=1, help="processes running (row, seed) jobs in parallel")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads per job, the same whatever --workers is (a job's numbers may depend on it)")
     parser.add_argument("--out", type=Path, default=Path("leaderboards/miniature.md"))
     args = parser.parse_args(argv)
     args.base = args.base or str(Path(args.model).parent / "init")
@@ -227,8 +259,8 @@ def parse_args(argv: list[str] | None = None):
     for name, path in (("--model", args.model), ("--base", args.base)):
         if not (Path(path) / "config.json").is_file():
             parser.exit(2, f"error: {name} {path} is not a model folder (no config.json)\n")
-    if args.iterations < 1 or args.workers < 1 or args.test_size < len(KINDS):
-        parser.exit(2, "error: --iterations and --workers must be >= 1 and --test-size >= 3\n")
+    if min(args.iterations, args.workers, args.threads) < 1 or args.test_size < len(KINDS):
+        parser.exit(2, "error: --iterations, --workers and --threads must be >= 1 and --test-size >= 3\n")
     try:
         args.variants = parse_variants(args.em_variants)
     except (ValueError, TypeError) as error:
@@ -248,6 +280,7 @@ def main(argv: list[str] | None = None) -> None:
                       "curve": [[0, next(j["point"] for j in done if j["kind"] == "start" and j["model"] == job["model"])],
                                 *job["curve"]]} for job in done if job["kind"] != "start"]}
     seconds = time.perf_counter() - started
+    version = code_version()
     command = "python -m harness.em.miniature " + " ".join(sys.argv[1:] if argv is None else argv)
     header = (f"# Miniature reproduction on `arith`\n\nCommand: `{command}`\n\nSeeds {args.seeds}, {args.iterations} "
               f"iterations, EM variants {json.dumps(args.variants)}; greedy `auto` evaluation on {len(data['kinds'])} "
@@ -255,12 +288,14 @@ def main(argv: list[str] | None = None) -> None:
               f"the start rows are one greedy evaluation of a fixed model). Selection: share of problems where the "
               f"`auto` choice (code or not) matches the mode that the same model gets right when forced "
               f"(`cot-trigger` vs `code-trigger`); ties (both or neither right) count as matched, decisive problems "
-              f"in brackets. Wall time {seconds:.0f} s with {args.workers} worker(s) on {os.cpu_count()} cores.")
+              f"in brackets. Wall time {seconds:.0f} s with {args.workers} worker(s) on {os.cpu_count()} cores; each "
+              f"(row, seed) job in its own process with {args.threads} torch thread(s). Code: `{version}`.")
     summary = summarise(data)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(markdown(summary, header))
     plot(summary, args.out.with_suffix(".png"))
-    args.out.with_suffix(".json").write_text(json.dumps({"seconds": seconds, "command": command, **data}, indent=1))
+    args.out.with_suffix(".json").write_text(json.dumps({"seconds": seconds, "command": command, "threads": args.threads,
+                                                           "code": version, **data}, indent=1))
     print(f"wrote {args.out} and {args.out.with_suffix('.png')} in {seconds:.0f} s")
 
 
