@@ -17,6 +17,8 @@ import pytest
 
 from harness.sandbox import SandboxLimits, get_sandbox
 from harness.sandbox.isolation import local_hardening, local_isolation
+from harness.sandbox.load_bench import HOG
+from harness.sandbox.load_bench import NEIGHBOUR as NEIGHBOUR_WORK
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.skipif(local_isolation().mode == "none", reason="the local backend has no namespaces on this host")
@@ -203,20 +205,6 @@ def test_cgroup_v2_layout_on_a_stand_in_hierarchy(tmp_path, monkeypatch):
     assert not ooms.fired()
     (session / "memory.events").write_text("low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n")
     assert ooms.fired()
-
-
-NEIGHBOUR_WORK = "import time\nt = time.perf_counter()\nsum(i * i for i in range(200_000))\nprint(time.perf_counter() - t)"
-HOG = textwrap.dedent("""
-    import os, time
-    end = time.monotonic() + 3
-    for _ in range(63):
-        if os.fork() == 0:
-            while time.monotonic() < end:
-                pass
-            os._exit(0)
-    for _ in range(63):
-        os.wait()
-""")
 
 
 def test_a_session_of_63_busy_processes_leaves_a_neighbour_a_third_of_its_speed():
