@@ -1,13 +1,15 @@
-"""The slot engine run eagerly (on the CPU): same greedy tokens whatever the batch and order, and no
+"""The slot engine run eagerly (the CPU default): same greedy tokens whatever the batch and order, and no
 compute spent on finished sequences, idle slots at the edges or unwritten cache positions."""
 
 from __future__ import annotations
 
 import random
+from types import SimpleNamespace
 
 import pytest
 
 from harness.models import GenerationRequest, SamplingParams, load_backend
+from harness.models.hf import _choose_engine
 
 PROMPTS = [
     "Let x be",
@@ -43,6 +45,15 @@ def forward_inputs(model):
         with_kwargs=True,
     )
     return calls, handle
+
+
+def test_cpu_picks_slots_where_the_slot_cache_works():
+    full = SimpleNamespace(layer_types=["full_attention"] * 2)
+    sliding = SimpleNamespace(layer_types=["full_attention", "sliding_attention"])
+    assert _choose_engine("auto", full, "sdpa") == "slots"
+    assert _choose_engine("auto", sliding, "sdpa") == "simple"
+    assert _choose_engine("auto", full, "flash_attention_2") == "simple"
+    assert _choose_engine("simple", full, "sdpa") == "simple"
 
 
 def test_greedy_tokens_are_the_same_for_every_engine_batch_size_and_order(backend):
