@@ -2,10 +2,11 @@
 
 Two decode engines share one stopping and sampling logic:
 
-* ``simple`` (default on the CPU): left-padded batches over transformers' dynamic cache, finished rows
-  dropped as they finish (``hf_simple_decode.py``);
-* ``slots`` (default on CUDA): continuous batching over a preallocated slot cache, the decode step captured
-  as a CUDA graph (``hf_slot_decode.py``); on the CPU it runs eagerly, which is how it is tested.
+* ``slots`` (the default): continuous batching over a preallocated slot cache, the decode step captured
+  as a CUDA graph on CUDA and run eagerly on the CPU (``hf_slot_decode.py``); it needs full attention
+  with sdpa or eager kernels;
+* ``simple`` (the fallback for other models, and the reference the tests hold ``slots`` to): left-padded
+  batches over transformers' dynamic cache, finished rows dropped as they finish (``hf_simple_decode.py``).
 
 model_args (strings from the command line are converted): ``device`` (``cuda``, ``cpu``, ``cuda:1``;
 default cuda when available), ``dtype`` (``bfloat16``, ``float16``, ``float32``, ``auto``; default
@@ -75,7 +76,7 @@ class HFBackend(ModelBackend):
         self.context_length = context_length_of(model.config)
         on_gpu = self.device.type == "cuda"
         self.batch_size = args.get("batch_size", 64 if on_gpu else 8)
-        self.engine = _choose_engine(args.get("engine", "auto"), on_gpu, model.config, model.config._attn_implementation)
+        self.engine = _choose_engine(args.get("engine", "auto"), model.config, model.config._attn_implementation)
         self._slot_decoder = None
         self._use_cuda_graphs = on_gpu and args.get("cuda_graphs", True)
         self._compile = args.get("compile", False)
@@ -88,7 +89,7 @@ class HFBackend(ModelBackend):
         self.eos_token_ids = eos_token_ids_of(model.config, getattr(model, "generation_config", None), tokenizer)
         self.context_length = context_length_of(model.config)
         self.batch_size = batch_size
-        self.engine = _choose_engine(engine, model.device.type == "cuda", model.config, model.config._attn_implementation)
+        self.engine = _choose_engine(engine, model.config, model.config._attn_implementation)
         self._slot_decoder = None
         self._use_cuda_graphs = model.device.type == "cuda"
         self._compile = False
@@ -159,7 +160,7 @@ def _resolve_dtype(requested: str | None, device: Any) -> Any:
     return getattr(torch, _DTYPES[requested])
 
 
-def _choose_engine(requested: str, on_gpu: bool, config: Any, attn_implementation: str | None) -> str:
+def _choose_engine(requested: str, config: Any, attn_implementation: str | None) -> str:
     if requested not in ("auto", "simple", "slots"):
         raise BackendError(f"unknown engine {requested!r}; use auto, simple or slots")
     # The slot cache passes its own 4D masks, which sliding-window layers and flash-attention kernels ignore.
@@ -170,5 +171,5 @@ def _choose_engine(requested: str, on_gpu: bool, config: Any, attn_implementatio
             f"engine=slots needs full attention with sdpa or eager (got {sorted(layer_types)}, {attn_implementation})"
         )
     if requested == "auto":
-        return "slots" if on_gpu and slots_ok else "simple"
+        return "slots" if slots_ok else "simple"
     return requested

@@ -5,8 +5,8 @@ each step feeds one token per live row and reuses the cache, so the prompt is ne
 finish, they are dropped from the batch and from the cache, so a finished sequence costs nothing further and
 the loop ends as soon as the last row finishes.
 
-This path favours obviousness over speed. It is the default on the CPU and the yardstick the fast CUDA path
-(``hf_slot_decode.py``) is tested against.
+This path favours obviousness over speed. It is the yardstick the slot engine (``hf_slot_decode.py``) is
+tested against, and the engine for models the slot cache cannot serve (sliding-window layers, flash kernels).
 """
 
 from __future__ import annotations

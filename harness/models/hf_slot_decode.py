@@ -10,8 +10,10 @@ growing its cache by concatenation. Here:
 * stop strings and EOS are checked on the CPU while the GPU computes the next step (one small
   device-to-host copy per step).
 
-On the CPU the same loop runs eagerly; the tests check that it produces exactly the tokens of the
-reference loop in ``hf_simple_decode.py``.
+On the CPU the same loop runs eagerly, where shapes may change between steps, so each step computes only
+the span of slots in use over only the cache positions written so far, and finished sequences are judged
+at once (there is no GPU work to overlap with). The tests check that it produces exactly the tokens of
+the reference loop in ``hf_simple_decode.py``.
 """
 
 from __future__ import annotations
@@ -55,7 +57,9 @@ class SlotDecoder:
         positions = self.cache.write_positions
         self.temperature.fill_(max(params.temperature, 1e-6))
 
-        queue = deque(range(len(requests)))
+        # Admitted in order of prompt length, so prompts prefilled together pad little (results still come
+        # back in request order, and each request keeps its own seed).
+        queue = deque(sorted(range(len(requests)), key=lambda i: len(requests[i].prompt_ids)))
         self._owner: list[int | None] = [None] * slots  # request index held by each slot
         self._progress: dict[int, SequenceProgress] = {}
         self._results: list[Generation | None] = [None] * len(requests)
@@ -75,16 +79,22 @@ class SlotDecoder:
                 # On CUDA the step is only queued here: the previous step's tokens are checked for stop
                 # strings while the GPU computes, so the CPU work costs no GPU time. A sequence found
                 # finished has this step's token discarded (one wasted row-step, never a wrong token).
-                output = self._step(params)
+                first_slot, output = self._step(params, active)
                 for slot, token in unjudged:
                     self._judge(slot, token, rules)
                 chosen = output.tolist()
                 unjudged = []
                 for slot in active:
                     if owner[slot] is not None:
-                        host["tokens"][slot] = chosen[slot]
+                        host["tokens"][slot] = chosen[slot - first_slot]
                         host["positions"][slot] += 1
-                        unjudged.append((slot, chosen[slot]))
+                        unjudged.append((slot, chosen[slot - first_slot]))
+                if not self.use_cuda_graphs:
+                    # An eager step has already finished: judging now frees a finished slot for the very
+                    # next step instead of computing one more token for it.
+                    for slot, token in unjudged:
+                        self._judge(slot, token, rules)
+                    unjudged = []
         return [r for r in self._results if r is not None]
 
     def _judge(self, slot: int, token: int, rules: FinishRules) -> None:
@@ -163,19 +173,27 @@ class SlotDecoder:
         first = choose_next_tokens(logits, params.temperature, params.top_p, seeds, first_positions, params.greedy)
         return [(slot, index, token) for (slot, index), token in zip(taken, first.tolist())]
 
-    def _decode_step(self, params: SamplingParams) -> Any:
-        """One token for every slot (idle slots compute too: fixed shapes are what make graphs possible)."""
-        positions = self.cache.write_positions
+    def _decode_step(self, params: SamplingParams, rows: slice = slice(None), length: int | None = None) -> Any:
+        """One token for each slot in ``rows`` (idle ones compute too: fixed shapes make graphs possible),
+        attending to the first ``length`` cache positions (all of them by default)."""
+        positions = self.cache.write_positions[rows]
+        length = length or self.cache.max_len
         logits = self.model(
-            input_ids=self.tokens[:, None], position_ids=positions[:, None],
-            attention_mask=decode_attention_mask(positions, self.cache.max_len, self.model.dtype),
+            input_ids=self.tokens[rows, None], position_ids=positions[:, None],
+            attention_mask=decode_attention_mask(positions, length, self.model.dtype),
             use_cache=True, logits_to_keep=1, **{self._cache_arg: self.cache},
         ).logits[:, -1, :]
-        return choose_next_tokens(logits, self.temperature, params.top_p, self.seeds, positions + 1, params.greedy)
+        return choose_next_tokens(logits, self.temperature, params.top_p, self.seeds[rows], positions + 1, params.greedy)
 
-    def _step(self, params: SamplingParams) -> Any:
+    def _step(self, params: SamplingParams, active: list[int]) -> tuple[int, Any]:
+        """The next token of slots ``first..`` (``first`` returned with them), covering every active slot."""
         if not self.use_cuda_graphs:
-            return self._decode_step(params)
+            # Eager shapes may change from step to step: compute only the span of slots in use, over only the
+            # cache positions written so far, rather than every slot over the whole preallocated length.
+            first, last = active[0], active[-1] + 1
+            length = max(self._host["positions"][first:last]) + 1
+            with self.cache.decoding(slice(first, last), length):
+                return first, self._decode_step(params, slice(first, last), length)
         key = (params.greedy, params.top_p)
         if key not in self._graphs:
             step = lambda: self._decode_step(params)  # noqa: E731  (captured with this call's params)
@@ -189,8 +207,8 @@ class SlotDecoder:
                 # Some model code cannot be captured (host syncs, dynamic shapes); eager still works.
                 warnings.warn(f"CUDA graph capture failed, decoding eagerly: {str(error).splitlines()[0]}")
                 self.use_cuda_graphs = False
-                return self._decode_step(params)
-        return self._graphs[key].replay()
+                return self._step(params, active)
+        return 0, self._graphs[key].replay()
 
 
 class _CapturedStep:

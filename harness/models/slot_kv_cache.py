@@ -13,6 +13,9 @@ is used as given, so the model never asks the cache for lengths). Two modes:
   (unpadded) keys and values are copied into its slot starting at position 0;
 * decode (default): one new token per slot is written at ``write_positions[slot]`` and attention sees the
   slot's whole row; the mask hides everything after the slot's own position (stale or unused entries).
+  An eager (CPU) step may narrow this with ``decoding(rows, length)``: the batch holds only the slots in
+  ``rows`` and attends to the first ``length`` positions, so idle slots at the edges and the unused tail of
+  the cache cost nothing (a captured CUDA graph needs the full fixed shapes instead).
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ class SlotKVCache:
         self.keys: list[Any] = []
         self.values: list[Any] = []
         self._prefill_rows: list[tuple[int, int]] | None = None
+        self._decode_window: tuple[slice, int] | None = None
 
     @contextmanager
     def prefilling(self, rows: list[tuple[int, int]]) -> Iterator[None]:
@@ -44,6 +48,15 @@ class SlotKVCache:
             yield
         finally:
             self._prefill_rows = None
+
+    @contextmanager
+    def decoding(self, rows: slice, length: int) -> Iterator[None]:
+        """Within this block, a decode batch holds slots ``rows`` and attends to positions ``0..length-1``."""
+        self._decode_window = (rows, length)
+        try:
+            yield
+        finally:
+            self._decode_window = None
 
     def update(self, key_states: Any, value_states: Any, layer_idx: int, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
         if len(self.keys) <= layer_idx:
@@ -58,11 +71,14 @@ class SlotKVCache:
                 values[slot, :, : width - pad] = value_states[row, :, pad:]
             # The prompts attend only to themselves during prefill.
             return key_states, value_states
+        rows, length = self._decode_window or (slice(None), self.max_len)
+        # Slicing the first dimension gives views, so the scatter writes into the cache itself.
+        keys, values = keys[rows], values[rows]
         heads, head_dim = keys.shape[1], keys.shape[3]
-        index = self.write_positions.view(-1, 1, 1, 1).expand(-1, heads, 1, head_dim)
+        index = self.write_positions[rows].view(-1, 1, 1, 1).expand(-1, heads, 1, head_dim)
         keys.scatter_(2, index, key_states)
         values.scatter_(2, index, value_states)
-        return keys, values
+        return keys[:, :, :length], values[:, :, :length]
 
     def _allocate_layer(self, layer_idx: int, like: Any) -> None:
         import torch
