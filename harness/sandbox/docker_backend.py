@@ -227,8 +227,12 @@ class DockerKernel:
             sweep = self.api.exec_create(self.entry.container.id, [self.entry.python, "-I", "-S", "-c", KILL_UID],
                                          user=f"{self.uid}:{self.uid}")
             self.api.exec_start(sweep["Id"], detach=True)
-            # Waited for even when the kill was done here: the sweep also removes the session's files and IPC
-            # objects, which the pool checks for before it lends the container again.
+            if killed_here:
+                # The processes are already dead; the sweep's removal of files and IPC objects only has to end
+                # before the container is lent again (the rebuilt kernel runs as a fresh uid), so the pool
+                # waits for it then, and the cell's result is not held up by an exec on a loaded engine.
+                self.entry.pending_sweeps.append(sweep["Id"])
+                return
             deadline = time.monotonic() + 10
             while time.monotonic() < deadline:
                 state = self.api.exec_inspect(sweep["Id"])
@@ -236,8 +240,7 @@ class DockerKernel:
                     break
                 time.sleep(0.01)
             else:
-                if not killed_here:
-                    raise TimeoutError("the kill sweep did not finish")
+                raise TimeoutError("the kill sweep did not finish")
         except Exception:  # the container is unusable: retire it rather than trust what is left in it
             self.pool.mark_broken(self.entry)
 

@@ -23,7 +23,7 @@ import socket
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from harness.sandbox.image import KIND_LABEL, PYTHON_LABEL, SCRIPTS_IN_IMAGE, SESSION_SCRIPTS, engine_is_local, host_mounts
 from harness.sandbox.limits import SandboxLimits
@@ -51,6 +51,8 @@ class PooledContainer:
     served: int = 0
     broken: bool = False
     lifeline: object = None  # the harness's end of the container's stdin: the container ends when it closes
+    # Kill sweeps still removing a dead session's files and IPC objects: waited for before the container is lent again.
+    pending_sweeps: list[str] = field(default_factory=list)
 
 
 def pid_alive(pid: int) -> bool:
@@ -127,6 +129,7 @@ class ContainerPool:
 
     def release(self, entry: PooledContainer) -> None:
         """Lend the container again only if the session left nothing behind in it."""
+        self._finish_sweeps(entry)
         retire = entry.broken or entry.served >= self.recycle_after or self.closed or not self._left_no_trace(entry)
         with self.changed:
             entry.in_use = False
@@ -135,6 +138,23 @@ class ContainerPool:
             self.changed.notify_all()
         if retire:
             self._remove(entry)
+
+    def _finish_sweeps(self, entry: PooledContainer, patience_s: float = 10.0) -> None:
+        """Wait for the kill sweeps of this container's dead sessions; one that does not end retires the container."""
+        deadline = time.monotonic() + patience_s
+        while entry.pending_sweeps:
+            try:
+                state = self.client.api.exec_inspect(entry.pending_sweeps[0])
+            except Exception:
+                entry.broken = True
+                return
+            if not state.get("Running", True) and state.get("ExitCode") is not None:
+                entry.pending_sweeps.pop(0)
+            elif time.monotonic() > deadline:
+                entry.broken = True
+                return
+            else:
+                time.sleep(0.01)
 
     def _left_no_trace(self, entry: PooledContainer) -> bool:
         check = TRACES_CHECK.format(places=SCRATCH_PLACES)
