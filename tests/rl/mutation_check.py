@@ -2,7 +2,7 @@
 
     python -m tests.rl.mutation_check [INDEX ...]      # from the repository root; ~40 min on 2 busy cores
 
-Every mutation must be caught by at least one test (the README's EM section has the table). The source
+Every mutation must be caught by at least one test (docs/em.md has the table). The source
 file is restored in a ``finally`` even when the run is interrupted. The signal mutations (``MUTATIONS``)
 run the whole fast set ``TESTS``; the wiring mutations (``WIRING_MUTATIONS``, issue 21: what a trainer passes
 into the tested functions) run only the tests written to catch them, since each of those runs a trainer

@@ -3,7 +3,7 @@
 Each runs the real TRL-based trainer (RLTrainer → GRPOTrainer, our reward, our config mapping) for one or
 two steps; only the rollouts are scripted (``scripted_rollouts``), so the batch is known: for every
 prompt a right answer and a wrong one, optionally followed by tool-output tokens masked with ``env_mask``.
-The README's RL section lists which test caught which mutation.
+docs/em.md's mutation table lists which test caught which mutation.
 """
 
 from __future__ import annotations

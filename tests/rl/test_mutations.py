@@ -5,8 +5,8 @@ Each guards against one mutation of the source that every other fast test let th
 policy-gradient sign, a zeroed M-step loss or decision cross-entropy, tool tokens let through the loss
 mask, the importance-weight cap ignored, π_old misaligned by one token, a resume that restores the wrong
 optimiser state. They go through the trainer's own code paths (``EMTrainer.mstep`` and
-``_optimiser_step``), not copies of the loss, so a mutation anywhere on the path is seen. The README's
-EM section lists which test caught which mutation.
+``_optimiser_step``), not copies of the loss, so a mutation anywhere on the path is seen. The mutation
+table in docs/em.md lists which test caught which mutation.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ another problem's gold, iteration 1 reading iteration 0's π_old, a learning-rat
 wrong fields, config fields that never reach the rollout engine, rollout seeds that repeat from step to step.
 The trainers run for real on a tiny random model and grade with harness.grading; only the text the model
 writes is scripted, so the right verdict of every rollout is known. tests/rl/mutation_check.py applies the
-mis-wirings (the README's mutation table lists which test catches which).
+mis-wirings (docs/em.md's mutation table lists which test catches which).
 """
 
 from __future__ import annotations
