@@ -10,16 +10,9 @@ import pytest
 
 from harness.models import GenerationRequest, SamplingParams, load_backend
 from harness.models.hf import _choose_engine
+from tests.models.test_hf_backend import PROMPTS as HF_BACKEND_PROMPTS
 
-PROMPTS = [
-    "Let x be",
-    "We compute 12 * 7 = 84 and 84 / 4 = 21. Therefore",
-    "```python\nprint(2 + 3)\n```\n",
-    "Solve",
-    "The sum of the first n odd numbers is n^2. So for n = 7 the sum is",
-    "A train leaves at 3 pm and",
-    "1, 1, 2, 3, 5, 8,",
-]
+PROMPTS = [*HF_BACKEND_PROMPTS, "A train leaves at 3 pm and", "1, 1, 2, 3, 5, 8,"]
 GREEDY = SamplingParams(max_new_tokens=14, stop=["\n\n"])
 
 

@@ -74,7 +74,8 @@ def test_two_process_sft_equals_one_process(tmp_path):
     assert_same_weights(two, load_file(resumed / "model.safetensors"))
 
 
-def test_two_process_em_equals_one_process_with_uneven_shares(tmp_path):
+def tiny_model_and_sums(tmp_path):
+    """A tiny qwen2 model in tmp_path/model and six 'a + a' questions; returns the task file."""
     from tests.models.tiny_models import build_model, build_tokenizer
 
     tokenizer = build_tokenizer()
@@ -82,6 +83,11 @@ def test_two_process_em_equals_one_process_with_uneven_shares(tmp_path):
     tokenizer.save_pretrained(tmp_path / "model")
     task = tmp_path / "sums.jsonl"
     task.write_text("".join(json.dumps({"question": f"What is {a} + {a}?", "answer": 2 * a}) + "\n" for a in range(1, 7)))
+    return task
+
+
+def test_two_process_em_equals_one_process_with_uneven_shares(tmp_path):
+    task = tiny_model_and_sums(tmp_path)
     for world in (1, 2):
         launch("em", world, tmp_path / "model", task, tmp_path / f"world{world}")
     seen = [json.loads((tmp_path / f"world{w}" / f"estep-rank{r}.json").read_text()) for w, r in ((1, 0), (2, 0), (2, 1))]
@@ -91,18 +97,11 @@ def test_two_process_em_equals_one_process_with_uneven_shares(tmp_path):
     assert_same_weights(one, two)
 
 
-
 def test_two_processes_hand_the_optimiser_the_one_process_gradient(tmp_path):
     """Each process scales its loss by the process count so that DDP's average is the one-process gradient of
     the step's mean. Compared before the optimiser (AdamW's normalisation hides a constant factor, which the
     weight comparisons above cannot see), for EM's M-step and for SFT, with uneven shares."""
-    from tests.models.tiny_models import build_model, build_tokenizer
-
-    tokenizer = build_tokenizer()
-    build_model("qwen2", tokenizer).save_pretrained(tmp_path / "model")
-    tokenizer.save_pretrained(tmp_path / "model")
-    task = tmp_path / "sums.jsonl"
-    task.write_text("".join(json.dumps({"question": f"What is {a} + {a}?", "answer": 2 * a}) + "\n" for a in range(1, 7)))
+    task = tiny_model_and_sums(tmp_path)
     for world in (1, 2):
         launch("gradients", world, tmp_path / "model", task, tmp_path / f"world{world}")
     one, two = (torch.load(tmp_path / f"world{w}" / "gradients.pt") for w in (1, 2))
