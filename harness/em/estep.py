@@ -56,10 +56,10 @@ def content_labels(rollouts: Sequence[Mapping], mode: str) -> list[dict]:
 
 
 def success_rates(rollouts: Sequence[Mapping]) -> dict[str, dict[str, float | None]]:
-    """Q̂(x, c) from rollouts with keys ``query``, ``decision`` and ``correct``."""
+    """Q̂(x, c) from rollouts with keys ``doc_id`` (the query), ``decision`` and ``correct``."""
     counts: dict[str, dict[str, list[int]]] = defaultdict(lambda: {c: [0, 0] for c in DECISIONS})
     for rollout in rollouts:
-        tally = counts[rollout["query"]][rollout["decision"]]
+        tally = counts[rollout["doc_id"]][rollout["decision"]]
         tally[0] += bool(rollout["correct"])
         tally[1] += 1
     return {query: {c: (wins / total if total else None) for c, (wins, total) in by_c.items()} for query, by_c in counts.items()}
@@ -105,8 +105,8 @@ def subsample(
     """(rollout, weight) pairs for the M-step, for the queries in ``strategies`` (the kept ones)."""
     by_query: dict[str, dict[str, list[Mapping]]] = defaultdict(lambda: {c: [] for c in DECISIONS})
     for rollout in rollouts:
-        if rollout["query"] in strategies:
-            by_query[rollout["query"]][rollout["decision"]].append(rollout)
+        if rollout["doc_id"] in strategies:
+            by_query[rollout["doc_id"]][rollout["decision"]].append(rollout)
     chosen: list[tuple[Mapping, float]] = []
     for query, pools in by_query.items():
         strategy = strategies[query]
@@ -137,10 +137,10 @@ def em_advantages(rollouts: Sequence[Mapping], kind: str) -> list[float | None]:
         raise ValueError(f"advantage must be sign or whiten, not {kind!r}")
     groups: dict[str, list[float]] = defaultdict(list)
     for rollout in rollouts:
-        groups[rollout["query"]].append(float(bool(rollout["correct"])))
+        groups[rollout["doc_id"]].append(float(bool(rollout["correct"])))
     advantages: list[float | None] = []
     for rollout in rollouts:
-        rewards = groups[rollout["query"]]
+        rewards = groups[rollout["doc_id"]]
         mean = sum(rewards) / len(rewards)
         if mean == 1.0:
             advantages.append(1.0)

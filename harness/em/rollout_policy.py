@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.models.types import GenerationRequest, ModelBackend, SamplingParams
+from harness.training.distributed import rank_and_world
 
 MODEL_FOLDER = "rollout-model"
 # vllm.LLM arguments that have their own config field; setting them in vllm_args too would be ambiguous.
@@ -47,14 +48,6 @@ def start_vllm_engine(folder: str, engine_args: dict[str, Any]) -> ModelBackend:
     from harness.models.vllm_backend import VLLMBackend
 
     return VLLMBackend(folder, engine_args)
-
-
-def rank_and_world() -> tuple[int, int]:
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
 
 
 def wait_for_all_ranks() -> None:

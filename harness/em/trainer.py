@@ -13,7 +13,7 @@ recomputed on the exact training tokens; the forced prefix masked out) + the dec
 toward s*, AdamW with the shared warm-up and ``lr_schedule`` (harness/training/schedule.py).
 Checkpoints every ``save_every`` steps and at the end of each iteration; ``resume`` continues from the
 last one, mid-M-step included (the training set is saved with the samples, so it is not redrawn).
-The M-step loop lives in harness/em/update.py.
+The M-step is harness/em/mstep.py (its loss, harness/em/objective.py).
 
 Under ``accelerate launch`` each process rolls out its share of the E-step; the main process gathers
 and stores them and hands the whole E-step to every process, and it alone writes to the run folder.
@@ -42,18 +42,26 @@ from harness.em.estep import (
     subsample,
     success_rates,
 )
-from harness.em.update import MStep
+from harness.em.mstep import MStep
+from harness.eval.attempts import PROMPT_TOO_LONG, Attempt
 from harness.io import atomic_write_text
 from harness.training.distributed import broadcast, chunk_rounds, gather, share
 from harness.training.schedule import mix_seed
 
+# Attempts per process per round of the E-step: a round is one generation batch, appended to the run folder
+# once gathered, so this bounds a batch's memory and what a kill loses.
+ESTEP_ROUND = 64
+# Salt of the E-step's query draw in mix_seed(seed, iteration, salt): a stream apart from the M-step's
+# shuffle (mstep.SHUFFLE_SALT); fixed, since changing it changes every run's data.
+QUERY_DRAW_SALT = 17
 
-class EMTrainer(MStep):
+
+class EMTrainer:
     def __init__(self, config: EMConfig, accelerator=None) -> None:
         from harness.em.rollout_policy import RolloutPolicy
         from harness.models.hf import HFBackend
-        from harness.rl.training_task import load_training_task
         from harness.training.policy import load_policy, make_accelerator
+        from harness.training.training_task import load_training_task
 
         self.config = config
         self.out = Path(config.output_dir)
@@ -65,68 +73,73 @@ class EMTrainer(MStep):
         # One AdamW for the run, its moments cleared at each M-step (update.py): DeepSpeed needs the model
         # and its optimiser prepared together.
         optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=0.0)
-        self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
+        self.model, optimizer = self.accelerator.prepare(model, optimizer)
         self.backend = HFBackend.from_loaded(self._rollout_model(), self.tokenizer, Path(config.model).name)
         if config.rollout_backend == "vllm" and self.backend.model is not self.accelerator.unwrap_model(self.model):
             raise ValueError("rollout_backend vllm runs under one process or DDP; under FSDP or ZeRO-3 use rollout_backend hf")
         self.rollout = RolloutPolicy(config, self.accelerator.unwrap_model(self.model), self.tokenizer, self.backend, self.out)
         self.task, self.samples, self.method, self.task_record = load_training_task(config)
         self.prefix_ids = {"cot": self.backend.encode(config.cot_prefix), "code": self.backend.encode(config.code_prefix)}
+        self.mstep = MStep(config, self.accelerator, self.model, optimizer, self.tokenizer, self.backend.pad_token_id,
+                           self.prefix_ids, self.out)
 
     # ---------------------------------------------------------------- E-step
     def estep(self, iteration: int, sandbox) -> dict:
+        from harness.eval.attempts import RECORD_FIELDS, RECORD_KEY, encode_prompts, run_attempts, run_description
         from harness.eval.rollout import RolloutEngine
         from harness.eval.store import RunStore
         from harness.models import SamplingParams
         from harness.models.hf import HFBackend
-        from harness.training.policy import sharded
+        from harness.training.policy import autocast, sharded
 
         config, accelerator = self.config, self.accelerator
         if sharded(accelerator) and isinstance(self.backend, HFBackend):
             self._refresh_rollout_model()
-        chosen = random.Random(mix_seed(config.seed, iteration, 17)).sample(range(len(self.samples)), min(config.queries_per_iteration, len(self.samples)))
-        plan = [(i, d, j) for i in chosen for d, n in (("cot", config.k), ("code", config.k), ("free", config.free_rollouts)) for j in range(n)]
-        store = RunStore(self.out / f"iter-{iteration}")
-        identity = {"config_hash": self._estep_hash(iteration), "iteration": iteration, "config": config.to_dict()}
+        chosen = random.Random(mix_seed(config.seed, iteration, QUERY_DRAW_SALT)).sample(range(len(self.samples)),
+                                                                                        min(config.queries_per_iteration, len(self.samples)))
+        plan = self._attempts(iteration, chosen)
+        prompts = encode_prompts(self.backend, self.method, {self.samples[i].id: self.samples[i].question for i in chosen})
+        store = RunStore(self.out / f"iter-{iteration}", key=RECORD_KEY, required=RECORD_FIELDS)
+        attempts_per_query = 2 * config.k + config.free_rollouts
+        description = run_description({**config.to_dict(), "samples": attempts_per_query}, self._estep_hash(iteration),
+                                      self.backend.name, self.task, self.method, self.task_record["data_fingerprint"], len(chosen))
         # The main process owns the store (it locks its folder); the others learn what is done from it.
+        identity = {**description, "iteration": iteration}
         done = broadcast(accelerator, store.open(identity, overwrite=False) if accelerator.is_main_process else None)
-        have = {(r["query_index"], r["decision"], r["attempt"]) for r in done}
-        todo = [item for item in plan if item not in have]
+        have = {(r["doc_id"], r["attempt"]) for r in done}
+        todo = [attempt for attempt in plan if (attempt.sample.id, attempt.attempt) not in have]
         mine = [todo[i] for i in share(len(todo), accelerator.process_index, accelerator.num_processes)]
-        prompts = {i: self.backend.encode(self.backend.chat_prompt(self.method.messages(self.samples[i].question))) for i in chosen}
         params = SamplingParams(temperature=config.temperature, top_p=config.top_p, max_new_tokens=config.max_tokens)
         engine = RolloutEngine(self.rollout.backend(), params, tools=True, sandbox=sandbox, max_tool_calls=config.max_tool_calls,
                                max_tokens=config.max_tokens)
         self.model.eval()
         started = time.perf_counter()
-        chunk = 64
         # Every process runs as many rounds as the largest share needs (each rollout's seed is its own, so
         # who generates it does not change it); the main process appends each round's gathered records.
-        for round_ in range(chunk_rounds(len(todo), accelerator.num_processes, chunk)):
-            batch = mine[round_ * chunk : (round_ + 1) * chunk]
-            rows = self._rollouts(engine, batch, prompts, iteration) if batch else []
+        for round_ in range(chunk_rounds(len(todo), accelerator.num_processes, ESTEP_ROUND)):
+            batch = mine[round_ * ESTEP_ROUND : (round_ + 1) * ESTEP_ROUND]
+            with torch.no_grad(), autocast(accelerator, config.dtype):
+                rows = run_attempts(engine, batch, prompts, self.task.grader) if batch else []
             rows = gather(accelerator, rows)
             if accelerator.is_main_process:
                 store.append(rows)
         self.rollout.release()  # a vLLM engine hands its GPU memory back before the M-step
         records = store.open(identity, overwrite=False) if todo and accelerator.is_main_process else done
         records = broadcast(accelerator, records) if todo else records
-        return self._reference(iteration, records, prompts, time.perf_counter() - started)
+        return self._reference(iteration, records, time.perf_counter() - started)
 
-    def _rollouts(self, engine, batch: list, prompts: dict, iteration: int) -> list[dict]:
-        """Roll out and grade (query index, decision, attempt) items; the E-step's records."""
-        from harness.grading import grade_batch
-
+    def _attempts(self, iteration: int, chosen: list[int]) -> list[Attempt]:
+        """Per chosen query: ``k`` CoT-forced, ``k`` code-forced and ``free_rollouts`` unforced attempts,
+        numbered in that order; each has its own seed, so who generates it does not change it."""
         config = self.config
-        with torch.no_grad(), self._autocast():
-            trajectories = engine.run([prompts[i] for i, _, _ in batch],
-                                      [mix_seed(config.seed, iteration, i, DECISIONS.index(d) if d in DECISIONS else 2, j) for i, d, j in batch],
-                                      [self.prefix_ids.get(d, []) for _, d, _ in batch])
-        grades = grade_batch([(t.response_text, self.samples[i].answer, self.task.grader) for (i, _, _), t in zip(batch, trajectories)])
-        return [{"query_index": i, "query": self.samples[i].id, "decision": d, "attempt": j, "kind": self.samples[i].metadata.get("kind"),
-                 "prompt_ids": prompts[i], "response_ids": t.response_ids, "loss_mask": t.loss_mask, "response": t.response_text,
-                 "forced_tokens": len(self.prefix_ids.get(d, [])), "used_code": t.used_code, "correct": bool(g.correct), "status": g.status}
-                for (i, d, j), t, g in zip(batch, trajectories, grades)]
+        plan = []
+        for i in chosen:
+            decisions = [(d, j) for d, n in (("cot", config.k), ("code", config.k), ("free", config.free_rollouts)) for j in range(n)]
+            for number, (d, j) in enumerate(decisions):
+                prefix = self.prefix_ids.get(d, [])
+                seed = mix_seed(config.seed, iteration, i, DECISIONS.index(d) if d in DECISIONS else 2, j)
+                plan.append(Attempt(self.samples[i], number, seed, prefix, {"decision": d, "forced_tokens": len(prefix)}))
+        return plan
 
     def _rollout_model(self):
         """The module the in-process E-step generates with: the trained one itself when every process holds
@@ -156,18 +169,20 @@ class EMTrainer(MStep):
         settings = {k: v for k, v in self.config.to_dict().items() if k not in ("output_dir", "iterations", "save_every")}
         return hashlib.sha256(json.dumps([settings, iteration], sort_keys=True, default=str).encode()).hexdigest()[:16]
 
-    def _reference(self, iteration: int, records: list[dict], prompts: dict, estep_s: float) -> dict:
-        """Q̂, π, s* and the training set. π is measured once, on the E-step model, and saved: a run resumed
+    def _reference(self, iteration: int, records: list[dict], estep_s: float) -> dict:
+        """Q̂, π, s* and the training set, from the attempts that were generated (a refused prompt has no
+        rollout to learn from). π is measured once, on the E-step model, and saved: a run resumed
         mid-M-step (with weights already updated) must rebuild the very same training set."""
         config = self.config
-        forced = content_labels([r for r in records if r["decision"] in DECISIONS], config.content_labels)
+        generated = [r for r in records if r["status"] != PROMPT_TOO_LONG]
+        forced = content_labels([r for r in generated if r["decision"] in DECISIONS], config.content_labels)
         values = success_rates(forced)
         saved = self.out / f"iter-{iteration}" / "policy.json"
         # Decided once for all processes: under FSDP a process measuring π runs forwards the others must join.
         if broadcast(self.accelerator, saved.is_file()):
             policy = broadcast(self.accelerator, json.loads(saved.read_text()) if self.accelerator.is_main_process else None)
         else:
-            policy = self._decision_policy(records, prompts)
+            policy = self._decision_policy(generated)
             if self.accelerator.is_main_process:
                 atomic_write_text(saved, json.dumps(policy) + "\n")
         kept = {q: v for q, v in values.items() if keep_query(v)}
@@ -178,16 +193,16 @@ class EMTrainer(MStep):
         chosen = subsample(forced, strategies, config.subsample, config.samples_per_query, random.Random(mix_seed(config.seed, len(records))))
         return {"records": records, "values": values, "policy": policy, "strategies": strategies, "training": chosen, "estep_s": estep_s}
 
-    def _decision_policy(self, records: list[dict], prompts: dict) -> dict:
+    def _decision_policy(self, records: list[dict]) -> dict:
         """π(c|x) per query: from the free-rollout code rate (pi_q_free, and q_argmax's report when there are
         free rollouts), else from the mean per-token log-probability of each decision prefix."""
         if self.config.decision_rule == "pi_q_free" or (self.config.decision_rule == "q_argmax" and self.config.free_rollouts):
             free: dict = {}
             for record in records:
                 if record["decision"] == "free":
-                    free.setdefault(record["query"], []).append(record["used_code"])
+                    free.setdefault(record["doc_id"], []).append(record["used_code"])
             return {query: decision_policy_from_rates(sum(used) / len(used)) for query, used in free.items()}
-        means = self._prefix_logprobs(records, prompts, grad=False, per_token=True)
+        means = self.mstep.prefix_logprobs({r["doc_id"]: r["prompt_ids"] for r in records}, grad=False, per_token=True)
         return {query: decision_policy_from_logprobs(*pair) for query, pair in means.items()}
 
     # ---------------------------------------------------------------- loop
@@ -202,10 +217,10 @@ class EMTrainer(MStep):
             return self._train(run)
 
     def _train(self, run) -> list[dict]:
-        from harness.rl.training_task import record_training_task
         from harness.sandbox import SandboxLimits, get_sandbox
         from harness.training.checkpoint import checkpoint_info, latest_checkpoint
         from harness.training.distributed import load_weights_everywhere
+        from harness.training.training_task import record_training_task
 
         accelerator = self.accelerator
         accelerator.wait_for_everyone()  # every process has judged the folder before the main one writes to it
@@ -228,7 +243,7 @@ class EMTrainer(MStep):
             for iteration in range(start_iteration, self.config.iterations):
                 estep = self.estep(iteration, sandbox)
                 started = time.perf_counter()
-                mstep = self.mstep(iteration, estep, start_step if iteration == start_iteration else 0)
+                mstep = self.mstep.run(iteration, estep, start_step if iteration == start_iteration else 0)
                 report = iteration_report(iteration, estep, mstep, time.perf_counter() - started)
                 reports.append(report)
                 if main:
@@ -247,7 +262,7 @@ def iteration_report(iteration: int, estep: dict, mstep: dict, mstep_s: float) -
     free = [r for r in records if r["decision"] == "free"] or records
     kinds: dict = {}
     for record in free:
-        kinds.setdefault(record["kind"] or "all", []).append(record)
+        kinds.setdefault(record["metadata"].get("kind") or "all", []).append(record)
     judged = [q for q, v in values.items() if keep_query(v)]
     oracle = {q: max(DECISIONS, key=lambda c: ((values[q][c] or 0.0), c == "cot")) for q in judged}
     chosen = {q: max(DECISIONS, key=lambda c: (policy[q][c], c == "cot")) for q in judged}

@@ -14,9 +14,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from harness.eval.attempts import RECORD_FIELDS, RECORD_KEY
 from harness.eval.metrics import by_problem
 from harness.eval.results import select
-from harness.eval.runner import RECORD_FIELDS, RECORD_KEY
 from harness.eval.store import read_samples
 from harness.io import atomic_write_text
 

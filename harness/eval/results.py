@@ -67,7 +67,7 @@ def build_results(run_info: dict, records: list[dict], elapsed_s: float | None =
 def rescore(directory: Path) -> tuple[dict, str | None]:
     """Grade every stored response again with the current grader; rewrite samples and results.
     Returns the results and a warning when bad lines were set aside."""
-    from harness.eval.runner import RECORD_FIELDS, RECORD_KEY
+    from harness.eval.attempts import RECORD_FIELDS, RECORD_KEY
     from harness.grading import grade_batch
 
     store = RunStore(directory, key=RECORD_KEY, required=RECORD_FIELDS)

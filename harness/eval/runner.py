@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from harness.eval.attempts import RECORD_FIELDS, RECORD_KEY, Attempt, encode_prompts, run_attempts, run_description
 from harness.eval.methods import Method
 from harness.eval.rollout import RolloutEngine
 from harness.eval.store import RunStore
@@ -57,42 +57,9 @@ def safe_name(name: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name).strip("._") or "model"
 
 
-# What identifies a sample line, and what else every line must hold for the metrics to read it.
-RECORD_KEY = ("doc_id", "attempt")
-RECORD_FIELDS = ("response", "gold", "correct", "extracted", "status", "tool_calls", "tokens", "seconds", "finish_reason")
-
-
 def config_hash(config: EvalConfig, task: TaskSpec, method: Method, fingerprint: str) -> str:
     payload = {"config": config.hashed(), "task_version": task.version, "method_version": method.version, "data": fingerprint}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def _record(sample: Sample, attempt: int, prompt: str, trajectory, seconds: float) -> dict:
-    return {
-        "doc_id": sample.id,
-        "attempt": attempt,
-        "seed": trajectory.seed,
-        "question": sample.question,
-        "gold": sample.answer,
-        "metadata": sample.metadata,
-        "prompt": prompt,
-        "prompt_ids": trajectory.prompt_ids,
-        "response": trajectory.response_text,
-        "tokens": len(trajectory.response_ids),
-        "seconds": round(seconds, 4),
-        "used_code": trajectory.used_code,
-        **trajectory.to_dict(),
-    }
-
-
-def _refused_record(sample: Sample, attempt: int, seed: int, prompt: str) -> dict:
-    """An attempt never generated because its prompt fills the model's context: it counts as incorrect."""
-    return {
-        "doc_id": sample.id, "attempt": attempt, "seed": seed, "question": sample.question, "gold": sample.answer,
-        "metadata": sample.metadata, "prompt": None, "prompt_chars": len(prompt), "prompt_ids": [], "response": "",
-        "tokens": 0, "seconds": 0.0, "used_code": False, "finish_reason": "prompt_too_long", "segments": [],
-        "tool_calls": [], "correct": False, "extracted": None, "status": "prompt_too_long", "extra": {},
-    }
 
 
 class EvalRun:
@@ -108,17 +75,8 @@ class EvalRun:
         self.records: list[dict] | None = None
 
     def run_info(self, environment: dict) -> dict:
-        return {
-            "config": asdict(self.config),
-            "config_hash": self.hash,
-            "model_name": self.backend.name,
-            "task": {"name": self.task.name, "version": self.task.version, "source": self.task.source, "grader": self.task.grader},
-            "method": {"name": self.method.name, "version": self.method.version, "system": self.method.system,
-                       "user": self.method.user, "tools": self.method.tools},
-            "dataset_fingerprint": self.fingerprint,
-            "dataset_size": len(self.samples),
-            **environment,
-        }
+        return {**run_description(asdict(self.config), self.hash, self.backend.name, self.task, self.method, self.fingerprint,
+                                  len(self.samples)), **environment}
 
     def open(self, environment: dict, overwrite: bool = False) -> str | None:
         """Lock the run directory and read what is done; returns a warning when bad lines were set aside."""
@@ -130,7 +88,6 @@ class EvalRun:
 
     def execute(self, environment: dict, overwrite: bool = False, progress=None) -> list[dict]:
         """Generate and grade every missing (problem, attempt); returns all records of the run."""
-        from harness.grading import grade_batch
         from harness.grading.pool import shared_pool
         from harness.models import SamplingParams
 
@@ -139,12 +96,9 @@ class EvalRun:
             self.open(environment, overwrite)
         records = self.records
         done = {(r["doc_id"], r["attempt"]) for r in records}
-        todo = [(s, a) for s in self.samples for a in range(self.config.samples) if (s.id, a) not in done]
-        prompts = {s.id: self.backend.chat_prompt(self.method.messages(s.question)) for s, _ in todo}
-        encoded, refused = self._encode(prompts, todo)
-        self.store.append(refused)
-        records.extend(refused)
-        todo = [(s, a) for s, a in todo if s.id in encoded]
+        todo = [Attempt(s, a, attempt_seed(self.config.seed, s.id, a)) for s in self.samples for a in range(self.config.samples)
+                if (s.id, a) not in done]
+        prompts = encode_prompts(self.backend, self.method, {a.sample.id: a.sample.question for a in todo})
         params = SamplingParams(temperature=self.config.temperature, top_p=self.config.top_p,
                                 max_new_tokens=self.config.max_tokens, seed=self.config.seed)
         engine = RolloutEngine(self.backend, params, tools=self.method.tools, sandbox=self.sandbox,
@@ -154,31 +108,10 @@ class EvalRun:
             progress(len(records), total, sum(bool(r["correct"]) for r in records))
         chunk = max(1, self.config.batch_size) * self.config.samples
         for start in range(0, len(todo), chunk):
-            batch = todo[start : start + chunk]
-            began = time.perf_counter()
-            trajectories = engine.run([encoded[s.id] for s, _ in batch],
-                                      [attempt_seed(self.config.seed, s.id, a) for s, a in batch])
-            seconds = (time.perf_counter() - began) / len(batch)
-            grades = grade_batch([(t.response_text, s.answer, self.task.grader) for (s, _), t in zip(batch, trajectories)])
-            new = []
-            for (sample, attempt), trajectory, result in zip(batch, trajectories, grades):
-                new.append({**_record(sample, attempt, prompts[sample.id], trajectory, seconds), **result.to_dict()})
+            new = run_attempts(engine, todo[start : start + chunk], prompts, self.task.grader)
             self.store.append(new)
             records.extend(new)
             if progress:
                 progress(len(records), total, sum(bool(r["correct"]) for r in records))
         self.engine_stats = engine.stats
         return records
-
-    def _encode(self, prompts: dict[str, str], todo: list[tuple[Sample, int]]) -> tuple[dict[str, list[int]], list[dict]]:
-        """Token ids of each prompt that fits the model's context, and refused records for the attempts of the rest."""
-        from harness.models import PromptTooLongError
-
-        encoded, too_long = {}, set()
-        for doc_id, prompt in prompts.items():
-            try:
-                encoded[doc_id] = self.backend.encode_prompt(prompt)
-            except PromptTooLongError:
-                too_long.add(doc_id)
-        refused = [_refused_record(s, a, attempt_seed(self.config.seed, s.id, a), prompts[s.id]) for s, a in todo if s.id in too_long]
-        return encoded, refused

@@ -5,6 +5,8 @@ already repeated ``group_size`` times by TRL's sampler) and it runs them through
 ```python / ```output protocol, real code in our sandbox, at most ``max_tool_calls`` cells. It returns the
 ids TRL trains on, with ``env_mask`` 0 on tool-output tokens so they get no gradient, and the facts the
 reward needs (the response text, whether code ran) as extra fields TRL forwards to the reward function.
+Prompts go through eval's length guard (harness/eval/attempts.py): one that fills the model's context is
+not generated for, as in eval; TRL still needs its row, so it gets ``refused_trajectory``.
 
 The policy generates (the HF path) unless TRL runs vLLM, in which case the same engine generates through
 TRL's vLLM handle (harness/rl/vllm_rollouts.py). ``logprobs`` is None: on the HF path the sampler is the
@@ -22,6 +24,7 @@ import json
 import time
 from contextlib import contextmanager
 
+from harness.eval.rollout import Segment, Trajectory
 from harness.training.schedule import mix_seed
 
 
@@ -49,6 +52,7 @@ class Rollouts:
             yield HFBackend.from_loaded(model, trainer.processing_class, "policy")
 
     def __call__(self, prompts: list[str], trainer) -> dict:
+        from harness.eval.attempts import encode_prompts
         from harness.eval.rollout import RolloutEngine
         from harness.models import SamplingParams
 
@@ -59,11 +63,14 @@ class Rollouts:
         params = SamplingParams(temperature=config.temperature, top_p=config.top_p, max_new_tokens=config.max_tokens)
         training, started = trainer.model.training, time.perf_counter()
         with self.backend(trainer) as backend:
-            prompt_ids = [backend.encode(backend.chat_prompt(self.method.messages(q))) for q in prompts]
+            encoded = encode_prompts(backend, self.method, dict(enumerate(prompts))).ids
+            fits = [row for row in range(len(prompts)) if row in encoded]
             engine = RolloutEngine(backend, params, tools=self.method.tools, sandbox=self.sandbox,
                                    max_tool_calls=config.max_tool_calls, max_tokens=config.max_tokens)
-            trajectories = engine.run(prompt_ids, seeds)
+            generated = dict(zip(fits, engine.run([encoded[row] for row in fits], [seeds[row] for row in fits])))
+            trajectories = [generated.get(row) or refused_trajectory(backend.pad_token_id, seeds[row]) for row in range(len(prompts))]
         trainer.model.train(training)  # HFBackend.from_loaded put the policy in eval mode
+        prompt_ids = [t.prompt_ids for t in trajectories]
         seconds = {"time/rollout_s": time.perf_counter() - started, "time/generate_s": engine.stats.generate_s,
                    "time/tools_s": engine.stats.tool_s}
         return {"prompt_ids": prompt_ids, "completion_ids": [t.response_ids for t in trajectories], "logprobs": None,
@@ -71,6 +78,13 @@ class Rollouts:
                 "used_code": [t.used_code for t in trajectories], "tool_calls": [len(t.tool_calls) for t in trajectories],
                 "tool_failures": [sum(call.status != "ok" for call in t.tool_calls) for t in trajectories],
                 "seconds": seconds}  # not a list: TRL gives it to every row
+
+
+def refused_trajectory(pad_token_id: int, seed: int) -> Trajectory:
+    """TRL's row for a prompt the length guard refused: one padding token of prompt and one of response,
+    marked as tool output, so the batch keeps its shape, the loss mask is 0 (nothing is learned from it)
+    and the empty response earns no reward."""
+    return Trajectory([pad_token_id], seed, [Segment("tool", [pad_token_id], "")], finish_reason="prompt_too_long")
 
 
 class Reward:

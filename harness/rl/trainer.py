@@ -19,6 +19,7 @@ import json
 from pathlib import Path
 
 from harness.rl.config import RLConfig
+from harness.training.distributed import rank_and_world
 
 
 def on_cpu(config: RLConfig) -> bool:
@@ -56,11 +57,11 @@ class RLTrainer:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from harness.rl.training_task import load_training_task
+        from harness.training.training_task import load_training_task
 
         self.config = config
         self.out = Path(config.output_dir)
-        self.args = grpo_arguments(config, _processes())  # a batch that does not split fails before any loading
+        self.args = grpo_arguments(config, rank_and_world()[1])  # a batch that does not split fails before any loading
         torch.manual_seed(config.seed)
         self.task, self.samples, self.method, self.task_record = load_training_task(config)
         # float32 master weights unless bfloat16 weights are asked for; autocast comes from GRPOConfig.bf16.
@@ -101,9 +102,9 @@ class RLTrainer:
             return self._train(start, state, on_step)
 
     def _train(self, start, state, on_step) -> list[dict]:
-        from harness.rl.training_task import record_training_task
         from harness.sandbox import SandboxLimits, get_sandbox
         from harness.training.checkpoint import latest_checkpoint
+        from harness.training.training_task import record_training_task
 
         config = self.config
         state.wait_for_everyone()  # every process has judged the folder before the main one writes to it
@@ -147,8 +148,3 @@ def restore_trainer_state(checkpoint: Path) -> None:
     if not path.is_file():
         atomic_write_text(path, json.dumps(checkpoint_info(checkpoint)["extra"]["trainer_state"]))
 
-
-def _processes() -> int:
-    import os
-
-    return int(os.environ.get("WORLD_SIZE", "1"))

@@ -1,4 +1,5 @@
-"""`harness model init`, `harness testbed demos` and `harness testbed warmup` (nothing to a warmed-up tiny model)."""
+"""`harness model init`, `harness testbed demos`, `harness testbed warmup` (nothing to a warmed-up tiny model) and
+`harness testbed miniature` (the miniature reproduction, harness/testbed/miniature.py)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ from typing import Annotated
 import typer
 
 from harness.io import fail
+from harness.testbed.miniature import DEFAULT_VARIANTS
 
 model_app = typer.Typer(help="Create small models for the testbed.", no_args_is_help=True)
-testbed_app = typer.Typer(help="The CPU testbed: arith demonstrations and the one-command warm-up.", no_args_is_help=True)
+testbed_app = typer.Typer(help="The CPU testbed: arith demonstrations, the one-command warm-up and the miniature reproduction.",
+                          no_args_is_help=True)
 
 CodeRatioOpt = Annotated[float, typer.Option(min=0.0, max=1.0, help="Share of free-choice (auto prompt) demonstrations that write code.")]
 ForcedShareOpt = Annotated[float, typer.Option(min=0.0, max=1.0, help="Share of demonstrations under an explicit method (cot, cot-trigger, code-trigger, tir).")]
@@ -85,3 +88,46 @@ def warmup_command(
     report = {"model": model_summary, "demonstrations": counts, "sft": sft_summary, "timings": timings}
     (output / "warmup.json").write_text(json.dumps(report, indent=2))
     typer.echo(f"warmed-up model: {output / 'sft'}  ({timings['total_s']}s: {json.dumps(timings)})")
+
+
+@testbed_app.command("miniature")
+def miniature_command(
+    model: Annotated[Path, typer.Option(help="The warmed-up model (OUT/sft of `harness testbed warmup`).")],
+    base: Annotated[Path | None, typer.Option(help="The un-warmed model for Base+RL (default: init/ beside --model).")] = None,
+    seeds: Annotated[str, typer.Option(help="Comma-separated integers; one (row, seed) job each.")] = "0,1,2,3,4",
+    iterations: Annotated[int, typer.Option(min=1, help="EM iterations, and RL's equal rollout budget.")] = 2,
+    test_size: Annotated[int, typer.Option(min=3, help="Held-out arith problems, a third of each kind.")] = 60,
+    em_variants: Annotated[str, typer.Option(help="name or name:key=value;key=value, comma-separated.")] = DEFAULT_VARIANTS,
+    workers: Annotated[int, typer.Option(min=1, help="Processes running (row, seed) jobs in parallel.")] = 1,
+    threads: Annotated[int, typer.Option(min=1, help="torch threads per job, whatever --workers is (a job's numbers may depend on it).")] = 1,
+    out: Annotated[Path, typer.Option(help="The board (markdown); .png and .json are written beside it.")] = Path("leaderboards/miniature.md"),
+) -> None:
+    """SFT only, SFT+RL, Base+RL and EM variants on arith at an equal rollout budget, over seeds: the board."""
+    from harness.testbed.miniature import Settings, parse_variants, write_board
+
+    base = base or model.parent / "init"
+    try:
+        seed_list = [int(seed) for seed in seeds.split(",")]
+    except ValueError:
+        fail(f"--seeds must be comma-separated integers, not {seeds!r}")
+    for name, path in (("--model", model), ("--base", base)):
+        if not (path / "config.json").is_file():
+            fail(f"{name} {path} is not a model folder (no config.json)")
+    try:
+        variants = parse_variants(em_variants)
+    except (ValueError, TypeError) as error:
+        fail(str(error))
+    settings = Settings(str(model), str(base), seed_list, iterations, test_size, workers, threads)
+    command = (f"harness testbed miniature --model {model} --base {base} --seeds {seeds} --iterations {iterations} "
+               f"--test-size {test_size} --em-variants {em_variants} --workers {workers} --threads {threads} --out {out}")
+    with _progress_bar() as bar:
+        task = bar.add_task("miniature jobs", total=None)
+        seconds = write_board(settings, variants, out, command, lambda done, total: bar.update(task, completed=done, total=total))
+    typer.echo(f"wrote {out} and {out.with_suffix('.png')} in {seconds:.0f} s")
+
+
+def _progress_bar():
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("eta"),
+                    TimeRemainingColumn())

@@ -120,11 +120,3 @@ def load_weights(checkpoint: Path, model) -> None:
     if set(missing) - tied or unexpected:
         raise RuntimeError(f"checkpoint {checkpoint} does not match the model (missing {sorted(missing)[:3]}, unexpected {unexpected[:3]})")
 
-
-def resume_into(output: Path, model, optimizer, scheduler) -> dict | None:
-    """Restore the latest checkpoint under ``output`` into live objects; its info, or None when there is none."""
-    checkpoint = latest_checkpoint(output)
-    if checkpoint is None:
-        return None
-    load_weights(checkpoint, model)
-    return load_trainer_state(checkpoint, optimizer, scheduler)

@@ -15,6 +15,15 @@ longer than the budget gets a micro-batch of its own: a sequence is never cut).
 from __future__ import annotations
 
 import math
+import os
+
+
+def rank_and_world() -> tuple[int, int]:
+    """This process's rank and the number of processes as the launcher (``accelerate launch``, torchrun)
+    sets them in the environment: known before any process group or accelerator exists, and the numbers
+    an accelerator reports once it does; rank 0 of 1 without a launcher. Code holding an accelerator
+    asks it (``process_index``, ``num_processes``); everything else asks this."""
+    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
 
 
 def share(count: int, rank: int, world: int) -> list[int]:

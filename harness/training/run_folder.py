@@ -15,7 +15,6 @@ or eval started into the folder is refused with the holder's pid instead of mixi
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from pathlib import Path
 from harness.eval.run_lock import LOCK_NAME, RunLock, RunLockedError
 from harness.io import atomic_write_text
 from harness.training.checkpoint import checkpoint_info, latest_checkpoint
+from harness.training.distributed import rank_and_world
 
 PROVENANCE_FILE = "provenance.json"
 
@@ -73,8 +73,8 @@ class RunStart:
 
 def is_main_process() -> bool:
     """Whether this is the main process of a run (rank 0 of ``accelerate launch``, or the only one),
-    read from the environment before any process group exists, as the CLI's early check needs."""
-    return os.environ.get("RANK", "0") == "0"
+    read before any process group exists, as the CLI's early check needs."""
+    return rank_and_world()[0] == 0
 
 
 def open_run(output: str | Path, command: str, config: dict, may_change, *, resume: bool,

@@ -17,11 +17,11 @@ from harness.em.estep import (
     subsample,
     success_rates,
 )
-from harness.em.mstep import decision_cross_entropy, mstep_loss
+from harness.em.objective import decision_cross_entropy, mstep_loss
 
 
 def rollouts(query, cot, code):
-    return [{"query": query, "decision": "cot", "correct": c} for c in cot] + [{"query": query, "decision": "code", "correct": c} for c in code]
+    return [{"doc_id": query, "decision": "cot", "correct": c} for c in cot] + [{"doc_id": query, "decision": "code", "correct": c} for c in code]
 
 
 def test_success_rates():

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from harness.em.config import PRESETS, EMConfig, preset
+from harness.em.mstep import MStep
 from harness.em.trainer import EMTrainer
 
 from .test_trainer import task_file, tiny_model_dir  # noqa: F401 - shared fixtures
@@ -54,20 +55,60 @@ def test_one_iteration_writes_samples_policy_and_report(tiny_model_dir, task_fil
     assert json.loads((tmp_path / "report.jsonl").read_text().splitlines()[0])["iteration"] == 0
 
 
+def test_harness_score_reads_an_e_step_folder(tiny_model_dir, task_file, tmp_path):  # noqa: F811
+    """An E-step folder is a run folder: `harness score` re-grades it (the same grader gives the same
+    verdicts) and writes results.json with one problem per query and every attempt of each."""
+    from typer.testing import CliRunner
+
+    from harness.cli import app
+
+    EMTrainer(config(tiny_model_dir, task_file, tmp_path)).train()
+    folder = tmp_path / "iter-0"
+    stored = [json.loads(line) for line in (folder / "samples.jsonl").read_text().splitlines()]
+    scored = CliRunner().invoke(app, ["score", str(folder)])
+    assert scored.exit_code == 0, scored.output
+    rescored = [json.loads(line) for line in (folder / "samples.jsonl").read_text().splitlines()]
+    assert [(r["doc_id"], r["attempt"], r["correct"]) for r in rescored] == [(r["doc_id"], r["attempt"], r["correct"]) for r in stored]
+    metrics = json.loads((folder / "results.json").read_text())["metrics"]
+    assert metrics["problems"] == 3 and metrics["samples_per_problem"] == 2 + 2 + 1
+    assert metrics["accuracy"] == pytest.approx(sum(r["correct"] for r in stored) / len(stored))
+
+
+def test_an_over_long_prompt_in_the_e_step_is_refused_as_eval_refuses_it(tiny_model_dir, tmp_path):  # noqa: F811
+    """A query whose prompt fills the model's context is not generated for: its attempts are recorded as
+    incorrect with status prompt_too_long (as `harness eval` records them), and it gives Q̂, π and the
+    training set nothing; the other queries are rolled out as usual."""
+    from harness.sandbox import SandboxLimits, get_sandbox
+
+    task = tmp_path / "sums.jsonl"
+    questions = ["What is 1 + 1?", "What is 2 + 2? " + "Think hard. " * 4000, "What is 3 + 3?"]
+    task.write_text("".join(json.dumps({"question": q, "answer": 2 * a}) + "\n" for a, q in enumerate(questions, start=1)))
+    trainer = EMTrainer(config(tiny_model_dir, task, tmp_path / "run"))
+    assert trainer.backend.context_length < 4000
+    with get_sandbox("local", limits=SandboxLimits(timeout_s=2.0)) as sandbox:
+        estep = trainer.estep(0, sandbox)
+    long_id = trainer.samples[1].id
+    refused = [r for r in estep["records"] if r["doc_id"] == long_id]
+    assert len(refused) == 2 + 2 + 1
+    assert all(r["status"] == "prompt_too_long" and r["correct"] is False and r["segments"] == [] for r in refused)
+    assert all(r["segments"] for r in estep["records"] if r["doc_id"] != long_id)
+    assert long_id not in estep["values"] and long_id not in estep["policy"]
+    assert all(r["doc_id"] != long_id for r, _ in estep["training"])
+
+
 def test_decision_cross_entropy_moves_the_prefix_probability(tiny_model_dir, task_file, tmp_path):  # noqa: F811
     trainer = EMTrainer(config(tiny_model_dir, task_file, tmp_path, decision_weight=5.0, learning_rate=5e-2))
-    queries = [{"query": "q", "prompt_ids": trainer.backend.encode("What is 2 + 2?")}]
-    prompts = {"q": queries[0]["prompt_ids"]}
-    before = trainer._prefix_logprobs(queries, prompts, grad=False)["q"]
+    prompts = {"q": trainer.backend.encode("What is 2 + 2?")}
+    before = trainer.mstep.prefix_logprobs(prompts, grad=False)["q"]
     optimizer = torch.optim.SGD(trainer.model.parameters(), lr=0.05)
     for _ in range(3):
-        logprobs = trainer._prefix_logprobs(queries, prompts, grad=True)["q"]
-        from harness.em.mstep import decision_cross_entropy
+        logprobs = trainer.mstep.prefix_logprobs(prompts, grad=True)["q"]
+        from harness.em.objective import decision_cross_entropy
 
         decision_cross_entropy(logprobs[None], torch.tensor([[0.0, 1.0]])).backward()
         optimizer.step()
         optimizer.zero_grad()
-    after = trainer._prefix_logprobs(queries, prompts, grad=False)["q"]
+    after = trainer.mstep.prefix_logprobs(prompts, grad=False)["q"]
     assert (after[1] - after[0]) > (before[1] - before[0])  # code prefix gained relative to the CoT prefix
 
 
@@ -86,7 +127,7 @@ def test_resume_in_the_middle_of_an_m_step_matches_an_uninterrupted_run(tiny_mod
     assert steps_done >= 2
 
     interrupted = EMTrainer(config(tiny_model_dir, task_file, tmp_path / "resumed", **overrides))
-    real_step = EMTrainer._optimiser_step
+    real_step = MStep.optimiser_step
     calls = {"n": 0}
 
     def stop_after_first(self, *args):
@@ -95,10 +136,10 @@ def test_resume_in_the_middle_of_an_m_step_matches_an_uninterrupted_run(tiny_mod
             raise KeyboardInterrupt
         return real_step(self, *args)
 
-    monkeypatch.setattr(EMTrainer, "_optimiser_step", stop_after_first)
+    monkeypatch.setattr(MStep, "optimiser_step", stop_after_first)
     with pytest.raises(KeyboardInterrupt):
         interrupted.train()
-    monkeypatch.setattr(EMTrainer, "_optimiser_step", real_step)
+    monkeypatch.setattr(MStep, "optimiser_step", real_step)
     resumed = EMTrainer(config(tiny_model_dir, task_file, tmp_path / "resumed", **overrides))
     resumed.train(resume=True)
     for (name, a), (_, b) in zip(straight.model.named_parameters(), resumed.model.named_parameters()):

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 import harness.em.rollout_policy as rollout_policy
 from harness.em.config import EMConfig
+from harness.em.mstep import MStep
 from harness.em.trainer import EMTrainer
 
 from .test_em_trainer import (
@@ -54,9 +55,10 @@ def fake_vllm(monkeypatch):
 
 
 def samples(out, iteration: int) -> list[dict]:
-    """The E-step's records without the run's config hash (the two runs' configs differ in rollout_backend)."""
+    """The E-step's records without the run's config hash (the two runs' configs differ in rollout_backend) and
+    the time each took."""
     records = [json.loads(line) for line in (out / f"iter-{iteration}" / "samples.jsonl").read_text().splitlines()]
-    return [{k: v for k, v in record.items() if k != "config_hash"} for record in records]
+    return [{k: v for k, v in record.items() if k not in ("config_hash", "seconds")} for record in records]
 
 
 def weights(model) -> dict:
@@ -68,7 +70,7 @@ def test_each_e_step_runs_on_that_iterations_saved_weights_and_is_closed_before_
     trainer = EMTrainer(config(tiny_model_dir, task_file, tmp_path / "vllm", iterations=2, rollout_backend="vllm",
                                vllm_args={"enforce_eager": True}))
     at_estep = [weights(trainer.model)]
-    real_mstep = EMTrainer.mstep
+    real_mstep = MStep.run
 
     def mstep(self, *args, **kwargs):
         assert fake_vllm and all(engine.closed for engine in fake_vllm), "the engine must be shut down before the M-step"
@@ -76,7 +78,7 @@ def test_each_e_step_runs_on_that_iterations_saved_weights_and_is_closed_before_
         at_estep.append(weights(self.model))
         return result
 
-    monkeypatch.setattr(EMTrainer, "mstep", mstep)
+    monkeypatch.setattr(MStep, "run", mstep)
     trainer.train()
     assert len(fake_vllm) == 2
     for engine, expected in zip(fake_vllm, at_estep):

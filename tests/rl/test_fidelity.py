@@ -17,7 +17,8 @@ from .test_trainer import task_file, tiny_model_dir  # noqa: F401 - shared fixtu
 
 
 def record(decision: str, correct: bool, used_code: bool, prompt_ids=(1, 2, 3)) -> dict:
-    return {"query": "q", "decision": decision, "correct": correct, "used_code": used_code, "prompt_ids": list(prompt_ids)}
+    return {"doc_id": "q", "decision": decision, "correct": correct, "status": "correct" if correct else "incorrect",
+            "used_code": used_code, "prompt_ids": list(prompt_ids)}
 
 
 def test_content_labels_relabel_drop_or_keep_a_forced_rollout_that_did_otherwise():
@@ -45,7 +46,7 @@ def pool_where_code_is_better_but_rarely_chosen() -> list[dict]:
 def test_decision_rules(tiny_model_dir, task_file, tmp_path, rule, chosen):  # noqa: F811
     """v1's code takes the argmax of Q̂ alone; π·Q̂ with π(code) = 0.05 from the free rollouts keeps CoT."""
     trainer = em_trainer(tiny_model_dir, task_file, tmp_path, decision_rule=rule, alpha=math.inf, free_rollouts=2)
-    estep = trainer._reference(0, pool_where_code_is_better_but_rarely_chosen(), {}, 0.0)
+    estep = trainer._reference(0, pool_where_code_is_better_but_rarely_chosen(), 0.0)
     assert estep["policy"]["q"] == pytest.approx({"cot": 0.95, "code": 0.05})
     assert estep["strategies"]["q"] == {"cot": float(chosen == "cot"), "code": float(chosen == "code")}
 
@@ -55,7 +56,7 @@ def test_content_labels_reach_the_value_estimate(tiny_model_dir, task_file, tmp_
     values = {}
     for mode in ("off", "relabel", "drop"):
         trainer = em_trainer(tiny_model_dir, task_file, tmp_path / mode, content_labels=mode)
-        values[mode] = trainer._reference(0, pool, {}, 0.0)["values"]["q"]
+        values[mode] = trainer._reference(0, pool, 0.0)["values"]["q"]
     assert values["off"] == {"cot": 0.5, "code": 1.0}
     assert values["relabel"] == {"cot": 0.0, "code": 1.0}  # the CoT-forced rollout that ran code counts for code
     assert values["drop"] == {"cot": 0.0, "code": 1.0}
@@ -65,13 +66,13 @@ def test_prefix_mean_rule_compares_prefixes_per_token(tiny_model_dir, task_file,
     trainer = em_trainer(tiny_model_dir, task_file, tmp_path, decision_rule="pi_q_prefix_mean", free_rollouts=0,
                          cot_prefix="Let x.\n", code_prefix="Let's write a program to compute the answer.\n")
     prompt = trainer.backend.encode(PROMPT)
-    queries, prompts = [{"query": "q", "prompt_ids": prompt}], {"q": prompt}
-    sums = trainer._prefix_logprobs(queries, prompts, grad=False)["q"]
-    means = trainer._prefix_logprobs(queries, prompts, grad=False, per_token=True)["q"]
+    prompts = {"q": prompt}
+    sums = trainer.mstep.prefix_logprobs(prompts, grad=False)["q"]
+    means = trainer.mstep.prefix_logprobs(prompts, grad=False, per_token=True)["q"]
     lengths = (len(trainer.prefix_ids["cot"]), len(trainer.prefix_ids["code"]))
     assert lengths[0] < lengths[1]
     assert means == pytest.approx((sums[0] / lengths[0], sums[1] / lengths[1]))
-    policy = trainer._decision_policy([{"query": "q", "decision": "cot", "prompt_ids": prompt}], prompts)["q"]
+    policy = trainer._decision_policy([{"doc_id": "q", "decision": "cot", "prompt_ids": prompt}])["q"]
     assert policy == pytest.approx(decision_policy_from_logprobs(*means))
     assert policy != pytest.approx(decision_policy_from_logprobs(*sums))
 

@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from harness.models.types import ModelBackend
-from harness.rl.batch import build_batch, chunked_logprobs
 from harness.rl.trainer import RLTrainer
+from harness.training.batch import batch_logprobs, build_batch
 
 from .test_trainer import config, task_file, tiny_model_dir  # noqa: F401 - shared fixtures
 
@@ -55,7 +55,8 @@ def answer_logprob(model, tokenizer, question: str, text: str) -> float:
     prompt = tokenizer.encode(question, add_special_tokens=False)
     response = tokenizer.encode(text, add_special_tokens=False)
     batch = build_batch([prompt], [response], [[1] * len(response)], tokenizer.pad_token_id)
-    return float((chunked_logprobs(model, batch, 1) * batch.mask).sum())
+    with torch.no_grad():
+        return float((batch_logprobs(model, batch) * batch.mask).sum())
 
 
 def weights(model) -> torch.Tensor:

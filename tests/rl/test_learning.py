@@ -50,11 +50,11 @@ def test_em_learns_to_write_code_where_code_is_needed_and_not_elsewhere(warmed_t
     points, as a seeded test. Seen here: code-necessary accuracy 0 -> 0.88, code rate 0 -> 1.0 there,
     0.1 on cot-sufficient problems."""
     from harness.em.config import preset as em_preset
-    from harness.em.miniature import evaluate
     from harness.em.trainer import EMTrainer
     from harness.eval.methods import load_method
     from harness.eval.tasks import load_samples, load_task
     from harness.sandbox import SandboxLimits, get_sandbox
+    from harness.testbed.miniature import evaluate
 
     held_out = load_samples(load_task("arith"))[0]
     probe = [s for kind in ("cot-sufficient", "code-necessary") for s in [x for x in held_out if x.metadata["kind"] == kind][:30]]
@@ -62,6 +62,7 @@ def test_em_learns_to_write_code_where_code_is_needed_and_not_elsewhere(warmed_t
     trainer = EMTrainer(config)
     trainer.train()
     with get_sandbox("local", limits=SandboxLimits(timeout_s=2.0)) as sandbox:
-        after = evaluate(trainer.backend, probe, load_method("auto"), sandbox, config.max_tokens, config.max_tool_calls)
+        after = evaluate(trainer.backend, probe, load_task("arith").grader, load_method("auto"), sandbox, config.max_tokens,
+                         config.max_tool_calls)
     assert after["code-necessary"]["code_rate"] >= 0.6 and after["code-necessary"]["accuracy"] >= 0.5, after
     assert after["cot-sufficient"]["code_rate"] <= 0.4 and after["cot-sufficient"]["accuracy"] >= 0.8, after

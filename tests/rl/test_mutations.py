@@ -4,8 +4,8 @@
 Each guards against one mutation of the source that every other fast test let through before: a flipped
 policy-gradient sign, a zeroed M-step loss or decision cross-entropy, tool tokens let through the loss
 mask, the importance-weight cap ignored, π_old misaligned by one token, a resume that restores the wrong
-optimiser state. They go through the trainer's own code paths (``EMTrainer.mstep`` and
-``_optimiser_step``), not copies of the loss, so a mutation anywhere on the path is seen. The mutation
+optimiser state. They go through the trainer's own code paths (``MStep.run`` and
+``MStep.optimiser_step``), not copies of the loss, so a mutation anywhere on the path is seen. The mutation
 table in docs/em.md lists which test caught which mutation.
 """
 
@@ -16,9 +16,11 @@ import math
 import pytest
 import torch
 
+from harness.em.mstep import MStep
 from harness.em.trainer import EMTrainer
-from harness.rl.batch import chunked_logprobs
+from harness.training.batch import batch_logprobs
 
+from .em_records import em_record
 from .test_em_trainer import config as em_config
 from .test_trainer import task_file, tiny_model_dir  # noqa: F401 - shared fixtures
 
@@ -40,22 +42,25 @@ def rollout(trainer, text: str = ANSWER, *, correct: bool = True, tool_tail: str
     if tool_tail:
         tail = trainer.backend.encode(tool_tail)
         response, mask = response + tail, mask + [0] * len(tail)
-    return {"query": "q", "decision": "cot", "prompt_ids": trainer.backend.encode(PROMPT), "response_ids": response,
-            "loss_mask": mask, "forced_tokens": forced, "correct": correct, "used_code": False}
+    return em_record("q", trainer.backend.encode(PROMPT), response, mask, forced_tokens=forced, correct=correct)
+
+
+def logprobs(trainer, record: dict) -> torch.Tensor:
+    with torch.no_grad():
+        return batch_logprobs(trainer.model, trainer.mstep.batch([record])).cpu()
 
 
 def sequence_logprob(trainer, record: dict) -> float:
-    batch = trainer._batch([record])
-    return float((chunked_logprobs(trainer.model, batch, 1) * batch.mask).sum())
+    return float((logprobs(trainer, record) * trainer.mstep.batch([record]).mask).sum())
 
 
 def current_logprobs(trainer, record: dict) -> torch.Tensor:
     """π_old rows as ``_pi_old`` stores them: the model's per-token log-probs on the exact training row."""
-    return chunked_logprobs(trainer.model, trainer._batch([record]), 1)[0]
+    return logprobs(trainer, record)[0]
 
 
 class RecordingOptimiser:
-    """Stands in for AdamW in ``_optimiser_step``: keeps the gradient it was asked to apply, changes nothing."""
+    """Stands in for AdamW in ``optimiser_step``: keeps the gradient it was asked to apply, changes nothing."""
 
     def __init__(self, model) -> None:
         self.model, self.gradients = model, None
@@ -70,7 +75,7 @@ class RecordingOptimiser:
 
 def em_gradient(trainer, record: dict, advantage: float, old: torch.Tensor, strategies=None) -> torch.Tensor:
     optimiser = RecordingOptimiser(trainer.model)
-    trainer._optimiser_step([(record, advantage)], [old], strategies or {"q": {"cot": 1.0, "code": 0.0}}, optimiser)
+    trainer.mstep.optimiser_step([(record, advantage)], [old], strategies or {"q": {"cot": 1.0, "code": 0.0}}, optimiser)
     return optimiser.gradients
 
 
@@ -85,7 +90,7 @@ def test_em_m_step_raises_a_right_sample_and_lowers_a_wrong_one(tiny_model_dir, 
     record = rollout(trainer, correct=correct)
     (tmp_path / "iter-0").mkdir()
     before = sequence_logprob(trainer, record)
-    trainer.mstep(0, {"training": [(record, 1.0)], "strategies": {"q": {"cot": 1.0, "code": 0.0}}})
+    trainer.mstep.run(0, {"training": [(record, 1.0)], "strategies": {"q": {"cot": 1.0, "code": 0.0}}})
     after = sequence_logprob(trainer, record)
     assert (after - before) * (1 if correct else -1) > 0, (before, after)
 
@@ -94,12 +99,12 @@ def test_em_m_step_raises_a_right_sample_and_lowers_a_wrong_one(tiny_model_dir, 
 def test_em_step_moves_the_decision_toward_the_reference_strategy(tiny_model_dir, task_file, tmp_path):  # noqa: F811
     trainer = em_trainer(tiny_model_dir, task_file, tmp_path, decision_weight=1.0)
     record = rollout(trainer)
-    queries, prompts = [{"query": "q", "prompt_ids": record["prompt_ids"]}], {"q": record["prompt_ids"]}
-    before = trainer._prefix_logprobs(queries, prompts, grad=False)["q"]
+    prompts = {"q": record["prompt_ids"]}
+    before = trainer.mstep.prefix_logprobs(prompts, grad=False)["q"]
     optimiser = torch.optim.AdamW(trainer.model.parameters(), lr=1e-3, weight_decay=0.0)
     # advantage 0 and no KL: the decision cross-entropy is the only term with a gradient
-    trainer._optimiser_step([(record, 0.0)], [current_logprobs(trainer, record)], {"q": {"cot": 0.0, "code": 1.0}}, optimiser)
-    after = trainer._prefix_logprobs(queries, prompts, grad=False)["q"]
+    trainer.mstep.optimiser_step([(record, 0.0)], [current_logprobs(trainer, record)], {"q": {"cot": 0.0, "code": 1.0}}, optimiser)
+    after = trainer.mstep.prefix_logprobs(prompts, grad=False)["q"]
     assert (after[1] - after[0]) > (before[1] - before[0]), (before, after)
 
 
@@ -118,7 +123,7 @@ def test_em_forced_prefix_gets_no_policy_gradient(tiny_model_dir, task_file, tmp
     trainer = em_trainer(tiny_model_dir, task_file, tmp_path)
     prefix = len(trainer.prefix_ids["cot"])
     forced = rollout(trainer, "Let's reason step by step.\n" + ANSWER, forced=prefix)
-    batch = trainer._batch([forced])
+    batch = trainer.mstep.batch([forced])
     start = len(forced["prompt_ids"]) - 1  # position predicting the first response token
     assert batch.mask[0, start : start + prefix].sum() == 0 and batch.mask[0, start + prefix :].sum() > 0
     unforced = dict(forced, forced_tokens=0)
@@ -140,19 +145,19 @@ def test_em_importance_weight_is_capped(tiny_model_dir, task_file, tmp_path):  #
 
 # ---------------------------------------------------------------- π_old alignment: ρ is exactly 1 on the first step
 def test_em_first_step_ratio_is_exactly_one(tiny_model_dir, task_file, tmp_path, monkeypatch):  # noqa: F811
-    import harness.em.update as em_update_module
+    import harness.em.mstep as mstep_module
 
     trainer = em_trainer(tiny_model_dir, task_file, tmp_path)
-    real, seen = em_update_module.mstep_loss, []
+    real, seen = mstep_module.mstep_loss, []
 
     def watched(logprobs, old_logprobs, advantages, mask, *args, **kwargs):
         seen.append(float(((logprobs - old_logprobs).abs() * mask).max().detach()))
         return real(logprobs, old_logprobs, advantages, mask, *args, **kwargs)
 
-    monkeypatch.setattr(em_update_module, "mstep_loss", watched)
+    monkeypatch.setattr(mstep_module, "mstep_loss", watched)
     (tmp_path / "iter-0").mkdir()
     records = [rollout(trainer), rollout(trainer, "```python\nprint(2 + 2)\n```", tool_tail=TOOL_TAIL_A, correct=False)]
-    trainer.mstep(0, {"training": [(r, 1.0) for r in records], "strategies": {"q": {"cot": 1.0, "code": 0.0}}})
+    trainer.mstep.run(0, {"training": [(r, 1.0) for r in records], "strategies": {"q": {"cot": 1.0, "code": 0.0}}})
     assert seen and seen[0] < 1e-5, seen
 
 
@@ -167,11 +172,11 @@ def test_em_resume_mid_m_step_restores_the_optimiser_state(tiny_model_dir, task_
     settings = dict(learning_rate=1e-2, save_every=1)
     straight = em_trainer(tiny_model_dir, task_file, tmp_path / "straight", **settings)
     (tmp_path / "straight" / "iter-0").mkdir()
-    straight.mstep(0, estep(straight))
+    straight.mstep.run(0, estep(straight))
 
     interrupted = em_trainer(tiny_model_dir, task_file, tmp_path / "resumed", **settings)
     (tmp_path / "resumed" / "iter-0").mkdir()
-    real_step, calls = EMTrainer._optimiser_step, {"n": 0}
+    real_step, calls = MStep.optimiser_step, {"n": 0}
 
     def stop_at_the_third(self, *args):
         calls["n"] += 1
@@ -179,12 +184,12 @@ def test_em_resume_mid_m_step_restores_the_optimiser_state(tiny_model_dir, task_
             raise KeyboardInterrupt
         return real_step(self, *args)
 
-    monkeypatch.setattr(EMTrainer, "_optimiser_step", stop_at_the_third)
+    monkeypatch.setattr(MStep, "optimiser_step", stop_at_the_third)
     with pytest.raises(KeyboardInterrupt):
-        interrupted.mstep(0, estep(interrupted))
-    monkeypatch.setattr(EMTrainer, "_optimiser_step", real_step)
+        interrupted.mstep.run(0, estep(interrupted))
+    monkeypatch.setattr(MStep, "optimiser_step", real_step)
     resumed = em_trainer(tiny_model_dir, task_file, tmp_path / "resumed", **settings)
     load_weights(latest_checkpoint(tmp_path / "resumed"), resumed.model)
-    resumed.mstep(0, estep(resumed), start_step=2)
+    resumed.mstep.run(0, estep(resumed), start_step=2)
     for (name, a), b in zip(straight.model.named_parameters(), resumed.model.parameters()):
         assert torch.allclose(a, b, atol=1e-6), name

@@ -101,3 +101,30 @@ def test_rlconfig_maps_onto_grpoconfig():
     assert (one.num_generations, one.num_iterations, one.loss_type, one.epsilon, one.epsilon_high) == (4, 3, "grpo", 0.1, 0.3)
     assert (one.scale_rewards, one.beta, one.gradient_checkpointing, one.mask_truncated_completions) == ("none", 0.05, True, True)
     assert not one.bf16 and not one.use_vllm  # float32 on the CPU; the policy generates
+
+
+def test_an_over_long_prompt_in_the_rl_rollouts_is_refused_as_eval_refuses_it(tiny_model_dir, task_file, tmp_path, monkeypatch):
+    """A prompt that fills the model's context is not generated for (eval's guard): TRL still gets its row, one
+    padding token of prompt and of response with env_mask 0, so nothing is learned from it, and it earns no
+    reward; the other rows are rolled out as usual."""
+    from contextlib import nullcontext
+    from types import SimpleNamespace
+
+    from harness.eval.methods import load_method
+    from harness.rl.rollouts import Reward, Rollouts
+
+    trainer = RLTrainer(config(tiny_model_dir, task_file, tmp_path))
+    backend = trainer.backend
+    monkeypatch.setattr(Rollouts, "backend", lambda self, _: nullcontext(backend))
+    rollouts = Rollouts(trainer.config, load_method("cot"), sandbox=None)
+    fake_trl = SimpleNamespace(accelerator=SimpleNamespace(process_index=0), state=SimpleNamespace(global_step=0), model=trainer.model)
+    questions = ["What is 1 + 1?", "What is 2 + 2? " + "Think hard. " * 4000]
+    assert backend.context_length < 4000
+    out = rollouts(questions, fake_trl)
+    pad = backend.pad_token_id
+    assert out["prompt_ids"][1] == [pad] and out["completion_ids"][1] == [pad] and out["env_mask"][1] == [0]
+    assert out["response_text"][1] == "" and not out["used_code"][1] and out["tool_calls"][1] == 0
+    assert len(out["prompt_ids"][0]) > 1 and sum(out["env_mask"][0]) == len(out["completion_ids"][0]) > 0
+    rewards = Reward(trainer.config, "math500")(questions, out["response_text"], [json.dumps(2), json.dumps(4)],
+                                                out["response_text"], out["used_code"], out["tool_calls"], out["tool_failures"])
+    assert rewards[1] == 0.0

@@ -19,12 +19,15 @@ import pytest
 import torch
 
 from harness.em.config import EMConfig
+from harness.em.mstep import MStep
 from harness.em.trainer import EMTrainer
+from harness.eval.attempts import response_ids
 from harness.eval.rollout import RolloutEngine
 from harness.models.stopping import finished_generation
 from harness.models.types import ModelBackend
 from harness.rl.trainer import RLTrainer
 
+from .em_records import em_record
 from .test_trainer import config as rl_config
 from .test_trainer import task_file, tiny_model_dir  # noqa: F401 - shared fixtures
 
@@ -90,7 +93,7 @@ def em_run(tiny_model_dir, task_file, tmp_path_factory):  # noqa: F811
     """Two EM iterations over all six queries (so each query is rolled out in both) with UNUSUAL rollout
     settings, the scripted sampler and the real grader; records the engines, π_old per iteration and the
     ratio π/π_old of every M-step micro-batch."""
-    import harness.em.update as update
+    import harness.em.mstep as mstep
 
     out = tmp_path_factory.mktemp("em-wiring")
     config = EMConfig.from_dict(dict(
@@ -101,7 +104,7 @@ def em_run(tiny_model_dir, task_file, tmp_path_factory):  # noqa: F811
     script = ArithmeticScript(trainer.tokenizer)
     trainer.rollout.backend = lambda: script
     seen = {"pi_old": [], "ratios": [], "engines": {}, "esteps": {}}
-    pi_old, loss = update.MStep._pi_old, update.mstep_loss
+    pi_old, loss = mstep.MStep._pi_old, mstep.mstep_loss
 
     def recorded_pi_old(self, iteration, rollouts):
         old = pi_old(self, iteration, rollouts)
@@ -123,8 +126,8 @@ def em_run(tiny_model_dir, task_file, tmp_path_factory):  # noqa: F811
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr("harness.eval.rollout.RolloutEngine", EngineSpy)
-        patch.setattr(update.MStep, "_pi_old", recorded_pi_old)
-        patch.setattr(update, "mstep_loss", recorded_loss)
+        patch.setattr(mstep.MStep, "_pi_old", recorded_pi_old)
+        patch.setattr(mstep, "mstep_loss", recorded_loss)
         patch.setattr(EMTrainer, "estep", recorded_estep)
         reports = trainer.train()
     records = {i: [json.loads(line) for line in (out / f"iter-{i}" / "samples.jsonl").read_text().splitlines()] for i in (0, 1)}
@@ -140,7 +143,7 @@ def test_em_estep_grades_each_rollout_against_its_own_gold(em_run):
         for record in records:
             question = em_run["script"].decode(record["prompt_ids"])
             assert boxed(record["response"]) == right_answer(question) + (record["decision"] == "code"), record["response"]
-            assert record["correct"] == (record["decision"] != "code"), (iteration, record["query"], record["response"])
+            assert record["correct"] == (record["decision"] != "code"), (iteration, record["doc_id"], record["response"])
         estep = em_run["esteps"][iteration]
         assert len(estep["values"]) == 6
         assert all(values == {"cot": 1.0, "code": 0.0} for values in estep["values"].values()), estep["values"]
@@ -155,7 +158,7 @@ def test_em_each_iteration_uses_its_own_pi_old(em_run):
     later steps (the right answers it trains on have become more likely)."""
     assert [iteration for iteration, _, _ in em_run["pi_old"]] == [0, 1]
     for iteration, rollouts, old in em_run["pi_old"]:
-        assert [len(row) for row in old] == [len(r["prompt_ids"]) + len(r["response_ids"]) - 1 for r in rollouts], iteration
+        assert [len(row) for row in old] == [len(r["prompt_ids"]) + len(response_ids(r)) - 1 for r in rollouts], iteration
         saved = torch.load(em_run["out"] / f"iter-{iteration}" / "pi_old.pt")
         assert len(saved) == len(old) and all(torch.equal(a, b) for a, b in zip(saved, old))
     for iteration in (0, 1):
@@ -193,22 +196,20 @@ def test_em_learning_rate_schedule_is_the_one_the_optimiser_steps_with(tiny_mode
         learning_rate=peak, lr_schedule="cosine", warmup_ratio=0.25, batch_size=1, micro_batch_size=1, save_every=100,
         output_dir=str(tmp_path), device="cpu")))
     used = []
-    step = EMTrainer._optimiser_step
+    step = MStep.optimiser_step
 
     def recorded_step(self, items, old_rows, strategies, optimizer):
         used.append(optimizer.param_groups[0]["lr"])
         return step(self, items, old_rows, strategies, optimizer)
 
-    monkeypatch.setattr(EMTrainer, "_optimiser_step", recorded_step)
+    monkeypatch.setattr(MStep, "optimiser_step", recorded_step)
     prompt = trainer.backend.encode("What is 2 + 2?")
-    training = [({"query": "q", "decision": "cot", "prompt_ids": prompt, "response_ids": trainer.backend.encode(f"It is {n}."),
-                  "loss_mask": [1] * len(trainer.backend.encode(f"It is {n}.")), "forced_tokens": 0, "correct": n == 4,
-                  "used_code": False}, 1.0) for n in range(8)]
+    training = [(em_record("q", prompt, trainer.backend.encode(f"It is {n}."), correct=n == 4), 1.0) for n in range(8)]
     expected = [peak / 2, peak] + [peak * 0.5 * (1 + math.cos(math.pi * s / 6)) for s in range(6)]
     for iteration in (0, 1):
         (tmp_path / f"iter-{iteration}").mkdir()
         used.clear()
-        trainer.mstep(iteration, {"training": training, "strategies": {"q": {"cot": 1.0, "code": 0.0}}})
+        trainer.mstep.run(iteration, {"training": training, "strategies": {"q": {"cot": 1.0, "code": 0.0}}})
         assert used == pytest.approx(expected, rel=1e-9), (iteration, used)
 
 

@@ -30,6 +30,7 @@ def em(model: str, data: str, out: Path) -> None:
     from harness.em.config import EMConfig
     from harness.em.trainer import EMTrainer
     from harness.sandbox import SandboxLimits, get_sandbox
+    from tests.rl.em_records import em_record
 
     config = EMConfig(model=model, task=data, iterations=1, queries_per_iteration=3, k=1, free_rollouts=1, max_tokens=6,
                       max_tool_calls=1, batch_size=4, micro_batch_size=1, learning_rate=1e-2, kl_weight=0.5, decision_weight=1.0,
@@ -37,16 +38,15 @@ def em(model: str, data: str, out: Path) -> None:
     trainer = EMTrainer(config)
     with get_sandbox("local", limits=SandboxLimits(timeout_s=2.0)) as sandbox:
         estep = trainer.estep(0, sandbox)  # 3 queries x 3 rollouts = 9 over 2 processes: 5 and 4
-    seen = sorted((r["query_index"], r["decision"], r["attempt"]) for r in estep["records"])
+    seen = sorted((r["doc_id"], r["decision"], r["attempt"]) for r in estep["records"])
     (out / f"estep-rank{trainer.accelerator.process_index}.json").write_text(json.dumps(seen))
     encode = trainer.backend.encode
     texts = ["We compute 2 + 2 = 4. The answer is 4.", "The answer is 5.", "It is 4.", "2 + 2 = 4", "Four."]
-    training = [({"query": f"q{i % 3}", "decision": "cot", "prompt_ids": encode("What is 2 + 2?")[: 4 + i], "response_ids": encode(text),
-                  "loss_mask": [1] * len(encode(text)), "forced_tokens": 0, "correct": i % 2 == 0, "used_code": False}, 1.0)
+    training = [(em_record(f"q{i % 3}", encode("What is 2 + 2?")[: 4 + i], encode(text), correct=i % 2 == 0), 1.0)
                 for i, text in enumerate(texts)]
     strategies = {f"q{i}": {"cot": i / 2, "code": 1 - i / 2} for i in range(3)}
     # 5 samples in steps of 4: the second step's single sample leaves the second process only a dummy micro-batch.
-    trainer.mstep(0, {"training": training, "strategies": strategies})
+    trainer.mstep.run(0, {"training": training, "strategies": strategies})
     state = trainer.accelerator.unwrap_model(trainer.model).state_dict()
     if trainer.accelerator.is_main_process:
         torch.save({name: tensor.detach().clone() for name, tensor in state.items()}, out / "weights.pt")
@@ -69,7 +69,7 @@ class GradientRecorder:
 
 
 def gradients(model: str, data: str, out: Path) -> None:
-    """The gradient one EM step (_optimiser_step) and one SFT step (sft_step) hand the optimiser, from the same
+    """The gradient one EM step (MStep.optimiser_step) and one SFT step (sft_step) hand the optimiser, from the same
     weights, with shares that do not divide evenly (3 samples, 3 demonstrations, one row per micro-batch)."""
     import torch
 
@@ -77,6 +77,7 @@ def gradients(model: str, data: str, out: Path) -> None:
     from harness.em.trainer import EMTrainer
     from harness.training.sequences import encode_example
     from harness.training.sft import SFTConfig, sft_step
+    from tests.rl.em_records import em_record
 
     # Small advantages and weights keep the EM gradient's norm (~0.25) under the trainer's fixed clip at 1, which
     # would otherwise rescale both runs to the same norm; SFT's clip is set out of reach.
@@ -84,13 +85,11 @@ def gradients(model: str, data: str, out: Path) -> None:
                                  output_dir=str(out), device="cpu"))
     encode = trainer.backend.encode
     texts = ["We compute 2 + 2 = 4. The answer is 4.", "The answer is 5.", "It is 4."]
-    rollouts = [{"query": f"q{i % 2}", "decision": "cot", "prompt_ids": encode("What is 2 + 2?")[: 4 + i], "response_ids": encode(text),
-                 "loss_mask": [1] * len(encode(text)), "forced_tokens": 0, "correct": i != 1, "used_code": False}
-                for i, text in enumerate(texts)]
+    rollouts = [em_record(f"q{i % 2}", encode("What is 2 + 2?")[: 4 + i], encode(text), correct=i != 1) for i, text in enumerate(texts)]
     (out / "iter-0").mkdir(exist_ok=True)
-    old = trainer._pi_old(0, rollouts)
+    old = trainer.mstep._pi_old(0, rollouts)
     recorder = GradientRecorder(trainer.model)
-    trainer._optimiser_step([(r, 1e-3 if r["correct"] else -1e-3) for r in rollouts], old,
+    trainer.mstep.optimiser_step([(r, 1e-3 if r["correct"] else -1e-3) for r in rollouts], old,
                             {"q0": {"cot": 0.25, "code": 0.75}, "q1": {"cot": 1.0, "code": 0.0}}, recorder)
     em_gradient = recorder.gradient
     tokenizer = trainer.tokenizer

@@ -22,11 +22,11 @@ def test_master_weights_stay_fp32_while_the_forward_runs_in_bf16(tiny_model_dir,
     record = rollout(trainer)
     (tmp_path / "iter-0").mkdir()
     before = {name: p.detach().clone() for name, p in trainer.model.named_parameters()}
-    trainer.mstep(0, {"training": [(record, 1.0)], "strategies": {"q": {"cot": 1.0, "code": 0.0}}})
+    trainer.mstep.run(0, {"training": [(record, 1.0)], "strategies": {"q": {"cot": 1.0, "code": 0.0}}})
     handle.remove()
     assert seen and set(seen) == {torch.bfloat16}  # the matmuls ran in bf16 (autocast) ...
     assert all(p.dtype == torch.float32 for p in trainer.model.parameters())  # ... on fp32 weights
-    assert all(s.dtype == torch.float32 for state in trainer.optimizer.state.values() for s in state.values() if s.dim())
+    assert all(s.dtype == torch.float32 for state in trainer.mstep.optimizer.state.values() for s in state.values() if s.dim())
     weight = trainer.model.model.layers[0].mlp.down_proj.weight
     moved = (weight.detach() != before["model.layers.0.mlp.down_proj.weight"]).float().mean()
     assert moved > 0.9  # AdamW's first step moves every weight with a gradient by ~lr = 1e-6
@@ -57,7 +57,7 @@ def test_token_budget_micro_batches_respect_rows_and_tokens():
 
 def em_step_gradient(trainer, items, olds, strategies) -> tuple[float, torch.Tensor]:
     optimiser = RecordingOptimiser(trainer.model)
-    loss = trainer._optimiser_step(items, olds, strategies, optimiser)
+    loss = trainer.mstep.optimiser_step(items, olds, strategies, optimiser)
     return loss, optimiser.gradients
 
 
@@ -70,7 +70,7 @@ def test_micro_batched_m_step_and_decision_ce_equal_the_whole_batch(tiny_model_d
     texts = ["We compute 2 + 2 = 4. The answer is 4.", "The answer is 5.", "It is 4, since 2 + 2 = 4 and so on and on.", "4"]
     items, olds = [], []
     for number, text in enumerate(texts):
-        record = dict(rollout(whole, text, correct=number % 2 == 0), query=f"q{number % 3}")
+        record = dict(rollout(whole, text, correct=number % 2 == 0), doc_id=f"q{number % 3}")
         record["prompt_ids"] = record["prompt_ids"][: 3 + number]  # prompts of different lengths: padding in play
         items.append((record, 1.0 if number % 2 == 0 else -0.5))
         olds.append(current_logprobs(whole, record) - 0.05 * number)
@@ -83,11 +83,11 @@ def test_micro_batched_m_step_and_decision_ce_equal_the_whole_batch(tiny_model_d
 
 
 def test_prefix_log_probs_from_prefix_positions_equal_the_full_rows(tiny_model_dir, task_file, tmp_path):  # noqa: F811
-    from harness.rl.batch import batch_logprobs, build_batch
+    from harness.training.batch import batch_logprobs, build_batch
 
     trainer = em_trainer(tiny_model_dir, task_file, tmp_path, micro_batch_size=2)
     prompts = {"a": trainer.backend.encode("What is 2 + 2?"), "b": trainer.backend.encode("Solve 3x = 12 for x, please.")}
-    fast = trainer._prefix_logprobs([{"query": q, "prompt_ids": p} for q, p in prompts.items()], prompts, grad=False)
+    fast = trainer.mstep.prefix_logprobs(prompts, grad=False)
     for query, prompt in prompts.items():
         for index, decision in enumerate(("cot", "code")):
             prefix = trainer.prefix_ids[decision]

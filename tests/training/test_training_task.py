@@ -10,7 +10,7 @@ from harness.em.config import EMConfig
 from harness.em.config import preset as em_preset
 from harness.rl.config import RLConfig
 from harness.rl.config import preset as rl_preset
-from harness.rl.training_task import ContaminationError, load_training_task, record_training_task
+from harness.training.training_task import ContaminationError, load_training_task, record_training_task
 
 
 @pytest.fixture

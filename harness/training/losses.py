@@ -1,4 +1,4 @@
-"""Policy-gradient pieces of the EM trainer's M-step (train-rl's loss is TRL's, harness/rl/trainer.py).
+"""Policy-gradient losses on per-token tensors (train-em's M-step uses them; train-rl's loss is TRL's).
 
 Every function takes per-token tensors of shape (batch, tokens) and a ``mask`` of the same shape
 that is 1 on tokens the model generated and 0 on prompt, padding and tool-output tokens, so tool
@@ -7,11 +7,10 @@ tokens never receive gradient.
 - ``truncated_is_loss``: the EM M-step's off-policy term (AutoCode's released trainer):
   per sample, mean over tokens of -log pi(y_t) * min(pi/pi_old, cap) (detached) * A.
 - ``kl_k1``: the k1 KL estimate toward a reference policy, per sample.
-- ``aggregate``: token-level (pooled over every token of the batch) or sequence-level (mean per
-  sequence, then over sequences) averaging.
+- ``sequence_mean``: the mean per sequence, then over sequences (every sequence weighs the same).
 - ``token_logprobs``: log pi of each target token from the logits.
 
-``train-em`` calls ``truncated_is_loss`` and ``kl_k1`` through ``harness.em.mstep.mstep_loss``, so the
+``train-em`` calls ``truncated_is_loss`` and ``kl_k1`` through ``harness.em.objective.mstep_loss``, so the
 tests of this module test what trains.
 """
 
@@ -25,17 +24,11 @@ def token_logprobs(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return torch.gather(logits.float(), -1, targets.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits.float(), dim=-1)
 
 
-def aggregate(values: torch.Tensor, mask: torch.Tensor, mode: str = "token") -> torch.Tensor:
-    """Average masked per-token values: ``token`` pools every token of the batch, ``sequence`` averages
-    each sequence first (every sequence weighs the same, whatever its length)."""
+def sequence_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Average masked per-token values over each sequence first, then over the sequences that have tokens."""
     mask = mask.to(values.dtype)
-    if mode == "sequence":
-        values = values / mask.sum(-1, keepdim=True).clamp(min=1)
-        count = (mask.sum(-1) > 0).sum()
-    elif mode == "token":
-        count = mask.sum()
-    else:
-        raise ValueError(f"aggregation must be token or sequence, not {mode!r}")
+    values = values / mask.sum(-1, keepdim=True).clamp(min=1)
+    count = (mask.sum(-1) > 0).sum()
     return (values * mask).sum() / count.clamp(min=1)
 
 
@@ -49,7 +42,7 @@ def truncated_is_loss(
     """
     weight = torch.clamp(torch.exp(logprobs - old_logprobs), max=cap).detach()
     per_token = -logprobs * weight * advantages.unsqueeze(-1).to(logprobs.dtype)
-    return aggregate(per_token, mask, "sequence")
+    return sequence_mean(per_token, mask)
 
 
 def kl_k1(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

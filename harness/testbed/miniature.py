@@ -1,8 +1,10 @@
 """The miniature reproduction: SFT-only, RL from the warmed-up and from the base model, and EM variants, equal rollout budget.
 
-    python -m harness.em.miniature --model WARMED_UP/sft [--base WARMED_UP/init] [--seeds 0,1,2,3,4]
+    harness testbed miniature --model WARMED_UP/sft [--base WARMED_UP/init] [--seeds 0,1,2,3,4]
         [--iterations 2] [--em-variants q_argmax,pi_q_free,pi_q_prefix_mean] [--workers 2] [--threads 1]
         [--out leaderboards/miniature.md]
+
+(the command is in harness/testbed/cli.py; this module runs it.)
 
 Rows, per seed: "SFT+RL" (``train-rl``'s tiny preset from the warmed-up model), "Base+RL" (the same
 from the un-warmed init model the warm-up writes, as the paper reports both), and one EM row per
@@ -13,9 +15,10 @@ a fresh AdamW with a linear warm-up (``warmup_ratio``) then cosine decay, RL res
 schedule and optimiser every iteration (a new trainer from the previous iteration's weights).
 
 Every row is evaluated greedily with `auto` (the model decides) on the same held-out `arith`
-problems after each iteration; at the start and at the final budget the same model is also forced
-into each mode (`cot-trigger`, `code-trigger`), the oracle for selection accuracy. The runner only
-records per-problem outcomes; ``harness.em.miniature_report`` turns them into the board.
+problems after each iteration, through eval's rollout-to-record path and the task's own grader; at the
+start and at the final budget the same model is also forced into each mode (`cot-trigger`,
+`code-trigger`), the oracle for selection accuracy. The runner only records per-problem outcomes;
+``harness.testbed.miniature_report`` turns them into the board.
 
 A (row, seed) job's curve is a function of the job alone: every job runs in a fresh process (also with
 ``--workers 1``), so nothing a previous job left in a process (accelerate's state singletons, the grading
@@ -29,20 +32,32 @@ over any EMConfig field (values parsed as YAML), e.g. ``--em-variants "v1:,alpha
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
 import subprocess
-import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-from harness.em.miniature_report import KINDS, markdown, plot, summarise
+from harness.testbed.miniature_report import KINDS, markdown, plot, summarise
 
 DEFAULT_VARIANTS = "q_argmax,pi_q_free,pi_q_prefix_mean"
 BUDGET_FIELDS = ("queries_per_iteration", "k", "free_rollouts", "iterations")  # the board holds the rollout budget equal
+
+
+@dataclass
+class Settings:
+    """What `harness testbed miniature` was asked for (``plan`` reads these fields)."""
+
+    model: str
+    base: str
+    seeds: list[int]
+    iterations: int
+    test_size: int
+    workers: int
+    threads: int
 
 
 def parse_variants(text: str) -> dict[str, dict]:
@@ -78,32 +93,33 @@ def parse_variants(text: str) -> dict[str, dict]:
     return variants
 
 
-def held_out(test_size: int) -> list:
+def held_out(test_size: int) -> tuple[list, str]:
+    """The first ``test_size / 3`` problems of each kind of `arith`'s test split, and the task's grader."""
     from harness.eval.tasks import load_samples, load_task
 
-    everything = load_samples(load_task("arith"))[0]
+    task = load_task("arith")
+    everything = load_samples(task)[0]
     per_kind = test_size // len(KINDS)
-    return [s for kind in KINDS for s in [x for x in everything if x.metadata.get("kind") == kind][:per_kind]]
+    return [s for kind in KINDS for s in [x for x in everything if x.metadata.get("kind") == kind][:per_kind]], task.grader
 
 
-def outcomes(backend, samples, method, sandbox, max_tokens: int, max_tool_calls: int) -> dict:
+def outcomes(backend, samples, grader: str, method, sandbox, max_tokens: int, max_tool_calls: int) -> dict:
     """Greedy rollouts under ``method``: per problem, correct or not and whether it ran code."""
+    from harness.eval.attempts import Attempt, encode_prompts, run_attempts
     from harness.eval.rollout import RolloutEngine
-    from harness.grading import grade_batch
     from harness.models import SamplingParams
 
     engine = RolloutEngine(backend, SamplingParams(temperature=0.0, max_new_tokens=max_tokens), tools=method.tools,
                            sandbox=sandbox, max_tool_calls=max_tool_calls, max_tokens=max_tokens)
     backend.model.eval()
-    prompts = [backend.encode(backend.chat_prompt(method.messages(s.question))) for s in samples]
-    trajectories = engine.run(prompts, list(range(len(samples))))
-    grades = grade_batch([(t.response_text, s.answer, "math500") for s, t in zip(samples, trajectories)])
-    return {"correct": [bool(g.correct) for g in grades], "used_code": [bool(t.used_code) for t in trajectories]}
+    prompts = encode_prompts(backend, method, {s.id: s.question for s in samples})
+    records = run_attempts(engine, [Attempt(s, 0, seed) for seed, s in enumerate(samples)], prompts, grader)
+    return {"correct": [bool(r["correct"]) for r in records], "used_code": [bool(r["used_code"]) for r in records]}
 
 
-def evaluate(backend, samples, method, sandbox, max_tokens: int, max_tool_calls: int) -> dict:
+def evaluate(backend, samples, grader: str, method, sandbox, max_tokens: int, max_tool_calls: int) -> dict:
     """Accuracy and code rate per kind of greedy rollouts under ``method``."""
-    point = outcomes(backend, samples, method, sandbox, max_tokens, max_tool_calls)
+    point = outcomes(backend, samples, grader, method, sandbox, max_tokens, max_tool_calls)
     result = {}
     for kind in KINDS:
         rows = [i for i, s in enumerate(samples) if s.metadata.get("kind") == kind]
@@ -123,14 +139,14 @@ def weights_digest(model) -> str:
     return digest.hexdigest()[:16]
 
 
-def measure(backend, samples, sandbox, max_tokens: int, max_tool_calls: int, oracle: bool) -> dict:
+def measure(backend, samples, grader: str, sandbox, max_tokens: int, max_tool_calls: int, oracle: bool) -> dict:
     """The `auto` outcomes and the weights' digest, and with ``oracle`` the same model forced into each mode."""
     from harness.eval.methods import load_method
 
-    point = outcomes(backend, samples, load_method("auto"), sandbox, max_tokens, max_tool_calls)
+    point = outcomes(backend, samples, grader, load_method("auto"), sandbox, max_tokens, max_tool_calls)
     point["weights"] = weights_digest(backend.model)
     if oracle:
-        point["oracle"] = {mode: outcomes(backend, samples, load_method(method), sandbox, max_tokens, max_tool_calls)["correct"]
+        point["oracle"] = {mode: outcomes(backend, samples, grader, load_method(method), sandbox, max_tokens, max_tool_calls)["correct"]
                            for mode, method in (("cot", "cot-trigger"), ("code", "code-trigger"))}
     return point
 
@@ -143,7 +159,7 @@ def run_job(job: dict) -> dict:
     from harness.sandbox import SandboxLimits, get_sandbox
 
     torch.set_num_threads(job["threads"])
-    samples = held_out(job["test_size"])
+    samples, grader = held_out(job["test_size"])
     em_config = em_preset("tiny").updated(model=job["model"], seed=job["seed"], iterations=1, device="cpu",
                                           output_dir=str(Path(job["work"]) / "em"), **job.get("overrides", {}))
     limits = (em_config.max_tokens, em_config.max_tool_calls)
@@ -154,11 +170,11 @@ def run_job(job: dict) -> dict:
 
             model, tokenizer = load_policy(job["model"])
             backend = HFBackend.from_loaded(model, tokenizer, Path(job["model"]).name)
-            return {**job, "point": measure(backend, samples, sandbox, *limits, oracle=True)}
+            return {**job, "point": measure(backend, samples, grader, sandbox, *limits, oracle=True)}
         curve = []
         for iteration, backend in enumerate((_em_iterations if job["kind"] == "em" else _rl_iterations)(job, em_config, sandbox)):
             last = iteration + 1 == job["iterations"]
-            curve.append([(iteration + 1) * job["per_iteration"], measure(backend, samples, sandbox, *limits, oracle=last)])
+            curve.append([(iteration + 1) * job["per_iteration"], measure(backend, samples, grader, sandbox, *limits, oracle=last)])
     return {**job, "curve": curve}
 
 
@@ -168,7 +184,7 @@ def _em_iterations(job: dict, config, sandbox):
     em = EMTrainer(config)
     for iteration in range(job["iterations"]):
         em.config = em.config.updated(iterations=iteration + 1)
-        em.mstep(iteration, em.estep(iteration, sandbox))
+        em.mstep.run(iteration, em.estep(iteration, sandbox))
         yield em.backend
 
 
@@ -196,7 +212,7 @@ def _rl_iterations(job: dict, em_config, sandbox):
         yield rl.backend
 
 
-def plan(args, variants: dict, work: Path) -> list[dict]:
+def plan(args: Settings, variants: dict, work: Path) -> list[dict]:
     """Start evaluations, then every (row, seed): RL rows first, EM variants after."""
     from harness.em.config import preset as em_preset
     from harness.rl.config import preset as rl_preset
@@ -217,16 +233,23 @@ def plan(args, variants: dict, work: Path) -> list[dict]:
     return jobs
 
 
-def run_all(jobs: list[dict], workers: int) -> list[dict]:
+def run_all(jobs: list[dict], workers: int, progress=None) -> list[dict]:
     """Every job in a fresh spawned process, ``workers`` at a time: a job then sees no state another job
     left behind (a reused process carries accelerate's singletons, the grading pool, torch settings),
     and ``--workers 1`` runs each job exactly as ``--workers 2`` does. spawn, not fork: a forked child
-    would inherit this process's torch thread pool and sandbox state."""
+    would inherit this process's torch thread pool and sandbox state. ``progress`` is called with (jobs
+    done, jobs) at the start and after each job; the results come back in the jobs' order."""
     import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures import ProcessPoolExecutor, as_completed
 
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), max_tasks_per_child=1) as pool:
-        return list(pool.map(run_job, jobs))
+        futures = [pool.submit(run_job, job) for job in jobs]
+        if progress:
+            progress(0, len(jobs))
+        for done, _ in enumerate(as_completed(futures), start=1):
+            if progress:
+                progress(done, len(jobs))
+        return [future.result() for future in futures]
 
 
 def code_version() -> str:
@@ -238,66 +261,30 @@ def code_version() -> str:
         return "unknown (not a git checkout)"
 
 
-def parse_args(argv: list[str] | None = None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", required=True, help="the warmed-up model (OUT/sft of `harness testbed warmup`)")
-    parser.add_argument("--base", help="the un-warmed model for Base+RL (default: init/ beside --model)")
-    parser.add_argument("--seeds", default="0,1,2,3,4")
-    parser.add_argument("--iterations", type=int, default=2)
-    parser.add_argument("--test-size", type=int, default=60)
-    parser.add_argument("--em-variants", default=DEFAULT_VARIANTS, help="name or name:key=value;key=value, comma-separated")
-    parser.add_argument("--workers", type=int, default=1, help="processes running (row, seed) jobs in parallel")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads per job, the same whatever --workers is (a job's numbers may depend on it)")
-    parser.add_argument("--out", type=Path, default=Path("leaderboards/miniature.md"))
-    args = parser.parse_args(argv)
-    args.base = args.base or str(Path(args.model).parent / "init")
-    try:
-        args.seeds = [int(s) for s in args.seeds.split(",")]
-    except ValueError:
-        parser.exit(2, f"error: --seeds must be comma-separated integers, not {args.seeds!r}\n")
-    for name, path in (("--model", args.model), ("--base", args.base)):
-        if not (Path(path) / "config.json").is_file():
-            parser.exit(2, f"error: {name} {path} is not a model folder (no config.json)\n")
-    if min(args.iterations, args.workers, args.threads) < 1 or args.test_size < len(KINDS):
-        parser.exit(2, "error: --iterations, --workers and --threads must be >= 1 and --test-size >= 3\n")
-    try:
-        args.variants = parse_variants(args.em_variants)
-    except (ValueError, TypeError) as error:
-        parser.exit(2, f"error: {error}\n")
-    return args
-
-
-def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
+def write_board(settings: Settings, variants: dict, out: Path, command: str, progress=None) -> float:
+    """Run every job and write the board (``out``: markdown, with .png and .json beside it); returns the wall time."""
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as work:
-        jobs = plan(args, args.variants, Path(work))
-        done = run_all(jobs, args.workers)
-    data = {"kinds": [s.metadata["kind"] for s in held_out(args.test_size)],
+        done = run_all(plan(settings, variants, Path(work)), settings.workers, progress)
+    data = {"kinds": [s.metadata["kind"] for s in held_out(settings.test_size)[0]],
             "starts": {job["row"]: job["point"] for job in done if job["kind"] == "start"},
             "runs": [{"row": job["row"], "seed": job["seed"],
                       "curve": [[0, next(j["point"] for j in done if j["kind"] == "start" and j["model"] == job["model"])],
                                 *job["curve"]]} for job in done if job["kind"] != "start"]}
     seconds = time.perf_counter() - started
     version = code_version()
-    command = "python -m harness.em.miniature " + " ".join(sys.argv[1:] if argv is None else argv)
-    header = (f"# Miniature reproduction on `arith`\n\nCommand: `{command}`\n\nSeeds {args.seeds}, {args.iterations} "
-              f"iterations, EM variants {json.dumps(args.variants)}; greedy `auto` evaluation on {len(data['kinds'])} "
+    header = (f"# Miniature reproduction on `arith`\n\nCommand: `{command}`\n\nSeeds {settings.seeds}, {settings.iterations} "
+              f"iterations, EM variants {json.dumps(variants)}; greedy `auto` evaluation on {len(data['kinds'])} "
               f"held-out problems; percentages, mean ± 95% t-interval half-width over seeds (n in the seeds column; "
               f"the start rows are one greedy evaluation of a fixed model). Selection: share of problems where the "
               f"`auto` choice (code or not) matches the mode that the same model gets right when forced "
               f"(`cot-trigger` vs `code-trigger`); ties (both or neither right) count as matched, decisive problems "
-              f"in brackets. Wall time {seconds:.0f} s with {args.workers} worker(s) on {os.cpu_count()} cores; each "
-              f"(row, seed) job in its own process with {args.threads} torch thread(s). Code: `{version}`.")
+              f"in brackets. Wall time {seconds:.0f} s with {settings.workers} worker(s) on {os.cpu_count()} cores; each "
+              f"(row, seed) job in its own process with {settings.threads} torch thread(s). Code: `{version}`.")
     summary = summarise(data)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(markdown(summary, header))
-    plot(summary, args.out.with_suffix(".png"))
-    args.out.with_suffix(".json").write_text(json.dumps({"seconds": seconds, "command": command, "threads": args.threads,
-                                                           "code": version, **data}, indent=1))
-    print(f"wrote {args.out} and {args.out.with_suffix('.png')} in {seconds:.0f} s")
-
-
-if __name__ == "__main__":
-    main()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(markdown(summary, header))
+    plot(summary, out.with_suffix(".png"))
+    out.with_suffix(".json").write_text(json.dumps({"seconds": seconds, "command": command, "threads": settings.threads,
+                                                     "code": version, **data}, indent=1))
+    return seconds

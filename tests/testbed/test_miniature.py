@@ -10,8 +10,8 @@ from types import SimpleNamespace
 import pytest
 
 from harness.em.config import EMConfig
-from harness.em.miniature import main, parse_variants, plan
-from harness.em.miniature_report import markdown, point_metrics, selection_accuracy, summarise, t_interval, t_quantile
+from harness.testbed.miniature import parse_variants, plan
+from harness.testbed.miniature_report import markdown, point_metrics, selection_accuracy, summarise, t_interval, t_quantile
 
 
 def test_t_interval_is_mean_plus_minus_t_times_standard_error():
@@ -112,18 +112,26 @@ def test_every_row_spends_the_same_rollouts_per_iteration(tmp_path):
     assert len({j["work"] for j in jobs}) == len(jobs)
 
 
-def test_bad_command_lines_are_one_error_line(tmp_path, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        main(["--model", str(tmp_path / "missing")])
-    assert exit_info.value.code == 2 and capsys.readouterr().err.startswith("error: --model")
+def test_bad_command_lines_are_one_error_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from harness.cli import app
+
+    def miniature(*options: str):
+        return CliRunner().invoke(app, ["testbed", "miniature", *options])
+
+    missing = miniature("--model", str(tmp_path / "missing"))
+    assert missing.exit_code == 2 and missing.stderr.startswith("error: --model")
     model = tmp_path / "sft"
     model.mkdir()
     (model / "config.json").write_text("{}")
+    assert miniature("--model", str(model)).stderr.startswith("error: --base")  # no init/ beside it
     (tmp_path / "init").mkdir()
     (tmp_path / "init" / "config.json").write_text("{}")
-    with pytest.raises(SystemExit) as exit_info:
-        main(["--model", str(model), "--em-variants", "x:nonsense=1"])
-    assert exit_info.value.code == 2 and "error: EM variant 'x'" in capsys.readouterr().err
+    unknown = miniature("--model", str(model), "--em-variants", "x:nonsense=1")
+    assert unknown.exit_code == 2 and unknown.stderr.startswith("error: EM variant 'x'")
+    seeds = miniature("--model", str(model), "--seeds", "0,one")
+    assert seeds.exit_code == 2 and seeds.stderr.startswith("error: --seeds must be comma-separated integers")
 
 
 def test_rl_rows_chain_train_rl_runs_from_the_weights_the_previous_one_left(tmp_path):
@@ -132,7 +140,7 @@ def test_rl_rows_chain_train_rl_runs_from_the_weights_the_previous_one_left(tmp_
     import json
 
     from harness.em.config import preset as em_preset
-    from harness.em.miniature import _rl_iterations
+    from harness.testbed.miniature import _rl_iterations
     from tests.models.tiny_models import build_model, build_tokenizer
 
     tokenizer = build_tokenizer()
@@ -155,7 +163,7 @@ def test_an_rl_job_gives_the_same_curve_alone_and_after_another_job(warmed_testb
     """Issue 24: a (row, seed) job's curve is a function of the job alone. Seed 0's SFT+RL job run by itself
     on two workers and after seed 1's job on one worker (the same process before the fix, with another
     thread count) gives the same outcomes and bit-identical weights; the weights did move, and seed 1's differ."""
-    from harness.em.miniature import run_all, weights_digest
+    from harness.testbed.miniature import run_all, weights_digest
     from harness.training.policy import load_policy
 
     def rl_jobs(mix: str, workers: int, seeds: list[int]) -> list[dict]:

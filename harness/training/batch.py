@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from harness.rl.losses import token_logprobs
+from harness.training.losses import token_logprobs
 
 
 @dataclass
@@ -24,12 +24,6 @@ class Batch:
     attention_mask: torch.Tensor  # (rows, length)
     mask: torch.Tensor  # (rows, length - 1): 1 where the target token is a model token
 
-    def rows(self, index: slice | list[int]) -> Batch:
-        return Batch(self.input_ids[index], self.attention_mask[index], self.mask[index])
-
-    @property
-    def tokens(self) -> int:
-        return int(self.mask.sum())
 
 
 def build_batch(prompts: list[list[int]], responses: list[list[int]], loss_masks: list[list[int]], pad_token_id: int) -> Batch:
@@ -52,13 +46,6 @@ def batch_logprobs(model, batch: Batch) -> torch.Tensor:
     input_ids, attention = batch.input_ids.to(device), batch.attention_mask.to(device)
     logits = model(input_ids=input_ids, attention_mask=attention, use_cache=False).logits[:, :-1]
     return token_logprobs(logits, input_ids[:, 1:])
-
-
-def chunked_logprobs(model, batch: Batch, rows_per_pass: int):
-    """batch_logprobs without gradient, ``rows_per_pass`` rows at a time (bounded memory), on the CPU."""
-    with torch.no_grad():
-        return torch.cat([batch_logprobs(model, batch.rows(slice(i, i + rows_per_pass))).cpu()
-                          for i in range(0, len(batch.input_ids), rows_per_pass)])
 
 
 def continuation_logprobs(model, prompts: list[list[int]], continuations: list[list[int]], pad_token_id: int) -> tuple[torch.Tensor, torch.Tensor]:

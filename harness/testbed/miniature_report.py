@@ -1,6 +1,6 @@
 """The miniature board's arithmetic and its Markdown/plot, apart from the runner that produces the numbers.
 
-The runner (``harness.em.miniature``) records raw per-problem outcomes; everything a reader sees is
+The runner (``harness.testbed.miniature``) records raw per-problem outcomes; everything a reader sees is
 computed here from them:
 
 * per kind: accuracy and code rate of greedy `auto` rollouts;

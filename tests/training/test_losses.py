@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from harness.rl.losses import aggregate, kl_k1, token_logprobs, truncated_is_loss
+from harness.training.losses import kl_k1, sequence_mean, token_logprobs, truncated_is_loss
 
 
 def test_token_logprobs_match_log_softmax():
@@ -17,11 +17,10 @@ def test_token_logprobs_match_log_softmax():
     assert torch.allclose(token_logprobs(logits, targets), expected, atol=1e-6)
 
 
-def test_token_and_sequence_aggregation():
-    values = torch.tensor([[1.0, 2.0, 3.0], [10.0, 0.0, 0.0]])
-    mask = torch.tensor([[1, 1, 1], [1, 0, 0]])
-    assert aggregate(values, mask, "token").item() == pytest.approx(16 / 4)
-    assert aggregate(values, mask, "sequence").item() == pytest.approx((2 + 10) / 2)
+def test_sequence_mean_weighs_every_sequence_the_same():
+    values = torch.tensor([[1.0, 2.0, 3.0], [10.0, 0.0, 0.0], [7.0, 7.0, 7.0]])
+    mask = torch.tensor([[1, 1, 1], [1, 0, 0], [0, 0, 0]])  # the third sequence has no tokens: it does not count
+    assert sequence_mean(values, mask).item() == pytest.approx((2 + 10) / 2)
 
 
 def test_truncated_is_weight_is_capped_above_only_and_detached():
