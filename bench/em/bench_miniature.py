@@ -3,7 +3,7 @@
     .venv/bin/python bench/em/bench_miniature.py --model /tmp/testbed/sft [--iterations 6] [--workers 2]
         [--em-variants q_argmax,pi_q_free,pi_q_prefix_mean] [--threads 1]
 
-Runs ``python -m harness.em.miniature`` as a subprocess (the real command, writing
+Runs ``harness testbed miniature`` as a subprocess (the real command, writing
 leaderboards/miniature.{md,png,json}), records its wall time with the machine's load average and
 core count beside it (the figure is honest only with those), and writes bench/em/results.json.
 The first board's budget was 10 minutes on 2 CPU cores for 3 seeds and 2 rows; the honest board
@@ -34,7 +34,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads per (row, seed) job")
     parser.add_argument("--out", type=Path, default=REPO / "leaderboards" / "miniature.md")
     args = parser.parse_args()
-    command = [sys.executable, "-m", "harness.em.miniature", "--model", args.model, "--seeds", args.seeds,
+    command = [sys.executable, "-m", "harness.cli_main", "testbed", "miniature", "--model", args.model, "--seeds", args.seeds,
                "--iterations", str(args.iterations), "--em-variants", args.em_variants, "--workers", str(args.workers),
                "--threads", str(args.threads), "--out", str(args.out), *(["--base", args.base] if args.base else [])]
     load_before = os.getloadavg()
@@ -42,7 +42,7 @@ def main() -> None:
     subprocess.run(command, check=True)
     seconds = round(time.perf_counter() - began, 1)
     report = {
-        "command": " ".join(["python", *command[1:]]),
+        "command": " ".join(["harness", *command[3:]]),
         "wall_s": seconds,
         "workers": args.workers,
         "threads_per_job": args.threads,
