@@ -68,7 +68,7 @@ class EMConfig(TrainerConfig):
     device: str = option("auto", "auto, cpu or cuda", choices=("auto", "cpu", "cuda"))
     dtype: str = option("auto", "compute precision under autocast: auto (bfloat16 on GPU, float32 on CPU), float32 or bfloat16; "
                         "weights and AdamW states are always float32", choices=PRECISIONS)
-    # The E-step's generator (harness/em/rollout_policy.py).
+    # The E-step's generator (harness/em/rollout_backend.py).
     rollout_backend: str = option("hf", "E-step generator: hf (the trained model, in this process) or vllm (a vLLM engine on "
                                   "the iteration's weights, saved to OUT/rollout-model; needs vLLM installed)", choices=("hf", "vllm"))
     vllm_tensor_parallel: int = option(1, "rollout_backend vllm: GPUs per engine (tensor_parallel_size); 1 under a "

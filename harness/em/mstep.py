@@ -13,7 +13,8 @@ number of processes (the average divides by it again). Every process runs as man
 the busiest one (``distributed.rounds``; dummies weigh 0), so collectives stay in step under FSDP.
 
 ``MStep`` is built once per run by EMTrainer from what it uses (config, accelerator, the prepared model
-and optimiser, the pad token, the decision prefixes, the run folder); ``run`` does one iteration's M-step.
+and optimiser, the tokenizer and pad token, the decision prefixes, the run folder); ``run`` does one
+iteration's M-step.
 It also measures the decision prefixes' log-probabilities (``prefix_logprobs``), which the E-step's π
 reads. Training samples are E-step records (eval's sample schema, harness/eval/attempts.py).
 """

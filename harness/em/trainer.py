@@ -58,7 +58,7 @@ QUERY_DRAW_SALT = 17
 
 class EMTrainer:
     def __init__(self, config: EMConfig, accelerator=None) -> None:
-        from harness.em.rollout_policy import RolloutPolicy
+        from harness.em.rollout_backend import RolloutBackend
         from harness.models.hf import HFBackend
         from harness.training.policy import load_policy, make_accelerator
         from harness.training.training_task import load_training_task
@@ -70,14 +70,14 @@ class EMTrainer:
             self.out.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(config.seed)
         model, self.tokenizer = load_policy(config.model, config.gradient_checkpointing)
-        # One AdamW for the run, its moments cleared at each M-step (update.py): DeepSpeed needs the model
+        # One AdamW for the run, its moments cleared at each M-step (mstep.py): DeepSpeed needs the model
         # and its optimiser prepared together.
         optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=0.0)
         self.model, optimizer = self.accelerator.prepare(model, optimizer)
         self.backend = HFBackend.from_loaded(self._rollout_model(), self.tokenizer, Path(config.model).name)
         if config.rollout_backend == "vllm" and self.backend.model is not self.accelerator.unwrap_model(self.model):
             raise ValueError("rollout_backend vllm runs under one process or DDP; under FSDP or ZeRO-3 use rollout_backend hf")
-        self.rollout = RolloutPolicy(config, self.accelerator.unwrap_model(self.model), self.tokenizer, self.backend, self.out)
+        self.rollout_backend = RolloutBackend(config, self.accelerator.unwrap_model(self.model), self.tokenizer, self.backend, self.out)
         self.task, self.samples, self.method, self.task_record = load_training_task(config)
         self.prefix_ids = {"cot": self.backend.encode(config.cot_prefix), "code": self.backend.encode(config.code_prefix)}
         self.mstep = MStep(config, self.accelerator, self.model, optimizer, self.tokenizer, self.backend.pad_token_id,
@@ -95,8 +95,8 @@ class EMTrainer:
         config, accelerator = self.config, self.accelerator
         if sharded(accelerator) and isinstance(self.backend, HFBackend):
             self._refresh_rollout_model()
-        chosen = random.Random(mix_seed(config.seed, iteration, QUERY_DRAW_SALT)).sample(range(len(self.samples)),
-                                                                                        min(config.queries_per_iteration, len(self.samples)))
+        draw = random.Random(mix_seed(config.seed, iteration, QUERY_DRAW_SALT))
+        chosen = draw.sample(range(len(self.samples)), min(config.queries_per_iteration, len(self.samples)))
         plan = self._attempts(iteration, chosen)
         prompts = encode_prompts(self.backend, self.method, {self.samples[i].id: self.samples[i].question for i in chosen})
         store = RunStore(self.out / f"iter-{iteration}", key=RECORD_KEY, required=RECORD_FIELDS)
@@ -110,7 +110,7 @@ class EMTrainer:
         todo = [attempt for attempt in plan if (attempt.sample.id, attempt.attempt) not in have]
         mine = [todo[i] for i in share(len(todo), accelerator.process_index, accelerator.num_processes)]
         params = SamplingParams(temperature=config.temperature, top_p=config.top_p, max_new_tokens=config.max_tokens)
-        engine = RolloutEngine(self.rollout.backend(), params, tools=True, sandbox=sandbox, max_tool_calls=config.max_tool_calls,
+        engine = RolloutEngine(self.rollout_backend.backend(), params, tools=True, sandbox=sandbox, max_tool_calls=config.max_tool_calls,
                                max_tokens=config.max_tokens)
         self.model.eval()
         started = time.perf_counter()
@@ -123,7 +123,7 @@ class EMTrainer:
             rows = gather(accelerator, rows)
             if accelerator.is_main_process:
                 store.append(rows)
-        self.rollout.release()  # a vLLM engine hands its GPU memory back before the M-step
+        self.rollout_backend.release()  # a vLLM engine hands its GPU memory back before the M-step
         records = store.open(identity, overwrite=False) if todo and accelerator.is_main_process else done
         records = broadcast(accelerator, records) if todo else records
         return self._reference(iteration, records, time.perf_counter() - started)

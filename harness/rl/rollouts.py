@@ -1,6 +1,6 @@
 """What `train-rl` plugs into TRL's GRPOTrainer: the rollout function and the reward function.
 
-``Rollouts`` is GRPOTrainer's ``rollout_func``. TRL hands it this process's prompts (the questions, each
+``RolloutFunc`` is GRPOTrainer's ``rollout_func``. TRL hands it this process's prompts (the questions, each
 already repeated ``group_size`` times by TRL's sampler) and it runs them through our RolloutEngine: the
 ```python / ```output protocol, real code in our sandbox, at most ``max_tool_calls`` cells. It returns the
 ids TRL trains on, with ``env_mask`` 0 on tool-output tokens so they get no gradient, and the facts the
@@ -9,7 +9,7 @@ Prompts go through eval's length guard (harness/eval/attempts.py): one that fill
 not generated for, as in eval; TRL still needs its row, so it gets ``refused_trajectory``.
 
 The policy generates (the HF path) unless TRL runs vLLM, in which case the same engine generates through
-TRL's vLLM handle (harness/rl/vllm_rollouts.py). ``logprobs`` is None: on the HF path the sampler is the
+TRL's vLLM handle (harness/rl/trl_vllm.py). ``logprobs`` is None: on the HF path the sampler is the
 policy itself, so TRL needs no importance-sampling correction (config turns it off in vLLM modes too).
 
 ``Reward`` grades each response against the gold answer in the dataset's ``answer`` column with
@@ -28,7 +28,7 @@ from harness.eval.rollout import Segment, Trajectory
 from harness.training.schedule import mix_seed
 
 
-class Rollouts:
+class RolloutFunc:
     def __init__(self, config, method, sandbox) -> None:
         self.config, self.method, self.sandbox = config, method, sandbox
 
@@ -38,7 +38,7 @@ class Rollouts:
         the context TRL's own transformers generation uses (weights gathered under ZeRO-3, full parameters
         summoned under FSDP), so every update is seen by the next rollout."""
         if trainer.use_vllm:
-            from harness.rl.vllm_rollouts import backend_from_trl
+            from harness.rl.trl_vllm import backend_from_trl
 
             yield backend_from_trl(trainer.vllm_generation, trainer.processing_class)
             return

@@ -130,12 +130,12 @@ class RLTrainer:
 
         os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # rollout_func is "experimental"; the version is pinned
         from harness.rl.grpo import HarnessGRPOTrainer
-        from harness.rl.rollouts import Reward, Rollouts
+        from harness.rl.rollouts import Reward, RolloutFunc
 
         return HarnessGRPOTrainer(
             self.config, history, on_step, model=self.model, processing_class=self.tokenizer, args=self.args,
             train_dataset=self.dataset(), reward_funcs=[Reward(self.config, self.task.grader)],
-            rollout_func=Rollouts(self.config, self.method, self.sandbox))
+            rollout_func=RolloutFunc(self.config, self.method, self.sandbox))
 
 
 def restore_trainer_state(checkpoint: Path) -> None:

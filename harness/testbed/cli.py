@@ -99,8 +99,8 @@ def miniature_command(
     test_size: Annotated[int, typer.Option(min=3, help="Held-out arith problems, a third of each kind.")] = 60,
     em_variants: Annotated[str, typer.Option(help="name or name:key=value;key=value, comma-separated.")] = DEFAULT_VARIANTS,
     workers: Annotated[int, typer.Option(min=1, help="Processes running (row, seed) jobs in parallel.")] = 1,
-    threads: Annotated[int, typer.Option(min=1, help="torch threads per job, whatever --workers is (a job's numbers may depend on it).")] = 1,
-    out: Annotated[Path, typer.Option(help="The board (markdown); .png and .json are written beside it.")] = Path("leaderboards/miniature.md"),
+    threads: Annotated[int, typer.Option(min=1, help="torch threads per job, whatever --workers is (results may depend on it).")] = 1,
+    out: Annotated[Path, typer.Option(help="The board (markdown); .png and .json beside it.")] = Path("leaderboards/miniature.md"),
 ) -> None:
     """SFT only, SFT+RL, Base+RL and EM variants on arith at an equal rollout budget, over seeds: the board."""
     from harness.testbed.miniature import Settings, parse_variants, write_board

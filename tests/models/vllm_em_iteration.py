@@ -24,15 +24,15 @@ import tempfile
 import time
 from pathlib import Path
 
-RECORD_FIELDS = {"query_index", "query", "decision", "attempt", "kind", "prompt_ids", "response_ids", "loss_mask", "response",
-                 "forced_tokens", "used_code", "correct", "status"}
+RECORD_FIELDS = {"doc_id", "attempt", "decision", "metadata", "prompt_ids", "segments", "response", "forced_tokens", "used_code",
+                 "correct", "status"}
 
 
 def main() -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import psutil
 
-    import harness.em.rollout_policy as rollout_policy
+    import harness.em.rollout_backend as rollout_backend
     import harness.grading
     from harness.em.config import EMConfig
     from harness.em.trainer import EMTrainer
@@ -70,7 +70,7 @@ def main() -> int:
               for sample in trainer.samples[:4]]
     greedy = SamplingParams(max_new_tokens=16, stop=[])
     engines: list[dict] = []
-    real_start = rollout_policy.start_vllm_engine
+    real_start = rollout_backend.start_vllm_engine
 
     def start(folder, engine_args):
         engine = real_start(folder, engine_args)
@@ -81,7 +81,7 @@ def main() -> int:
                         "hf": [g.token_ids for g in hf.generate(probes, greedy)]})
         return engine
 
-    rollout_policy.start_vllm_engine = start
+    rollout_backend.start_vllm_engine = start
     closed_before_mstep, left_at_mstep = [], []
     real_mstep = EMTrainer.mstep
 
@@ -89,7 +89,7 @@ def main() -> int:
         # The engine's worker processes must be gone, not just dereferenced: that is what frees the (GPU) memory.
         alive = sorted(engine_processes().values())
         left_at_mstep.append(alive)
-        closed_before_mstep.append(self.rollout.engine is None and all(e["engine"].llm is None for e in engines) and not alive)
+        closed_before_mstep.append(self.rollout_backend.engine is None and all(e["engine"].llm is None for e in engines) and not alive)
         return real_mstep(self, *args, **kwargs)
 
     EMTrainer.mstep = mstep

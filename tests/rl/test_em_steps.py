@@ -21,7 +21,7 @@ from harness.em.objective import decision_cross_entropy, mstep_loss
 
 
 def rollouts(query, cot, code):
-    return [{"doc_id": query, "decision": "cot", "correct": c} for c in cot] + [{"doc_id": query, "decision": "code", "correct": c} for c in code]
+    return [{"doc_id": query, "decision": decision, "correct": c} for decision, results in (("cot", cot), ("code", code)) for c in results]
 
 
 def test_success_rates():

@@ -48,7 +48,7 @@ def scripted_rollouts(monkeypatch, tool_output: str | None = None) -> None:
                 "response_text": texts, "used_code": [False] * len(prompts), "tool_calls": [0] * len(prompts),
                 "tool_failures": [0] * len(prompts)}
 
-    monkeypatch.setattr("harness.rl.rollouts.Rollouts.__call__", rollout)
+    monkeypatch.setattr("harness.rl.rollouts.RolloutFunc.__call__", rollout)
 
 
 def answer_logprob(model, tokenizer, question: str, text: str) -> float:
@@ -130,16 +130,16 @@ def test_the_rollout_function_gives_trl_the_tool_output_masked(tiny_model_dir, t
     from types import SimpleNamespace
 
     from harness.eval.methods import load_method
-    from harness.rl.rollouts import Rollouts
+    from harness.rl.rollouts import RolloutFunc
     from harness.sandbox import SandboxLimits, get_sandbox
 
     trainer = RLTrainer(config(tiny_model_dir, task_file, tmp_path, max_tokens=200))
     scripted = ScriptedModel(trainer.tokenizer)
-    monkeypatch.setattr(Rollouts, "backend", lambda self, trl: scripted)
+    monkeypatch.setattr(RolloutFunc, "backend", lambda self, trl: scripted)
     process = SimpleNamespace(accelerator=SimpleNamespace(process_index=1), state=SimpleNamespace(global_step=3),
                               model=trainer.model)
     with get_sandbox("local", limits=SandboxLimits(timeout_s=2.0)) as sandbox:
-        output = Rollouts(trainer.config, load_method("auto"), sandbox)(["What is 2 + 2?"] * 2, process)
+        output = RolloutFunc(trainer.config, load_method("auto"), sandbox)(["What is 2 + 2?"] * 2, process)
     decode = trainer.tokenizer.decode
     for ids, mask in zip(output["completion_ids"], output["env_mask"], strict=True):
         assert len(ids) == len(mask)

@@ -111,12 +111,12 @@ def test_an_over_long_prompt_in_the_rl_rollouts_is_refused_as_eval_refuses_it(ti
     from types import SimpleNamespace
 
     from harness.eval.methods import load_method
-    from harness.rl.rollouts import Reward, Rollouts
+    from harness.rl.rollouts import Reward, RolloutFunc
 
     trainer = RLTrainer(config(tiny_model_dir, task_file, tmp_path))
     backend = trainer.backend
-    monkeypatch.setattr(Rollouts, "backend", lambda self, _: nullcontext(backend))
-    rollouts = Rollouts(trainer.config, load_method("cot"), sandbox=None)
+    monkeypatch.setattr(RolloutFunc, "backend", lambda self, _: nullcontext(backend))
+    rollouts = RolloutFunc(trainer.config, load_method("cot"), sandbox=None)
     fake_trl = SimpleNamespace(accelerator=SimpleNamespace(process_index=0), state=SimpleNamespace(global_step=0), model=trainer.model)
     questions = ["What is 1 + 1?", "What is 2 + 2? " + "Think hard. " * 4000]
     assert backend.context_length < 4000

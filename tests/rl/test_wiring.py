@@ -102,7 +102,7 @@ def em_run(tiny_model_dir, task_file, tmp_path_factory):  # noqa: F811
         kl_weight=0.1, learning_rate=1e-2, save_every=10, output_dir=str(out), device="cpu", **UNUSUAL))
     trainer = EMTrainer(config)
     script = ArithmeticScript(trainer.tokenizer)
-    trainer.rollout.backend = lambda: script
+    trainer.rollout_backend.backend = lambda: script
     seen = {"pi_old": [], "ratios": [], "engines": {}, "esteps": {}}
     pi_old, loss = mstep.MStep._pi_old, mstep.mstep_loss
 
@@ -226,7 +226,7 @@ def neighbour_script(monkeypatch) -> None:
                 "logprobs": None, "env_mask": [[1] * len(ids) for ids in completion_ids], "response_text": texts,
                 "used_code": [False] * len(prompts), "tool_calls": [0] * len(prompts), "tool_failures": [0] * len(prompts)}
 
-    monkeypatch.setattr("harness.rl.rollouts.Rollouts.__call__", rollout)
+    monkeypatch.setattr("harness.rl.rollouts.RolloutFunc.__call__", rollout)
 
 
 def lr_recorder(monkeypatch) -> list:
@@ -296,7 +296,7 @@ def test_rl_rollout_settings_reach_the_engine_and_the_sampler(tiny_model_dir, ta
     """Two steps with UNUSUAL settings through our rollout function: the engine gets max_tool_calls,
     max_tokens and the sandbox's timeout, the sampler temperature, top_p and the token budget, and each step
     samples with seeds of its own (distinct rows within a step, and new seeds at the next step)."""
-    from harness.rl.rollouts import Rollouts
+    from harness.rl.rollouts import RolloutFunc
 
     script = {}
 
@@ -307,7 +307,7 @@ def test_rl_rollout_settings_reach_the_engine_and_the_sampler(tiny_model_dir, ta
 
     EngineSpy.built = []
     monkeypatch.setattr("harness.eval.rollout.RolloutEngine", EngineSpy)
-    monkeypatch.setattr(Rollouts, "backend", scripted_backend)
+    monkeypatch.setattr(RolloutFunc, "backend", scripted_backend)
     trainer = RLTrainer(rl_config(tiny_model_dir, task_file, tmp_path, steps=2, save_every=100, **UNUSUAL))
     history = trainer.train()
     assert [row["reward"] for row in history] == [1.0, 1.0]  # the script answers right: graded against the right gold

@@ -9,7 +9,7 @@ while the tokens come from vLLM.
   and a finish reason is inferred from the tokens (the server does not return one).
 
 TRL keeps the engine's weights in step with the policy (``sync_weights`` before each rollout); this module
-only generates. Both modes are tested against fakes with vLLM's APIs (tests/rl/test_vllm_rollouts.py):
+only generates. Both modes are tested against fakes with vLLM's APIs (tests/rl/test_trl_vllm.py):
 no GPU run has exercised them here.
 """
 

@@ -9,7 +9,7 @@ from types import ModuleType, SimpleNamespace
 import pytest
 
 from harness.models.types import GenerationRequest, SamplingParams
-from harness.rl.vllm_rollouts import TRLColocateBackend, TRLServerBackend, backend_from_trl
+from harness.rl.trl_vllm import TRLColocateBackend, TRLServerBackend, backend_from_trl
 
 from ..models.tiny_models import build_tokenizer
 
@@ -83,12 +83,12 @@ def test_server_sends_one_batched_request_and_infers_how_each_completion_ended()
 
 def test_rollouts_generate_through_trls_engine_when_it_runs_one(fake_vllm):
     from harness.rl.config import RLConfig
-    from harness.rl.rollouts import Rollouts
+    from harness.rl.rollouts import RolloutFunc
 
     tokenizer = build_tokenizer()
     trainer = SimpleNamespace(use_vllm=True, processing_class=tokenizer,
                               vllm_generation=SimpleNamespace(mode="colocate", llm=FakeLLM(tokenizer, "4")))
-    with Rollouts(RLConfig(), None, None).backend(trainer) as backend:
+    with RolloutFunc(RLConfig(), None, None).backend(trainer) as backend:
         assert isinstance(backend, TRLColocateBackend) and backend.llm is trainer.vllm_generation.llm
 
 

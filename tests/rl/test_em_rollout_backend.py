@@ -1,4 +1,4 @@
-"""The EM E-step on a vLLM engine (harness/em/rollout_policy.py), with a fake engine: an hf backend loaded
+"""The EM E-step on a vLLM engine (harness/em/rollout_backend.py), with a fake engine: an hf backend loaded
 from the folder the trainer saved, so what it generates comes from the saved files alone. The real engine
 runs in the opt-in suite (scripts/vllm-suite.sh, tests/models/vllm_em_iteration.py)."""
 
@@ -11,7 +11,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-import harness.em.rollout_policy as rollout_policy
+import harness.em.rollout_backend as rollout_backend
 from harness.em.config import EMConfig
 from harness.em.mstep import MStep
 from harness.em.trainer import EMTrainer
@@ -49,8 +49,8 @@ def fake_vllm(monkeypatch):
         engines.append(FakeEngine(folder, engine_args))
         return engines[-1]
 
-    monkeypatch.setattr(rollout_policy, "vllm_installed", lambda: True)
-    monkeypatch.setattr(rollout_policy, "start_vllm_engine", start)
+    monkeypatch.setattr(rollout_backend, "vllm_installed", lambda: True)
+    monkeypatch.setattr(rollout_backend, "start_vllm_engine", start)
     return engines
 
 
@@ -110,7 +110,7 @@ def test_a_finished_e_step_starts_no_engine_on_resume(tiny_model_dir, task_file,
 def test_rollout_backend_vllm_without_vllm_is_a_one_line_error(tiny_model_dir, task_file, tmp_path, monkeypatch):  # noqa: F811
     from harness.cli import app
 
-    monkeypatch.setattr(rollout_policy, "vllm_installed", lambda: False)
+    monkeypatch.setattr(rollout_backend, "vllm_installed", lambda: False)
     settings = tmp_path / "em.yaml"
     settings.write_text(f"task: {task_file}\ndevice: cpu\nrollout_backend: vllm\n")
     result = CliRunner().invoke(app, ["train-em", "--model", str(tiny_model_dir), "--config", str(settings), "-o", str(tmp_path / "out")])
@@ -127,10 +127,10 @@ def test_bad_vllm_settings_are_refused():
 
 
 def test_vllm_args_may_not_repeat_a_field(monkeypatch):
-    monkeypatch.setattr(rollout_policy, "vllm_installed", lambda: True)
+    monkeypatch.setattr(rollout_backend, "vllm_installed", lambda: True)
     settings = EMConfig.from_dict({"rollout_backend": "vllm", "vllm_args": {"tensor_parallel_size": 2}})
     with pytest.raises(ValueError, match="vllm_args: set tensor_parallel_size with the vllm_tensor_parallel field"):
-        rollout_policy.RolloutPolicy(settings, None, None, None, "out")
+        rollout_backend.RolloutBackend(settings, None, None, None, "out")
 
 
 @pytest.mark.parametrize("rank", [0, 1])
@@ -140,19 +140,20 @@ def test_under_two_ranks_only_the_main_one_saves_and_each_engine_gets_its_own_gp
     from harness.models.hf import HFBackend
 
     events = []
-    monkeypatch.setattr(rollout_policy, "vllm_installed", lambda: True)
-    monkeypatch.setattr(rollout_policy, "rank_and_world", lambda: (rank, 2))
-    monkeypatch.setattr(rollout_policy, "wait_for_all_ranks", lambda: events.append(("barrier", (tmp_path / "rollout-model").exists())))
-    monkeypatch.setattr(rollout_policy, "start_vllm_engine", lambda folder, args: events.append(("start", os.environ["CUDA_VISIBLE_DEVICES"])))
+    monkeypatch.setattr(rollout_backend, "vllm_installed", lambda: True)
+    monkeypatch.setattr(rollout_backend, "rank_and_world", lambda: (rank, 2))
+    monkeypatch.setattr(rollout_backend, "wait_for_all_ranks", lambda: events.append(("barrier", (tmp_path / "rollout-model").exists())))
+    monkeypatch.setattr(rollout_backend, "start_vllm_engine",
+                        lambda folder, args: events.append(("start", os.environ["CUDA_VISIBLE_DEVICES"])))
     monkeypatch.setenv("LOCAL_RANK", str(rank))
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,5")
     model, tokenizer = AutoModelForCausalLM.from_pretrained(tiny_model_dir), AutoTokenizer.from_pretrained(tiny_model_dir)
     settings = EMConfig.from_dict({"rollout_backend": "vllm"})
-    policy = rollout_policy.RolloutPolicy(settings, model, tokenizer, HFBackend.from_loaded(model, tokenizer, "tiny"), tmp_path)
+    policy = rollout_backend.RolloutBackend(settings, model, tokenizer, HFBackend.from_loaded(model, tokenizer, "tiny"), tmp_path)
     policy.backend()
     policy._start()
     # Rank 0 has written the folder when it reaches the barrier; rank 1 (no folder here: nobody is rank 0) never writes.
     assert events == [("barrier", rank == 0), ("start", "45"[rank])]
     assert os.environ["CUDA_VISIBLE_DEVICES"] == "4,5"
     with pytest.raises(ValueError, match="vllm_tensor_parallel: must be 1 under a multi-process launch"):
-        rollout_policy.RolloutPolicy(settings.updated(vllm_tensor_parallel=2), model, tokenizer, None, tmp_path)
+        rollout_backend.RolloutBackend(settings.updated(vllm_tensor_parallel=2), model, tokenizer, None, tmp_path)

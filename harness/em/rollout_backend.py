@@ -56,7 +56,7 @@ def wait_for_all_ranks() -> None:
     dist.barrier()
 
 
-class RolloutPolicy:
+class RolloutBackend:
     """Owns the E-step's generator; ``backend()`` at the start of an E-step, ``release()`` at its end."""
 
     def __init__(self, config: Any, model: Any, tokenizer: Any, hf_backend: ModelBackend, out: Path) -> None:
@@ -149,7 +149,7 @@ class _StartOnFirstUse(ModelBackend):
     """The vLLM engine as the rollout engine sees it; it starts when asked to generate. Tokens are encoded
     and decoded with the trainer's tokenizer, the one saved beside the weights."""
 
-    def __init__(self, policy: RolloutPolicy) -> None:
+    def __init__(self, policy: RolloutBackend) -> None:
         self.policy = policy
         self.tokenizer = policy.tokenizer
         self.name = policy.hf_backend.name
