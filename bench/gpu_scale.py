@@ -80,6 +80,7 @@ def em_phase(args, model_dir: Path, task_file: Path, work: Path) -> dict:
 
     from harness.em.config import EMConfig
     from harness.em.trainer import EMTrainer
+    from harness.eval.attempts import response_ids
     from harness.sandbox import SandboxLimits, get_sandbox
 
     cuda = not args.smoke
@@ -99,12 +100,12 @@ def em_phase(args, model_dir: Path, task_file: Path, work: Path) -> dict:
             torch.cuda.reset_peak_memory_stats()
             torch.cuda.synchronize()
         started = time.perf_counter()
-        mstep = trainer.mstep(0, estep)
+        mstep = trainer.mstep.run(0, estep)
         if cuda:
             torch.cuda.synchronize()
         mstep_s = time.perf_counter() - started
-    generated = sum(len(r["response_ids"]) for r in estep["records"])
-    trained = sum(len(rollout["prompt_ids"]) + len(rollout["response_ids"]) for rollout, _ in estep["training"])
+    generated = sum(len(response_ids(r)) for r in estep["records"])
+    trained = sum(len(rollout["prompt_ids"]) + len(response_ids(rollout)) for rollout, _ in estep["training"])
     report = {"rollout_backend": args.rollout, "processes": trainer.accelerator.num_processes,
               "distributed_type": str(trainer.accelerator.distributed_type), "params": params,
               "estep": {"rollouts": len(estep["records"]), "generated_tokens": generated, "seconds": round(estep_s, 2),

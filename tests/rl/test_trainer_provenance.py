@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from harness.cli import app
+from harness.em.mstep import MStep
 from harness.em.trainer import EMTrainer
 from harness.rl.trainer import RLTrainer
 from harness.training.checkpoint import checkpoint_dir, checkpoint_info, list_checkpoints
@@ -69,7 +70,7 @@ def test_em_mstep_loss_covers_the_whole_m_step_after_a_resume(tiny_model_dir, ta
     [straight] = [json.loads(line) for line in (tmp_path / "straight" / "report.jsonl").read_text().splitlines()]
     assert straight["mstep_steps"] >= 2
 
-    real_step, calls = EMTrainer._optimiser_step, {"n": 0}
+    real_step, calls = MStep.optimiser_step, {"n": 0}
 
     def stop_at_the_second_step(self, *args):
         calls["n"] += 1
@@ -77,10 +78,10 @@ def test_em_mstep_loss_covers_the_whole_m_step_after_a_resume(tiny_model_dir, ta
             raise KeyboardInterrupt
         return real_step(self, *args)
 
-    monkeypatch.setattr(EMTrainer, "_optimiser_step", stop_at_the_second_step)
+    monkeypatch.setattr(MStep, "optimiser_step", stop_at_the_second_step)
     with pytest.raises(KeyboardInterrupt):
         EMTrainer(em_config(tiny_model_dir, task_file, tmp_path / "resumed", **overrides)).train()
-    monkeypatch.setattr(EMTrainer, "_optimiser_step", real_step)
+    monkeypatch.setattr(MStep, "optimiser_step", real_step)
     EMTrainer(em_config(tiny_model_dir, task_file, tmp_path / "resumed", **overrides)).train(resume=True)
     [resumed] = [json.loads(line) for line in (tmp_path / "resumed" / "report.jsonl").read_text().splitlines()]
     assert resumed["mstep_loss"] == pytest.approx(straight["mstep_loss"], rel=1e-4)
