@@ -89,7 +89,7 @@ def eval_command(
     method: MethodOpt = "cot",
     samples: Annotated[int, typer.Option("--samples", "-n", min=1, help="Attempts per problem (avg@n, maj@n, pass@k).")] = 1,
     temperature: Annotated[float, typer.Option(min=0.0, help="0 = greedy.")] = 0.0,
-    top_p: Annotated[float, typer.Option(min=0.0, max=1.0)] = 1.0,
+    top_p: Annotated[float, typer.Option(min=0.0, max=1.0, help="Nucleus sampling; 1 = off.")] = 1.0,
     max_tokens: Annotated[int, typer.Option(min=1, help="Response token budget per attempt (model and tool tokens).")] = 1024,
     max_tool_calls: Annotated[int, typer.Option(min=0, help="Executed code cells per attempt.")] = MAX_TOOL_CALLS,
     limit: Annotated[int | None, typer.Option(min=1, help="Only the first L problems of each task.")] = None,

@@ -2,34 +2,37 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated
-
 import typer
 
 from harness.io import fail
-from harness.training.cli import AllowConfigChange
+from harness.training import options
 
 
 def train_rl_command(
-    model: Annotated[str | None, typer.Option(help="Policy to start from (a Hugging Face model folder).")] = None,
-    config_file: Annotated[Path | None, typer.Option("--config", help="YAML file with RLConfig fields.")] = None,
-    preset_name: Annotated[str | None, typer.Option("--preset", help="tiny (testbed) or qwen2.5-7b (real GPUs).")] = None,
-    task: Annotated[str | None, typer.Option(help="Training task (built-in name or JSONL path).")] = None,
-    steps: Annotated[int | None, typer.Option(min=1)] = None,
-    output_dir: Annotated[Path | None, typer.Option("--output-dir", "-o")] = None,
-    seed: Annotated[int | None, typer.Option()] = None,
-    device: Annotated[str | None, typer.Option(help="auto, cpu or cuda.")] = None,
-    resume: Annotated[bool, typer.Option(help="Continue the run in --output-dir from its latest checkpoint.")] = False,
-    allow_config_change: AllowConfigChange = False,
-    help_config: Annotated[bool, typer.Option("--help-config", help="List every config field and exit.")] = False,
+    model: options.Model = None,
+    output_dir: options.OutputDir = None,
+    preset_name: options.Preset = None,
+    config_file: options.ConfigFile = None,
+    task: options.Task = None,
+    steps: options.Steps = None,
+    learning_rate: options.LearningRate = None,
+    save_every: options.SaveEvery = None,
+    seed: options.Seed = None,
+    gradient_checkpointing: options.GradientCheckpointing = None,
+    device: options.Device = None,
+    dtype: options.Dtype = None,
+    report_to: options.ReportTo = None,
+    resume: options.Resume = False,
+    allow_config_change: options.AllowConfigChange = False,
+    help_config: options.HelpConfig = False,
 ) -> None:
     """On-policy RL with outcome reward and real tool calls in the rollouts; logs TRL's metric names."""
     from harness.rl.config import RLConfig
     from harness.training.cli import run_folder_or_exit, trainer_config_or_exit
 
-    config = trainer_config_or_exit(RLConfig, help_config, preset_name, config_file, model=model, task=task, steps=steps,
-                                    seed=seed, device=device, output_dir=str(output_dir) if output_dir else None)
+    config = trainer_config_or_exit(RLConfig, help_config, preset_name, config_file, **options.given(
+        model=model, output_dir=output_dir, task=task, steps=steps, learning_rate=learning_rate, save_every=save_every,
+        seed=seed, gradient_checkpointing=gradient_checkpointing, device=device, dtype=dtype, report_to=report_to))
     run_folder_or_exit(config, resume, allow_config_change)
     from harness.rl.trainer import RLTrainer
 

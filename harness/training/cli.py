@@ -8,49 +8,48 @@ from typing import Annotated
 import typer
 
 from harness.io import fail
-
-AllowConfigChange = Annotated[bool, typer.Option(
-    "--allow-config-change", help="With --resume: accept a config that differs from the run's; both are recorded in provenance.json.")]
+from harness.training import options
 
 
 def train_sft_command(
-    model: Annotated[Path, typer.Option("--model", "-m", help="Folder of the model to start from (AutoModelForCausalLM).")],
-    data: Annotated[Path, typer.Option("--data", "-d", help="Demonstration JSONL: messages or prompt, and segments or response.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="An empty (or new) folder for checkpoints and the final model.")],
-    steps: Annotated[int, typer.Option(min=1, help="Optimizer steps in all (a resumed run counts the ones done).")] = 1000,
-    batch_size: Annotated[int, typer.Option(min=1)] = 32,
-    learning_rate: Annotated[float, typer.Option("--lr", min=0.0)] = 3e-3,
-    warmup_steps: Annotated[int, typer.Option(min=0)] = 50,
-    weight_decay: Annotated[float, typer.Option(min=0.0)] = 0.01,
-    max_length: Annotated[int, typer.Option(min=2, help="Tokens kept per example (prompt + response).")] = 256,
-    save_every: Annotated[int, typer.Option(min=1, help="Checkpoint every N steps.")] = 200,
-    seed: Annotated[int, typer.Option()] = 0,
-    threads: Annotated[int, typer.Option(min=0, help="torch CPU threads; 0 = every core.")] = 0,
-    micro_batch_size: Annotated[int, typer.Option(min=0, help="Most examples per forward/backward pass, per process; 0 = all.")] = 0,
-    micro_batch_tokens: Annotated[int, typer.Option(min=0, help="Most padded tokens (rows x longest) per pass; 0 = no limit.")] = 0,
-    gradient_checkpointing: Annotated[bool, typer.Option(help="Recompute activations in the backward pass.")] = False,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
-    dtype: Annotated[str, typer.Option(help="Compute precision: auto (bfloat16 on GPU), float32 or bfloat16; weights stay float32.")] = "auto",
-    resume: Annotated[bool, typer.Option(help="Continue the run in --output from its latest checkpoint.")] = False,
-    allow_config_change: AllowConfigChange = False,
+    model: options.Model = None,
+    data: Annotated[Path | None, typer.Option("--data", "-d", help="Demonstration JSONL (prompt or messages, response or segments).")] = None,
+    output_dir: options.OutputDir = None,
+    preset_name: options.Preset = None,
+    config_file: options.ConfigFile = None,
+    steps: options.Steps = None,
+    batch_size: Annotated[int | None, typer.Option(help="Demonstrations per optimiser step.")] = None,
+    learning_rate: options.LearningRate = None,
+    warmup_steps: Annotated[int | None, typer.Option(help="Linear warm-up steps before the cosine decay.")] = None,
+    weight_decay: Annotated[float | None, typer.Option(help="AdamW weight decay (not on norms and biases).")] = None,
+    max_length: Annotated[int | None, typer.Option(help="Tokens kept per example (prompt + response).")] = None,
+    save_every: options.SaveEvery = None,
+    seed: options.Seed = None,
+    threads: Annotated[int | None, typer.Option(help="torch CPU threads; 0 = every core.")] = None,
+    micro_batch_size: Annotated[int | None, typer.Option(help="Most examples per pass, per process; 0 = all.")] = None,
+    micro_batch_tokens: Annotated[int | None, typer.Option(help="Most padded tokens (rows x longest) per pass; 0 = no limit.")] = None,
+    gradient_checkpointing: options.GradientCheckpointing = None,
+    device: options.Device = None,
+    dtype: options.Dtype = None,
+    report_to: options.ReportTo = None,
+    resume: options.Resume = False,
+    allow_config_change: options.AllowConfigChange = False,
+    help_config: options.HelpConfig = False,
+    old_output: options.OldOutput = None,
+    old_lr: options.OldLr = None,
+    old_model: options.OldModel = None,
 ) -> None:
     """Fine-tune a model on demonstrations; tool-output tokens are masked out of the loss."""
-    from harness.training.policy import PRECISIONS
     from harness.training.sft import SFTConfig, train_sft
 
-    if device not in ("auto", "cpu", "cuda"):
-        fail(f"--device must be auto, cpu or cuda (got {device!r})")
-    if dtype not in PRECISIONS:
-        fail(f"--dtype must be one of {', '.join(PRECISIONS)} (got {dtype!r})")
-    if not model.is_dir():
-        fail(f"--model {model} is not a folder")
-    if not data.is_file():
-        fail(f"--data {data} does not exist")
-    config = SFTConfig(model=str(model), data=str(data), output=str(output), steps=steps, batch_size=batch_size,
-                       learning_rate=learning_rate, warmup_steps=warmup_steps, weight_decay=weight_decay,
-                       max_length=max_length, save_every=save_every, seed=seed, threads=threads,
-                       micro_batch_size=micro_batch_size, micro_batch_tokens=micro_batch_tokens,
-                       gradient_checkpointing=gradient_checkpointing, device=device, dtype=dtype)
+    config = trainer_config_or_exit(SFTConfig, help_config, preset_name, config_file, **options.given(
+        model=options.either(model, old_model), data=data, output_dir=options.either(output_dir, old_output), steps=steps,
+        batch_size=batch_size, learning_rate=options.either(learning_rate, old_lr), warmup_steps=warmup_steps,
+        weight_decay=weight_decay, max_length=max_length, save_every=save_every, seed=seed, threads=threads,
+        micro_batch_size=micro_batch_size, micro_batch_tokens=micro_batch_tokens,
+        gradient_checkpointing=gradient_checkpointing, device=device, dtype=dtype, report_to=report_to))
+    if not Path(config.data).is_file():
+        fail(f"--data {config.data or '(none given)'} does not exist")
     try:
         summary = train_sft(config, log=typer.echo, resume=resume, allow_config_change=allow_config_change)
     except ValueError as exc:
@@ -59,7 +58,7 @@ def train_sft_command(
 
 
 def trainer_config_or_exit(config_class, help_config: bool, preset_name: str | None, config_file: Path | None, **overrides):
-    """What train-rl and train-em do with their shared flags: print the fields (with the values the preset,
+    """What every trainer command does with its flags: print the fields (with the values the preset,
     YAML and flags given resolve to) and exit, or build the config (preset, YAML, flags) and check it
     names a model folder; every error is one line and exit 2."""
     try:
