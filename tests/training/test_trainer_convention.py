@@ -159,3 +159,31 @@ def test_an_rl_run_from_before_the_convention_resumes_unless_it_relied_on_the_ol
     assert result.exit_code == 2
     [line] = result.output.strip().splitlines()
     assert "max_tool_calls: 2 in the run, 4 now" in line and line.endswith("unless --allow-config-change")
+
+
+# ---------------------------------------------------------------- the trainer commands the docs show
+
+
+def documented_trainer_commands() -> list[tuple[str, list[str]]]:
+    import re
+    import shlex
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    found = []
+    for page in [root / "README.md", *sorted((root / "docs").glob("*.md"))]:
+        for line in page.read_text(encoding="utf-8").splitlines():
+            for match in re.finditer(r"(?:harness|harness\.cli_main) (train-(?:sft|rl|em)\b[^#`|\n]*)", line):
+                found.append((page.name, shlex.split(match.group(1).replace("...", "M"))))
+    return found
+
+
+def test_every_trainer_command_in_the_docs_parses_with_the_current_spellings():
+    commands = documented_trainer_commands()
+    assert {argv[0] for _, argv in commands} == set(TRAINERS)
+    group = typer.main.get_command(app)
+    for page, argv in commands:
+        command = group.commands[argv[0]]
+        deprecated = {opt for param in command.params if param.hidden for opt in param.opts}
+        assert not deprecated & set(argv), (page, argv)
+        command.make_context(argv[0], argv[1:])  # a UsageError (unknown flag, missing value) fails the test
