@@ -14,19 +14,14 @@ from typing import ClassVar
 
 from harness.em.estep import CONTENT_LABELS, DECISION_RULES
 from harness.training import shared_fields as shared
-from harness.training.config import TrainerConfig, option
+from harness.training.config import option
 
 
 @dataclass
-class EMConfig(TrainerConfig):
+class EMConfig(shared.RolloutTrainerFields):
     COMMAND: ClassVar[str] = "train-em"
     RESUME_MAY_CHANGE: ClassVar[frozenset[str]] = frozenset({"iterations", "save_every", "output_dir", "report_to", "device"})
 
-    model: str = shared.model()
-    task: str = shared.task()
-    task_args: dict = shared.task_args()
-    data_dir: str | None = shared.data_dir()
-    allow_test_split: bool = shared.allow_test_split()
     method: str = option("auto", "prompt the policy is trained under (the paper: the bare query)")
     iterations: int = option(2, "EM iterations (E-step then M-step); unknown in the paper, v1 shows 2", minimum=1)
     queries_per_iteration: int = option(64, "queries rolled out per E-step (paper: 7K)", minimum=1)
@@ -53,18 +48,10 @@ class EMConfig(TrainerConfig):
     batch_size: int = option(128, "sequences per optimiser step (v1: 128)", minimum=1)
     micro_batch_size: int = option(8, "most sequences per forward/backward pass (per process)", minimum=1)
     micro_batch_tokens: int = shared.micro_batch_tokens()
-    gradient_checkpointing: bool = shared.gradient_checkpointing()
     max_tokens: int = shared.max_tokens(2000, " (v1 max length 2000)")
-    max_tool_calls: int = shared.max_tool_calls()
-    temperature: float = shared.temperature(" (v1: 1.0)")
     top_p: float = shared.top_p(0.95, " (v1: 0.95)")
-    seed: int = shared.seed()
     output_dir: str = shared.output_dir("runs/em")
     save_every: int = shared.save_every(10, " (and one at each M-step's end)")
-    report_to: list = shared.report_to()
-    sandbox: str = shared.sandbox()
-    sandbox_timeout: float = shared.sandbox_timeout()
-    device: str = shared.device()
     dtype: str = shared.dtype("weights and AdamW states stay float32")
     # The E-step's generator (harness/em/rollout_policy.py).
     rollout_backend: str = option("hf", "E-step generator: hf (the trained model, in this process) or vllm (a vLLM engine on "

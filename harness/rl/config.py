@@ -14,29 +14,22 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from harness.training import shared_fields as shared
-from harness.training.config import TrainerConfig, option
+from harness.training.config import option
 
 LOSS_TYPES = ("grpo", "dapo", "dr_grpo")
 VLLM_MODES = ("off", "colocate", "server")
 
 
 @dataclass
-class RLConfig(TrainerConfig):
+class RLConfig(shared.RolloutTrainerFields):
     COMMAND: ClassVar[str] = "train-rl"
     RESUME_MAY_CHANGE: ClassVar[frozenset[str]] = frozenset({"steps", "save_every", "output_dir", "report_to", "device"})
 
-    model: str = shared.model()
-    task: str = shared.task()
-    task_args: dict = shared.task_args()
-    data_dir: str | None = shared.data_dir()
-    allow_test_split: bool = shared.allow_test_split()
     method: str = option("auto", "rollout prompt (a method of baselines/): auto lets the model decide on code")
     steps: int = option(50, "optimiser steps to run", minimum=1)
     prompts_per_step: int = option(8, "distinct prompts per optimiser step, all processes together", minimum=1)
     group_size: int = option(8, "rollouts per prompt (G, TRL's num_generations); advantages are normalised within each group", minimum=2)
     max_tokens: int = shared.max_tokens(256)
-    max_tool_calls: int = shared.max_tool_calls()
-    temperature: float = shared.temperature()
     top_p: float = shared.top_p(1.0)
     learning_rate: float = shared.learning_rate(1e-6)
     lr_schedule: str = shared.lr_schedule("constant")
@@ -56,15 +49,9 @@ class RLConfig(TrainerConfig):
     vllm_mode: str = option("off", "rollouts through TRL's vLLM: off (the policy generates, HF), colocate or server", choices=VLLM_MODES)
     vllm_args: dict = option({}, "other GRPOConfig vllm_* fields, e.g. {vllm_gpu_memory_utilization: 0.3, vllm_server_host: ...}")
     grpo_args: dict = option({}, "any other GRPOConfig field, passed to TRL as is (e.g. {mask_truncated_completions: true})")
-    seed: int = shared.seed()
     output_dir: str = shared.output_dir("runs/rl")
     save_every: int = shared.save_every(10, " (and one at the end)")
-    report_to: list = shared.report_to()
-    sandbox: str = shared.sandbox()
-    sandbox_timeout: float = shared.sandbox_timeout()
-    device: str = shared.device()
     dtype: str = shared.dtype("float32 weights unless bfloat16, which makes the weights bfloat16 too")
-    gradient_checkpointing: bool = shared.gradient_checkpointing()
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -1,13 +1,16 @@
 """The command-line options `train-sft`, `train-rl` and `train-em` share, declared once (as lighteval does):
-each command lists them as ``seed: options.Seed = None``. A flag left out is None, so the value comes from
-the preset, the ``--config`` file or the config's default, in that order (TrainerConfig.resolve); a
-flag's name is its config field's, and its help is the field's (harness/training/shared_fields.py).
+``trainer_command`` adds them to each command, which declares only its own (``steps: options.Steps =
+None``). A flag left out is None, so the value comes from the preset, the ``--config`` file or the
+config's default, in that order (TrainerConfig.resolve); a flag's name is its config field's, and its
+help is the field's (harness/training/shared_fields.py).
 
 Old spellings of `train-sft` and `harness testbed warmup` (``--output``, ``--lr``, ``-m``) still work for
 one release, hidden from ``--help``, and print a deprecation line (``deprecated``)."""
 
 from __future__ import annotations
 
+import inspect
+import typing
 from pathlib import Path
 from typing import Annotated
 
@@ -59,6 +62,38 @@ def deprecated(old: str, new: str):
 OldOutput = Annotated[Path | None, deprecated("--output", "--output-dir")]
 OldLr = Annotated[float | None, deprecated("--lr", "--learning-rate")]
 OldModel = Annotated[str | None, deprecated("-m", "--model")]
+
+
+# The options of every trainer command, around the command's own (trainer_command): these first ...
+LEADING = {"model": (Model, None), "output_dir": (OutputDir, None), "preset_name": (Preset, None),
+           "config_file": (ConfigFile, None)}
+# ... and these last.
+TRAILING = {"learning_rate": (LearningRate, None), "save_every": (SaveEvery, None), "seed": (Seed, None),
+            "gradient_checkpointing": (GradientCheckpointing, None), "device": (Device, None), "dtype": (Dtype, None),
+            "report_to": (ReportTo, None), "resume": (Resume, False), "allow_config_change": (AllowConfigChange, False),
+            "help_config": (HelpConfig, False)}
+
+COMMAND_ONLY = ("preset_name", "config_file", "resume", "allow_config_change", "help_config")  # not config fields
+
+
+def trainer_command(command):
+    """``command`` as a Typer command with every trainer option besides its own: it declares its own
+    options and a ``shared`` parameter, which receives the shared options' values as a dict."""
+    hints = typing.get_type_hints(command, include_extras=True)
+    own = [parameter.replace(annotation=hints[parameter.name]) for parameter in inspect.signature(command).parameters.values()
+           if parameter.name != "shared"]
+    leading, trailing = ([inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=kind, default=default)
+                          for name, (kind, default) in group.items()] for group in (LEADING, TRAILING))
+    parameters = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in (*leading, *own, *trailing)]
+
+    def run(**values):
+        return command(shared={name: values.pop(name) for name in (*LEADING, *TRAILING)}, **values)
+
+    for attribute in ("__name__", "__qualname__", "__doc__", "__module__"):
+        setattr(run, attribute, getattr(command, attribute))
+    run.__signature__ = inspect.Signature(parameters)
+    run.__annotations__ = {parameter.name: parameter.annotation for parameter in parameters}
+    return run
 
 
 def given(**flags) -> dict:

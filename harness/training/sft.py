@@ -26,7 +26,7 @@ from typing import ClassVar
 from harness.io import read_jsonl
 from harness.training import shared_fields as shared
 from harness.training.checkpoint import latest_checkpoint, load_trainer_state
-from harness.training.config import TrainerConfig, option
+from harness.training.config import option
 from harness.training.distributed import micro_batches, rounds, save_checkpoint_everywhere, share
 from harness.training.metrics import METRICS_FILE, MetricLogger
 from harness.training.run_folder import open_run
@@ -37,12 +37,11 @@ GROUP_BATCHES = 1
 
 
 @dataclass
-class SFTConfig(TrainerConfig):
+class SFTConfig(shared.TrainerFields):
     COMMAND: ClassVar[str] = "train-sft"
     RESUME_MAY_CHANGE: ClassVar[frozenset[str]] = frozenset({"steps", "save_every", "log_every", "threads", "output_dir",
                                                              "report_to", "device"})
 
-    model: str = shared.model()
     data: str = option("", "demonstration JSONL: messages or prompt, and segments or response")
     output_dir: str = shared.output_dir("runs/sft")
     steps: int = option(1000, "optimiser steps in all", minimum=1)
@@ -53,15 +52,11 @@ class SFTConfig(TrainerConfig):
     weight_decay: float = option(0.01, "AdamW weight decay (not on norms and biases)", minimum=0)
     max_grad_norm: float = option(1.0, "gradient clipping norm", above=0)
     max_length: int = option(256, "tokens kept per example (prompt + response)", minimum=2)
-    seed: int = shared.seed()
     save_every: int = shared.save_every(200, " (and one at the end)")
     log_every: int = option(25, "optimiser steps per metrics.jsonl line (the mean loss over them)", minimum=1)
-    report_to: list = shared.report_to()
     threads: int = option(0, "torch CPU threads; 0: every core", minimum=0)
     micro_batch_size: int = option(0, "most examples per forward/backward pass, per process; 0: the whole share", minimum=0)
     micro_batch_tokens: int = shared.micro_batch_tokens()
-    gradient_checkpointing: bool = shared.gradient_checkpointing()
-    device: str = shared.device()
     dtype: str = shared.dtype("weights and AdamW states stay float32")
 
 

@@ -1,14 +1,18 @@
-"""The config fields more than one trainer has, declared once: name, help, bounds and default. A trainer's
-config dataclass lists them as ``seed: int = shared.seed()``; where trainers need another default (an
-output folder, a learning rate) they pass it, and the help and bounds stay the ones declared here. The
-command-line options for these fields (harness/training/options.py) take their help from ``HELP``.
+"""The config fields more than one trainer has, declared once: name, help, bounds and default. Those
+with one default for all are fields of the base dataclasses ``TrainerFields`` (every trainer) and
+``RolloutTrainerFields`` (RL and EM); a trainer's config inherits them. Those whose default differs (an
+output folder, a learning rate) are declared by a function the trainer passes its default, and the help
+and bounds stay the ones declared here. The command-line options for these fields
+(harness/training/options.py) take their help from ``HELP``.
 
 The rollout limits shared with ``harness eval`` come from harness/defaults.py."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from harness.defaults import MAX_TOOL_CALLS, TRAIN_SANDBOX_TIMEOUT_S
-from harness.training.config import option
+from harness.training.config import TrainerConfig, option
 from harness.training.metrics import REPORTERS
 from harness.training.policy import PRECISIONS
 from harness.training.schedule import SCHEDULES
@@ -41,16 +45,36 @@ HELP = {
 }
 
 
-def model():
-    return option("", HELP["model"])
+@dataclass
+class TrainerFields(TrainerConfig):
+    """Every trainer's: the policy it starts from, the seed, the device and the loggers."""
+
+    model: str = option("", HELP["model"])
+    seed: int = option(0, HELP["seed"])
+    device: str = option("auto", HELP["device"], choices=DEVICES)
+    gradient_checkpointing: bool = option(False, HELP["gradient_checkpointing"])
+    report_to: list = option(["jsonl"], HELP["report_to"], choices=REPORTERS)
+
+
+@dataclass
+class RolloutTrainerFields(TrainerFields):
+    """The trainers that roll out (train-rl, train-em): the training task, and the rollouts' sampling and sandbox."""
+
+    task: str = option("arith", HELP["task"])
+    task_args: dict = option({"split": "train"}, HELP["task_args"])
+    data_dir: str | None = option(None, HELP["data_dir"])
+    allow_test_split: bool = option(False, HELP["allow_test_split"])
+    max_tool_calls: int = option(MAX_TOOL_CALLS, HELP["max_tool_calls"], minimum=0)
+    temperature: float = option(1.0, HELP["temperature"], minimum=0)
+    sandbox: str = option("local", HELP["sandbox"], choices=SANDBOXES)
+    sandbox_timeout: float = option(TRAIN_SANDBOX_TIMEOUT_S, HELP["sandbox_timeout"], above=0)
+
+
+# Fields whose default differs between trainers: the help and bounds are declared here, the default there.
 
 
 def output_dir(default: str):
     return option(default, HELP["output_dir"])
-
-
-def seed():
-    return option(0, HELP["seed"])
 
 
 def learning_rate(default: float, note: str = ""):
@@ -61,55 +85,16 @@ def save_every(default: int, note: str = ""):
     return option(default, HELP["save_every"] + note, minimum=1)
 
 
-def report_to():
-    return option(["jsonl"], HELP["report_to"], choices=REPORTERS)
-
-
-def device():
-    return option("auto", HELP["device"], choices=DEVICES)
-
-
 def dtype(note: str):
     return option("auto", f"{HELP['dtype']}; {note}", choices=PRECISIONS)
-
-
-def gradient_checkpointing():
-    return option(False, HELP["gradient_checkpointing"])
 
 
 def micro_batch_tokens():
     return option(0, HELP["micro_batch_tokens"], minimum=0)
 
 
-# ---------------------------------------------------------------- the trainers that roll out (RL, EM)
-
-
-def task():
-    return option("arith", HELP["task"])
-
-
-def task_args():
-    return option({"split": "train"}, HELP["task_args"])
-
-
-def data_dir():
-    return option(None, HELP["data_dir"])
-
-
-def allow_test_split():
-    return option(False, HELP["allow_test_split"])
-
-
 def max_tokens(default: int, note: str = ""):
     return option(default, HELP["max_tokens"] + note, minimum=1)
-
-
-def max_tool_calls():
-    return option(MAX_TOOL_CALLS, HELP["max_tool_calls"], minimum=0)
-
-
-def temperature(note: str = ""):
-    return option(1.0, HELP["temperature"] + note, minimum=0)
 
 
 def top_p(default: float, note: str = ""):
@@ -118,11 +103,3 @@ def top_p(default: float, note: str = ""):
 
 def lr_schedule(default: str, note: str = ""):
     return option(default, HELP["lr_schedule"] + note, choices=SCHEDULES)
-
-
-def sandbox():
-    return option("local", HELP["sandbox"], choices=SANDBOXES)
-
-
-def sandbox_timeout():
-    return option(TRAIN_SANDBOX_TIMEOUT_S, HELP["sandbox_timeout"], above=0)
