@@ -36,7 +36,7 @@ def train_sft_command(
                                     weight_decay=weight_decay, max_length=max_length, threads=threads,
                                     micro_batch_size=micro_batch_size, micro_batch_tokens=micro_batch_tokens)
     if not Path(config.data).is_file():
-        fail(f"--data {config.data or '(none given)'} does not exist")
+        fail(f"--data must be a demonstration JSONL file (got {config.data!r})")
     try:
         summary = train_sft(config, log=typer.echo, resume=shared["resume"], allow_config_change=shared["allow_config_change"])
     except ValueError as exc:

@@ -37,7 +37,7 @@ Seed = Annotated[int | None, typer.Option(help=_help("seed"))]
 LearningRate = Annotated[float | None, typer.Option("--learning-rate", help=_help("learning_rate"))]
 SaveEvery = Annotated[int | None, typer.Option(help=_help("save_every"))]
 ReportTo = Annotated[str | None, typer.Option(
-    callback=_report_to, help="Comma-separated loggers besides metrics.jsonl (always written): tensorboard, wandb.")]
+    callback=_report_to, help="Comma-separated " + _help("report_to").lower())]
 Device = Annotated[str | None, typer.Option(help=_help("device"))]
 Dtype = Annotated[str | None, typer.Option(help=_help("dtype"))]
 GradientCheckpointing = Annotated[bool | None, typer.Option(help=_help("gradient_checkpointing"))]

@@ -14,6 +14,9 @@ runner = CliRunner()
 def test_train_sft_refuses_missing_inputs(tmp_path):
     result = runner.invoke(app, ["train-sft", "--model", str(tmp_path / "nope"), "--data", "x.jsonl", "-o", str(tmp_path / "out")])
     assert result.exit_code == 2 and "error: --model" in result.output
+    (tmp_path / "m").mkdir()
+    result = runner.invoke(app, ["train-sft", "--model", str(tmp_path / "m"), "--data", "x.jsonl", "-o", str(tmp_path / "out")])
+    assert result.exit_code == 2 and result.output.strip() == "error: --data must be a demonstration JSONL file (got 'x.jsonl')"
 
 
 def test_train_sft_names_the_bad_line(tmp_path):
