@@ -13,21 +13,15 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from harness.em.estep import CONTENT_LABELS, DECISION_RULES
-from harness.training.config import TrainerConfig, option
-from harness.training.policy import PRECISIONS
-from harness.training.schedule import SCHEDULES
+from harness.training import shared_fields as shared
+from harness.training.config import option
 
 
 @dataclass
-class EMConfig(TrainerConfig):
+class EMConfig(shared.RolloutTrainerFields):
     COMMAND: ClassVar[str] = "train-em"
-    RESUME_MAY_CHANGE: ClassVar[frozenset[str]] = frozenset({"iterations", "save_every", "output_dir", "device"})
+    RESUME_MAY_CHANGE: ClassVar[frozenset[str]] = frozenset({"iterations", "save_every", "output_dir", "report_to", "device"})
 
-    model: str = option("", "policy to start from: a Hugging Face model folder (warmed up so it can write code)")
-    task: str = option("arith", "training task: a built-in task, a JSONL/parquet query pool or a hub id (test splits refused)")
-    task_args: dict = option({"split": "train"}, "generator arguments (procedural tasks), local_file, or a pool's question_field / answer_field / split")
-    data_dir: str | None = option(None, "folder with the tasks' local JSONL files")
-    allow_test_split: bool = option(False, "train on a test split anyway (recorded in OUT/training_task.json)")
     method: str = option("auto", "prompt the policy is trained under (the paper: the bare query)")
     iterations: int = option(2, "EM iterations (E-step then M-step); unknown in the paper, v1 shows 2", minimum=1)
     queries_per_iteration: int = option(64, "queries rolled out per E-step (paper: 7K)", minimum=1)
@@ -48,26 +42,17 @@ class EMConfig(TrainerConfig):
     kl_weight: float = option(0.5, "weight of the k1 KL to the E-step policy", minimum=0)
     kl_discount: float = option(0.1, "KL weight multiplier on wrong samples", minimum=0)
     decision_weight: float = option(1.0, "weight of the cross-entropy pulling π(c|x) toward s*", minimum=0)
-    learning_rate: float = option(2e-5, "AdamW learning rate (v1: 2e-5, cosine)", above=0)
-    lr_schedule: str = option("cosine", "constant or cosine (after warmup) over each M-step (v1: cosine)", choices=SCHEDULES)
+    learning_rate: float = shared.learning_rate(2e-5, " (v1: 2e-5, cosine)")
+    lr_schedule: str = shared.lr_schedule("cosine", ", over each M-step (v1: cosine)")
     warmup_ratio: float = option(0.03, "linear warmup as a share of each M-step's optimiser steps (0: none)", minimum=0, maximum=1)
     batch_size: int = option(128, "sequences per optimiser step (v1: 128)", minimum=1)
     micro_batch_size: int = option(8, "most sequences per forward/backward pass (per process)", minimum=1)
-    micro_batch_tokens: int = option(0, "most padded tokens (rows x longest row) per forward/backward pass; 0: rows only",
-                                     minimum=0)
-    gradient_checkpointing: bool = option(False, "recompute each layer in the backward pass instead of keeping its activations")
-    max_tokens: int = option(2000, "response token budget per rollout (v1 max length 2000)", minimum=1)
-    max_tool_calls: int = option(4, "executed code cells per rollout", minimum=0)
-    temperature: float = option(1.0, "rollout temperature (v1: 1.0)", minimum=0)
-    top_p: float = option(0.95, "rollout nucleus sampling (v1: 0.95)", above=0, maximum=1)
-    seed: int = option(0, "seed for query choice, rollouts and subsampling")
-    output_dir: str = option("runs/em", "E-step samples, checkpoints, report.jsonl and the final model")
-    save_every: int = option(10, "M-step optimiser steps between checkpoints (and at each iteration's end)", minimum=1)
-    sandbox: str = option("local", "local or docker", choices=("local", "docker"))
-    sandbox_timeout: float = option(5.0, "seconds per code cell", above=0)
-    device: str = option("auto", "auto, cpu or cuda", choices=("auto", "cpu", "cuda"))
-    dtype: str = option("auto", "compute precision under autocast: auto (bfloat16 on GPU, float32 on CPU), float32 or bfloat16; "
-                        "weights and AdamW states are always float32", choices=PRECISIONS)
+    micro_batch_tokens: int = shared.micro_batch_tokens()
+    max_tokens: int = shared.max_tokens(2000, " (v1 max length 2000)")
+    top_p: float = shared.top_p(0.95, " (v1: 0.95)")
+    output_dir: str = shared.output_dir("runs/em")
+    save_every: int = shared.save_every(10, " (and one at each M-step's end)")
+    dtype: str = shared.dtype("weights and AdamW states stay float32")
     # The E-step's generator (harness/em/rollout_backend.py).
     rollout_backend: str = option("hf", "E-step generator: hf (the trained model, in this process) or vllm (a vLLM engine on "
                                   "the iteration's weights, saved to OUT/rollout-model; needs vLLM installed)", choices=("hf", "vllm"))

@@ -43,7 +43,7 @@ from harness.em.estep import (
     success_rates,
 )
 from harness.em.mstep import MStep
-from harness.eval.attempts import PROMPT_TOO_LONG, Attempt
+from harness.eval.attempts import PROMPT_TOO_LONG, Attempt, loss_mask
 from harness.io import atomic_write_text
 from harness.training.distributed import broadcast, chunk_rounds, gather, share
 from harness.training.schedule import mix_seed
@@ -220,6 +220,7 @@ class EMTrainer:
         from harness.sandbox import SandboxLimits, get_sandbox
         from harness.training.checkpoint import checkpoint_info, latest_checkpoint
         from harness.training.distributed import load_weights_everywhere
+        from harness.training.metrics import METRICS_FILE, MetricLogger
         from harness.training.training_task import record_training_task
 
         accelerator = self.accelerator
@@ -236,28 +237,33 @@ class EMTrainer:
             load_weights_everywhere(accelerator, checkpoint, self.model)
         if main:
             run.record()
-            run.rewind("report.jsonl", lambda row: row.get("iteration", 0) < start_iteration)
+            run.rewind(METRICS_FILE, lambda row: row.get("step", 0) <= start_iteration)
         accelerator.wait_for_everyone()
         reports = []
-        with get_sandbox(self.config.sandbox, limits=SandboxLimits(timeout_s=self.config.sandbox_timeout)) as sandbox:
+        with (get_sandbox(self.config.sandbox, limits=SandboxLimits(timeout_s=self.config.sandbox_timeout)) as sandbox,
+              MetricLogger(self.out, self.config.report_to, enabled=main) as metrics):
             for iteration in range(start_iteration, self.config.iterations):
                 estep = self.estep(iteration, sandbox)
                 started = time.perf_counter()
                 mstep = self.mstep.run(iteration, estep, start_step if iteration == start_iteration else 0)
-                report = iteration_report(iteration, estep, mstep, time.perf_counter() - started)
+                report = iteration_metrics(iteration, estep, mstep, time.perf_counter() - started)
                 reports.append(report)
-                if main:
-                    with open(self.out / "report.jsonl", "a", encoding="utf-8") as handle:
-                        handle.write(json.dumps(report) + "\n")
+                metrics.log(report, report["step"])
         if main:
             atomic_write_text(self.out / "done.json", json.dumps({"iterations": self.config.iterations}) + "\n")
         accelerator.wait_for_everyone()
         return reports
 
 
-def iteration_report(iteration: int, estep: dict, mstep: dict, mstep_s: float) -> dict:
-    """Accuracy and code rate per task kind (from the unforced rollouts, or all when there are none), Q̂
-    statistics, the share of queries dropped, and how often π's preferred decision matches the oracle."""
+def iteration_metrics(iteration: int, estep: dict, mstep: dict, mstep_s: float) -> dict:
+    """The iteration's metrics.jsonl line; its ``step`` counts EM iterations. Under TRL's names, over every
+    rollout the E-step generated: ``reward`` (share correct) and ``reward_std``, ``completions/mean_length``
+    (model tokens), ``code_rate`` (share that ran code, as train-rl logs it), and the M-step's mean ``loss``.
+    Under ``em/``: accuracy and code rate per task kind of the unforced rollouts (or of all when there are
+    none), mean Q̂ per decision, the share of queries where code is better, the share dropped, and how often
+    π's preferred decision matches the oracle's."""
+    import statistics
+
     records, values, policy = estep["records"], estep["values"], estep["policy"]
     free = [r for r in records if r["decision"] == "free"] or records
     kinds: dict = {}
@@ -266,17 +272,23 @@ def iteration_report(iteration: int, estep: dict, mstep: dict, mstep_s: float) -
     judged = [q for q, v in values.items() if keep_query(v)]
     oracle = {q: max(DECISIONS, key=lambda c: ((values[q][c] or 0.0), c == "cot")) for q in judged}
     chosen = {q: max(DECISIONS, key=lambda c: (policy[q][c], c == "cot")) for q in judged}
+    rewards = [float(r["correct"]) for r in records]
     return {
-        "iteration": iteration,
-        "accuracy": {k: sum(r["correct"] for r in v) / len(v) for k, v in sorted(kinds.items())},
-        "code_rate": {k: sum(r["used_code"] for r in v) / len(v) for k, v in sorted(kinds.items())},
-        "q_hat": {c: sum(v[c] or 0.0 for v in values.values()) / max(len(values), 1) for c in DECISIONS},
-        "code_better_share": sum((v["code"] or 0) > (v["cot"] or 0) for v in values.values()) / max(len(values), 1),
-        "dropped_share": 1 - len(judged) / max(len(values), 1),
-        "selection_accuracy": sum(oracle[q] == chosen[q] for q in judged) / len(judged) if judged else None,
-        "training_samples": mstep["training_samples"],
-        "mstep_steps": mstep["mstep_steps"],
-        "mstep_loss": mstep["loss"],
+        "step": iteration + 1,
+        "reward": sum(rewards) / len(rewards),
+        "reward_std": statistics.stdev(rewards) if len(rewards) > 1 else 0.0,
+        "completions/mean_length": sum(sum(loss_mask(r)) for r in records) / len(records),
+        "code_rate": sum(bool(r["used_code"]) for r in records) / len(records),
+        "loss": mstep["loss"],
+        "em/iteration": iteration,
+        **{f"em/accuracy/{k}": sum(r["correct"] for r in v) / len(v) for k, v in sorted(kinds.items())},
+        **{f"em/code_rate/{k}": sum(r["used_code"] for r in v) / len(v) for k, v in sorted(kinds.items())},
+        **{f"em/q_hat/{c}": sum(v[c] or 0.0 for v in values.values()) / max(len(values), 1) for c in DECISIONS},
+        "em/code_better_share": sum((v["code"] or 0) > (v["cot"] or 0) for v in values.values()) / max(len(values), 1),
+        "em/dropped_share": 1 - len(judged) / max(len(values), 1),
+        "em/selection_accuracy": sum(oracle[q] == chosen[q] for q in judged) / len(judged) if judged else None,
+        "em/training_samples": mstep["training_samples"],
+        "em/mstep_steps": mstep["mstep_steps"],
         "time/estep_s": round(estep["estep_s"], 2),
         "time/mstep_s": round(mstep_s, 2),
     }

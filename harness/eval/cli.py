@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+from harness.defaults import EVAL_SANDBOX_TIMEOUT_S, MAX_TOOL_CALLS
 from harness.io import fail
 
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="hf:PATH, vllm:NAME, openai:MODEL@URL, or smollm2 (the embedded default).")]
@@ -88,13 +89,13 @@ def eval_command(
     method: MethodOpt = "cot",
     samples: Annotated[int, typer.Option("--samples", "-n", min=1, help="Attempts per problem (avg@n, maj@n, pass@k).")] = 1,
     temperature: Annotated[float, typer.Option(min=0.0, help="0 = greedy.")] = 0.0,
-    top_p: Annotated[float, typer.Option(min=0.0, max=1.0)] = 1.0,
+    top_p: Annotated[float, typer.Option(min=0.0, max=1.0, help="Nucleus sampling; 1 = off.")] = 1.0,
     max_tokens: Annotated[int, typer.Option(min=1, help="Response token budget per attempt (model and tool tokens).")] = 1024,
-    max_tool_calls: Annotated[int, typer.Option(min=0, help="Executed code cells per attempt.")] = 4,
+    max_tool_calls: Annotated[int, typer.Option(min=0, help="Executed code cells per attempt.")] = MAX_TOOL_CALLS,
     limit: Annotated[int | None, typer.Option(min=1, help="Only the first L problems of each task.")] = None,
     seed: Annotated[int, typer.Option(help="Run seed; each attempt's seed derives from it.")] = 0,
     sandbox: Annotated[str, typer.Option(help="local or docker.")] = "local",
-    sandbox_timeout: Annotated[float, typer.Option(min=0.1, help="Seconds per code cell.")] = 10.0,
+    sandbox_timeout: Annotated[float, typer.Option(min=0.1, help="Seconds per code cell.")] = EVAL_SANDBOX_TIMEOUT_S,
     batch_size: Annotated[int, typer.Option(min=1, help="Problems per generation batch (and per checkpoint).")] = 16,
     output_dir: OutputOpt = Path("runs"),
     data_dir: DataDirOpt = None,

@@ -19,6 +19,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 
+from harness.defaults import MAX_TOOL_CALLS
 from harness.models import GenerationRequest, ModelBackend, SamplingParams
 
 TOOL_STOP = "```output"
@@ -114,7 +115,7 @@ class RolloutEngine:
         *,
         tools: bool,
         sandbox=None,
-        max_tool_calls: int = 4,
+        max_tool_calls: int = MAX_TOOL_CALLS,
         max_tokens: int = 1024,
         tool_workers: int = 16,
     ) -> None:

@@ -15,6 +15,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from harness.defaults import EVAL_SANDBOX_TIMEOUT_S, MAX_TOOL_CALLS
 from harness.eval.attempts import RECORD_FIELDS, RECORD_KEY, Attempt, encode_prompts, run_attempts, run_description
 from harness.eval.methods import Method
 from harness.eval.rollout import RolloutEngine
@@ -35,10 +36,10 @@ class EvalConfig:
     temperature: float = 0.0
     top_p: float = 1.0
     max_tokens: int = 1024
-    max_tool_calls: int = 4
+    max_tool_calls: int = MAX_TOOL_CALLS
     seed: int = 0
     sandbox: str = "local"
-    sandbox_timeout: float = 10.0
+    sandbox_timeout: float = EVAL_SANDBOX_TIMEOUT_S
     limit: int | None = None
     batch_size: int = 16
     output_dir: str = "runs"

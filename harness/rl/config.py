@@ -13,33 +13,26 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from harness.training.config import TrainerConfig, option
-from harness.training.schedule import SCHEDULES
+from harness.training import shared_fields as shared
+from harness.training.config import option
 
 LOSS_TYPES = ("grpo", "dapo", "dr_grpo")
 VLLM_MODES = ("off", "colocate", "server")
 
 
 @dataclass
-class RLConfig(TrainerConfig):
+class RLConfig(shared.RolloutTrainerFields):
     COMMAND: ClassVar[str] = "train-rl"
     RESUME_MAY_CHANGE: ClassVar[frozenset[str]] = frozenset({"steps", "save_every", "output_dir", "report_to", "device"})
 
-    model: str = option("", "policy to start from: a Hugging Face model folder")
-    task: str = option("arith", "training task: a built-in task, a JSONL/parquet query pool or a hub id (test splits refused)")
-    task_args: dict = option({"split": "train"}, "generator arguments (procedural tasks), local_file, or a pool's question_field / answer_field / split")
-    data_dir: str | None = option(None, "folder with the tasks' local JSONL files")
-    allow_test_split: bool = option(False, "train on a test split anyway (recorded in OUT/training_task.json)")
     method: str = option("auto", "rollout prompt (a method of baselines/): auto lets the model decide on code")
     steps: int = option(50, "optimiser steps to run", minimum=1)
     prompts_per_step: int = option(8, "distinct prompts per optimiser step, all processes together", minimum=1)
     group_size: int = option(8, "rollouts per prompt (G, TRL's num_generations); advantages are normalised within each group", minimum=2)
-    max_tokens: int = option(256, "response token budget per rollout (model and tool tokens)", minimum=1)
-    max_tool_calls: int = option(2, "executed code cells per rollout", minimum=0)
-    temperature: float = option(1.0, "rollout sampling temperature", minimum=0)
-    top_p: float = option(1.0, "rollout nucleus sampling", above=0, maximum=1)
-    learning_rate: float = option(1e-6, "AdamW learning rate", above=0)
-    lr_schedule: str = option("constant", "constant or cosine (after warmup)", choices=SCHEDULES)
+    max_tokens: int = shared.max_tokens(256)
+    top_p: float = shared.top_p(1.0)
+    learning_rate: float = shared.learning_rate(1e-6)
+    lr_schedule: str = shared.lr_schedule("constant")
     warmup_steps: int = option(0, "linear warmup steps", minimum=0)
     weight_decay: float = option(0.0, "AdamW weight decay", minimum=0)
     max_grad_norm: float = option(1.0, "gradient clipping norm (0: off)", minimum=0)
@@ -56,16 +49,9 @@ class RLConfig(TrainerConfig):
     vllm_mode: str = option("off", "rollouts through TRL's vLLM: off (the policy generates, HF), colocate or server", choices=VLLM_MODES)
     vllm_args: dict = option({}, "other GRPOConfig vllm_* fields, e.g. {vllm_gpu_memory_utilization: 0.3, vllm_server_host: ...}")
     grpo_args: dict = option({}, "any other GRPOConfig field, passed to TRL as is (e.g. {mask_truncated_completions: true})")
-    seed: int = option(0, "seed for prompt order, rollouts and initialisation")
-    output_dir: str = option("runs/rl", "checkpoints, logs and the final model go here")
-    save_every: int = option(10, "steps between checkpoints (and at the end)", minimum=1)
-    report_to: list = option(["jsonl"], "loggers: jsonl (always written), tensorboard, wandb", choices=("jsonl", "tensorboard", "wandb"))
-    sandbox: str = option("local", "local or docker", choices=("local", "docker"))
-    sandbox_timeout: float = option(5.0, "seconds per code cell", above=0)
-    device: str = option("auto", "auto, cpu or cuda", choices=("auto", "cpu", "cuda"))
-    dtype: str = option("auto", "auto: float32 weights, with bfloat16 autocast on GPU; float32 (no autocast) or bfloat16 (bf16 weights)",
-                        choices=("auto", "float32", "bfloat16"))
-    gradient_checkpointing: bool = option(False, "recompute activations in backward to save memory")
+    output_dir: str = shared.output_dir("runs/rl")
+    save_every: int = shared.save_every(10, " (and one at the end)")
+    dtype: str = shared.dtype("float32 weights unless bfloat16, which makes the weights bfloat16 too")
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -20,7 +20,7 @@ from trl import GRPOTrainer
 
 class HarnessGRPOTrainer(GRPOTrainer):
     def __init__(self, config, history: list, on_step, **kwargs) -> None:
-        from harness.rl.logging import MetricLogger
+        from harness.training.metrics import MetricLogger
 
         super().__init__(**kwargs)
         self.remove_callback(PrinterCallback)  # our loggers and the CLI's progress bar report the steps

@@ -12,6 +12,7 @@ import typer
 
 from harness.io import fail
 from harness.testbed.miniature import DEFAULT_VARIANTS
+from harness.training import options
 
 model_app = typer.Typer(help="Create small models for the testbed.", no_args_is_help=True)
 testbed_app = typer.Typer(help="The CPU testbed: arith demonstrations, the one-command warm-up and the miniature reproduction.",
@@ -25,7 +26,7 @@ ForcedShareOpt = Annotated[float, typer.Option(min=0.0, max=1.0, help="Share of 
 def init_command(
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder to write (model, tokenizer, chat template).")],
     preset: Annotated[str, typer.Option(help="tiny (~0.9M parameters) or small (~4.8M).")] = "tiny",
-    seed: Annotated[int, typer.Option()] = 0,
+    seed: Annotated[int, typer.Option(help="Seed for the weights' initialisation.")] = 0,
     vocab_size: Annotated[int, typer.Option(min=300, help="BPE vocabulary cap (digits are always single tokens).")] = 1024,
 ) -> None:
     """Write a randomly initialised Llama-architecture model with the project's own tokenizer."""
@@ -43,7 +44,7 @@ def demos_command(
     size: Annotated[int, typer.Option(min=1, help="Demonstrations to write (train-split problems).")] = 6000,
     code_ratio: CodeRatioOpt = 0.02,
     forced_share: ForcedShareOpt = 0.5,
-    seed: Annotated[int, typer.Option()] = 0,
+    seed: Annotated[int, typer.Option(help="Seed for the problems and which are forced.")] = 0,
 ) -> None:
     """Write arith demonstrations in both styles (CoT and code with executed output)."""
     from harness.testbed.demos import demonstration_rows, write_demonstrations
@@ -55,15 +56,16 @@ def demos_command(
 @testbed_app.command("warmup")
 def warmup_command(
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder for init/, demos.jsonl and the warmed-up model in sft/.")],
-    preset: Annotated[str, typer.Option()] = "tiny",
+    preset: Annotated[str, typer.Option(help="Model size: tiny (~0.9M parameters) or small (~4.8M).")] = "tiny",
     size: Annotated[int, typer.Option(min=1, help="Demonstrations.")] = 6000,
     code_ratio: CodeRatioOpt = 0.02,
     forced_share: ForcedShareOpt = 0.5,
-    steps: Annotated[int, typer.Option(min=1)] = 2000,
-    batch_size: Annotated[int, typer.Option(min=1)] = 32,
-    learning_rate: Annotated[float, typer.Option("--lr", min=0.0)] = 3e-3,
+    steps: options.Steps = None,
+    batch_size: Annotated[int | None, typer.Option(help="Demonstrations per optimiser step.")] = None,
+    learning_rate: options.LearningRate = None,
     threads: Annotated[int, typer.Option(min=0, help="torch CPU threads; 0 = every core.")] = 0,
-    seed: Annotated[int, typer.Option()] = 0,
+    seed: Annotated[int, typer.Option(help="Seed for the model, the demonstrations and SFT.")] = 0,
+    old_lr: options.OldLr = None,
 ) -> None:
     """Nothing to a warmed-up tiny model: tokenizer + model init, demonstrations, SFT (times each stage)."""
     from harness.testbed.demos import demonstration_rows, write_demonstrations
@@ -77,9 +79,11 @@ def warmup_command(
     timings["init_s"] = round(time.perf_counter() - began, 1)
     counts = write_demonstrations(output / "demos.jsonl", demonstration_rows(size, seed=seed, code_ratio=code_ratio, forced_share=forced_share))
     timings["demos_s"] = round(time.perf_counter() - began - timings["init_s"], 1)
-    config = SFTConfig(model=str(output / "init"), data=str(output / "demos.jsonl"), output=str(output / "sft"), steps=steps,
-                       batch_size=batch_size, learning_rate=learning_rate, seed=seed, threads=threads, save_every=max(steps // 3, 1))
     try:
+        config = SFTConfig.preset("tiny").updated(
+            model=str(output / "init"), data=str(output / "demos.jsonl"), output_dir=str(output / "sft"), steps=steps,
+            batch_size=batch_size, learning_rate=options.either(learning_rate, old_lr), seed=seed, threads=threads)
+        config = config.updated(save_every=max(config.steps // 3, 1))
         sft_summary = train_sft(config, log=typer.echo, resume=True)  # a rerun continues its own sft/ run
     except ValueError as exc:
         fail(str(exc))

@@ -138,7 +138,7 @@ class TrainerConfig:
             set_by.update({name: label if label != "flag" else f"--{name.replace('_', '-')}"
                            for name, value in resolved.items() if value != values[name]})
             values = resolved
-        lines = []
+        lines = [f"{cls.COMMAND} presets: {', '.join(cls.PRESETS)} (--help-config --preset NAME shows one)"]
         if layers:
             changed = ", ".join(set_by) or "none"
             sources = " + ".join("flags" if label == "flag" else label for label, _ in layers)

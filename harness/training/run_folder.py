@@ -3,8 +3,9 @@
 An absent or empty folder starts a new run. A folder with anything in it is refused unless ``resume``:
 training into a finished run's folder used to mix the two runs' checkpoints and keep the old one's.
 A resume reads ``provenance.json`` (command, config, harness version, time, command line) and refuses
-a config that differs from the run's, except the fields the trainer's ``RESUME_MAY_CHANGE`` names
-(how long to train, where to log): a silent change would leave a run that no record describes.
+a config with other fields than the run's (a run of another harness version) or other values, except
+the fields the trainer's ``RESUME_MAY_CHANGE`` names (how long to train, where to log): a silent change
+would leave a run that no record describes.
 ``allow_config_change`` lets any change through and records the old and new values with the step.
 
 One run per folder: the main process takes the folder's run lock (``harness/eval/run_lock.py``, the
@@ -122,6 +123,11 @@ def _judge(output: Path, command: str, config: dict, may_change, resume: bool, a
     if provenance.get("command") != command:
         raise ValueError(f"{output / PROVENANCE_FILE}: a {provenance.get('command')} run, not {command}; choose a new output folder")
     old = provenance["config"]
+    gone, added = sorted(set(old) - set(config)), sorted(set(config) - set(old))
+    if (gone or added) and not allow_config_change:
+        fields = "; ".join(f"{label} {', '.join(names)}" for label, names in (("had", gone), ("lacks", added)) if names)
+        raise ValueError(f"{output / PROVENANCE_FILE}: a {command} run of another harness version (its config {fields}); "
+                         f"resume it with that version, or pass --allow-config-change to continue it under this one")
     changed = {k: [old.get(k), config.get(k)] for k in sorted(set(old) | set(config)) if old.get(k) != config.get(k)}
     refused = [k for k in changed if k not in may_change]
     if refused and not allow_config_change:

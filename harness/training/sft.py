@@ -1,7 +1,9 @@
 """Supervised fine-tuning on demonstrations: the warm-up before RL or EM.
 
 Reads demonstration JSONL (a prompt or chat ``messages``, and a response as model/tool segments),
-learns the model tokens only, and checkpoints every ``save_every`` steps. Run it again with the
+learns the model tokens only, logs to ``metrics.jsonl`` every ``log_every`` steps (Trainer's names:
+``loss``, ``grad_norm``, ``learning_rate``, ``epoch``, ``step_time``) and checkpoints every ``save_every``
+steps. Run it again with the
 same output folder and it resumes from the latest checkpoint: weights, AdamW moments, the learning
 rate schedule, the RNGs and the data order all continue as if it had never stopped.
 
@@ -14,17 +16,19 @@ made each batch one kind of problem and learning much slower per step (loss 1.59
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
 from harness.io import read_jsonl
+from harness.training import shared_fields as shared
 from harness.training.checkpoint import latest_checkpoint, load_trainer_state
+from harness.training.config import option
 from harness.training.distributed import micro_batches, rounds, save_checkpoint_everywhere, share
+from harness.training.metrics import METRICS_FILE, MetricLogger
 from harness.training.run_folder import open_run
 from harness.training.schedule import lr_factor, mix_seed
 from harness.training.sequences import collate, encode_example, learned_tokens, token_loss
@@ -33,30 +37,31 @@ GROUP_BATCHES = 1
 
 
 @dataclass
-class SFTConfig:
+class SFTConfig(shared.TrainerFields):
     COMMAND: ClassVar[str] = "train-sft"
-    RESUME_MAY_CHANGE: ClassVar[frozenset[str]] = frozenset({"steps", "save_every", "log_every", "threads", "output"})
+    RESUME_MAY_CHANGE: ClassVar[frozenset[str]] = frozenset({"steps", "save_every", "log_every", "threads", "output_dir",
+                                                             "report_to", "device"})
 
-    model: str  # a folder AutoModelForCausalLM/AutoTokenizer load
-    data: str  # demonstration JSONL
-    output: str
-    steps: int = 1000
-    batch_size: int = 32
-    learning_rate: float = 3e-3
-    warmup_steps: int = 50
-    min_lr_ratio: float = 0.1
-    weight_decay: float = 0.01
-    max_grad_norm: float = 1.0
-    max_length: int = 256
-    seed: int = 0
-    save_every: int = 200
-    log_every: int = 25
-    threads: int = 0  # 0: every core
-    micro_batch_size: int = 0  # most examples per forward/backward pass (per process); 0: the whole share
-    micro_batch_tokens: int = 0  # most padded tokens (rows x longest row) per pass; 0: rows only
-    gradient_checkpointing: bool = False
-    device: str = "auto"  # auto (cuda when there is one), cpu or cuda
-    dtype: str = "auto"  # compute precision under autocast (harness/training/policy.py); weights stay float32
+    data: str = option("", "demonstration JSONL: messages or prompt, and segments or response")
+    output_dir: str = shared.output_dir("runs/sft")
+    steps: int = option(1000, "optimiser steps in all", minimum=1)
+    batch_size: int = option(32, "demonstrations per optimiser step, all processes together", minimum=1)
+    learning_rate: float = shared.learning_rate(3e-3, ", cosine decay after the warm-up")
+    warmup_steps: int = option(50, "linear warm-up steps", minimum=0)
+    min_lr_ratio: float = option(0.1, "the cosine decay's floor, as a share of learning_rate", minimum=0, maximum=1)
+    weight_decay: float = option(0.01, "AdamW weight decay (not on norms and biases)", minimum=0)
+    max_grad_norm: float = option(1.0, "gradient clipping norm", above=0)
+    max_length: int = option(256, "tokens kept per example (prompt + response)", minimum=2)
+    save_every: int = shared.save_every(200, " (and one at the end)")
+    log_every: int = option(25, "optimiser steps per metrics.jsonl line (the mean loss over them)", minimum=1)
+    threads: int = option(0, "torch CPU threads; 0: every core", minimum=0)
+    micro_batch_size: int = option(0, "most examples per forward/backward pass, per process; 0: the whole share", minimum=0)
+    micro_batch_tokens: int = shared.micro_batch_tokens()
+    dtype: str = shared.dtype("weights and AdamW states stay float32")
+
+
+# The testbed's warm-up (`harness testbed warmup`): a tiny model on `arith` demonstrations, minutes on 2 cores.
+SFTConfig.PRESETS = {"tiny": dict(steps=2000, batch_size=32, learning_rate=3e-3, warmup_steps=50, max_length=256)}
 
 
 def batch_indices(step: int, batch_size: int, lengths: list[int], seed: int) -> list[int]:
@@ -91,13 +96,13 @@ def load_examples(tokenizer, path: str | Path) -> list:
 
 
 def train_sft(config: SFTConfig, log=print, resume: bool = False, allow_config_change: bool = False, accelerator=None) -> dict:
-    """Train (or, with ``resume``, continue the run in ``config.output``) and save the final model there;
+    """Train (or, with ``resume``, continue the run in ``config.output_dir``) and save the final model there;
     returns a summary. The folder must be empty or this run's (run_folder.py). Under ``accelerate launch``
     each process trains on every world-th example of each step; only the main process writes."""
     from harness.training.policy import make_accelerator
 
     accelerator = accelerator or make_accelerator(config.device, config.dtype)
-    with open_run(config.output, config.COMMAND, asdict(config), config.RESUME_MAY_CHANGE, resume=resume,
+    with open_run(config.output_dir, config.COMMAND, config.to_dict(), config.RESUME_MAY_CHANGE, resume=resume,
                   allow_config_change=allow_config_change, lock=accelerator.is_main_process) as run:
         return _train_sft(config, run, accelerator, log)
 
@@ -111,7 +116,7 @@ def _train_sft(config: SFTConfig, run, accelerator, log) -> dict:
     main = accelerator.is_main_process
     accelerator.wait_for_everyone()  # every process has judged the folder before the main one writes to it
     torch.set_num_threads(config.threads or os.cpu_count() or 1)
-    output = Path(config.output)
+    output = Path(config.output_dir)
     resume_from = latest_checkpoint(output) if run.resuming else None
     # Every process loads the weights before accelerate shards them (FSDP, ZeRO-3), a checkpoint's on resume.
     model, tokenizer = load_policy(resume_from or config.model, config.gradient_checkpointing)
@@ -134,24 +139,29 @@ def _train_sft(config: SFTConfig, run, accelerator, log) -> dict:
     if main:
         output.mkdir(parents=True, exist_ok=True)
         run.record()
-        run.rewind("train_log.jsonl", lambda row: row.get("step", 0) <= start)
-        (output / "sft_config.json").write_text(json.dumps(asdict(config), indent=2))
+        run.rewind(METRICS_FILE, lambda row: row.get("step", 0) <= start)
+        (output / "sft_config.json").write_text(json.dumps(config.to_dict(), indent=2))
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     began, losses = time.perf_counter(), []
-    with open(output / "train_log.jsonl", "a", encoding="utf-8") if main else contextlib.nullcontext() as log_file:
+    window_began = began  # step_time: the mean over the steps since the last line
+    with MetricLogger(output, config.report_to, enabled=main) as metrics:
         for step in range(start, config.steps):
             indices = batch_indices(step, config.batch_size, lengths, config.seed)
-            losses.append(sft_step(model, optimizer, accelerator, [examples[i] for i in indices], pad, config))
+            loss, grad_norm = sft_step(model, optimizer, accelerator, [examples[i] for i in indices], pad, config)
+            losses.append(loss)
             scheduler.step()
             done = step + 1
-            if main and (done % config.log_every == 0 or done == config.steps):
-                record = {"step": done, "loss": round(sum(losses) / len(losses), 4), "lr": scheduler.get_last_lr()[0],
-                          "seconds": round(time.perf_counter() - began, 1)}
-                log_file.write(json.dumps(record) + "\n")
-                log_file.flush()
-                log(f"step {done}/{config.steps}  loss {record['loss']:.4f}  lr {record['lr']:.2e}  {record['seconds']}s")
-            if done % config.log_every == 0:
-                losses = []
+            if done % config.log_every == 0 or done == config.steps:
+                now = time.perf_counter()
+                # Trainer's names and meanings: the mean loss since the last line, this step's norm and rate.
+                record = {"step": done, "epoch": round(done * config.batch_size / len(examples), 4),
+                          "loss": round(sum(losses) / len(losses), 4), "grad_norm": round(grad_norm, 4),
+                          "learning_rate": scheduler.get_last_lr()[0], "step_time": round((now - window_began) / len(losses), 3)}
+                metrics.log(record, done)
+                if main:
+                    log(f"step {done}/{config.steps}  loss {record['loss']:.4f}  lr {record['learning_rate']:.2e}  "
+                        f"{now - began:.1f}s")
+                losses, window_began = [], now
             if done % config.save_every == 0 and done < config.steps:
                 save_checkpoint_everywhere(accelerator, output, done, model, tokenizer, optimizer, scheduler)
     if start < config.steps:
@@ -165,10 +175,11 @@ def _train_sft(config: SFTConfig, run, accelerator, log) -> dict:
             "seconds": round(time.perf_counter() - began, 1)}
 
 
-def sft_step(model, optimizer, accelerator, examples: list, pad: int, config: SFTConfig) -> float:
+def sft_step(model, optimizer, accelerator, examples: list, pad: int, config: SFTConfig) -> tuple[float, float]:
     """One optimiser step on ``examples``: this process's share in micro-batches (as many as the busiest
     process runs; a dummy weighs 0), each the sum of its token losses over the whole batch's learned
-    tokens x the process count, so the averaged gradient is the one-process token mean. Returns that mean."""
+    tokens x the process count, so the averaged gradient is the one-process token mean. Returns that mean
+    and the gradient's norm before clipping."""
     import torch
 
     from harness.training.policy import autocast, micro_step
@@ -192,9 +203,9 @@ def sft_step(model, optimizer, accelerator, examples: list, pad: int, config: SF
             loss = token_loss(logits, batch["labels"].to(device), normaliser) * (1.0 if group else 0.0)
             accelerator.backward(loss * world)
             total += float(loss.detach())
-    accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+    grad_norm = float(accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm))
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     if world > 1:
         total = float(accelerator.reduce(torch.tensor(total, device=accelerator.device), "sum"))
-    return total
+    return total, grad_norm

@@ -50,9 +50,12 @@ def test_one_iteration_writes_samples_policy_and_report(tiny_model_dir, task_fil
     assert all(r["response"].startswith("Let's write a program.") for r in forced_code)
     policy = json.loads((tmp_path / "iter-0" / "policy.json").read_text())
     assert all(abs(sum(p.values()) - 1) < 1e-6 for p in policy.values())
-    for key in ("accuracy", "code_rate", "q_hat", "dropped_share", "selection_accuracy", "training_samples"):
+    for key in ("step", "reward", "reward_std", "completions/mean_length", "code_rate", "loss", "em/accuracy/all",
+                "em/code_rate/all", "em/q_hat/cot", "em/q_hat/code", "em/dropped_share", "em/selection_accuracy",
+                "em/training_samples", "em/mstep_steps"):
         assert key in report
-    assert json.loads((tmp_path / "report.jsonl").read_text().splitlines()[0])["iteration"] == 0
+    [logged] = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert logged == report and (logged["step"], logged["em/iteration"]) == (1, 0)
 
 
 def test_harness_score_reads_an_e_step_folder(tiny_model_dir, task_file, tmp_path):  # noqa: F811
@@ -123,7 +126,7 @@ def test_resume_in_the_middle_of_an_m_step_matches_an_uninterrupted_run(tiny_mod
     overrides = dict(batch_size=2, micro_batch_size=2, subsample="sample", samples_per_query=2, alpha=float("inf"))
     straight = EMTrainer(config(tiny_model_dir, task_file, tmp_path / "straight", **overrides))
     straight.train()
-    steps_done = json.loads((tmp_path / "straight" / "report.jsonl").read_text())["mstep_steps"]
+    steps_done = json.loads((tmp_path / "straight" / "metrics.jsonl").read_text())["em/mstep_steps"]
     assert steps_done >= 2
 
     interrupted = EMTrainer(config(tiny_model_dir, task_file, tmp_path / "resumed", **overrides))

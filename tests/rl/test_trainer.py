@@ -53,7 +53,7 @@ def test_a_step_logs_trl_metrics_and_moves_the_weights_the_backend_uses(tiny_mod
     after = weights(trainer.backend.model)
     assert any(not torch.equal(before[n], after[n]) for n in before)
     logged = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
-    assert logged[0]["step"] == 1
+    assert logged == [metrics] and logged[0]["step"] == 1
     assert (tmp_path / "checkpoints" / "step-000001" / "config.json").is_file()
 
 

@@ -67,8 +67,8 @@ def test_metrics_have_one_line_per_step_after_a_resume(tiny_model_dir, task_file
 def test_em_mstep_loss_covers_the_whole_m_step_after_a_resume(tiny_model_dir, task_file, tmp_path, monkeypatch, length_grader):  # noqa: F811
     overrides = dict(batch_size=2, micro_batch_size=2, subsample="sample", samples_per_query=2, alpha=float("inf"))
     EMTrainer(em_config(tiny_model_dir, task_file, tmp_path / "straight", **overrides)).train()
-    [straight] = [json.loads(line) for line in (tmp_path / "straight" / "report.jsonl").read_text().splitlines()]
-    assert straight["mstep_steps"] >= 2
+    [straight] = [json.loads(line) for line in (tmp_path / "straight" / "metrics.jsonl").read_text().splitlines()]
+    assert straight["em/mstep_steps"] >= 2
 
     real_step, calls = MStep.optimiser_step, {"n": 0}
 
@@ -83,5 +83,5 @@ def test_em_mstep_loss_covers_the_whole_m_step_after_a_resume(tiny_model_dir, ta
         EMTrainer(em_config(tiny_model_dir, task_file, tmp_path / "resumed", **overrides)).train()
     monkeypatch.setattr(MStep, "optimiser_step", real_step)
     EMTrainer(em_config(tiny_model_dir, task_file, tmp_path / "resumed", **overrides)).train(resume=True)
-    [resumed] = [json.loads(line) for line in (tmp_path / "resumed" / "report.jsonl").read_text().splitlines()]
-    assert resumed["mstep_loss"] == pytest.approx(straight["mstep_loss"], rel=1e-4)
+    [resumed] = [json.loads(line) for line in (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()]
+    assert resumed["loss"] == pytest.approx(straight["loss"], rel=1e-4)

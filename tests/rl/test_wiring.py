@@ -148,7 +148,7 @@ def test_em_estep_grades_each_rollout_against_its_own_gold(em_run):
         assert len(estep["values"]) == 6
         assert all(values == {"cot": 1.0, "code": 0.0} for values in estep["values"].values()), estep["values"]
         assert estep["training"] and all(r["correct"] and r["decision"] == "cot" for r, _ in estep["training"])
-        assert em_run["reports"][iteration]["dropped_share"] == 0.0
+        assert em_run["reports"][iteration]["em/dropped_share"] == 0.0
 
 
 def test_em_each_iteration_uses_its_own_pi_old(em_run):

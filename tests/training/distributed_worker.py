@@ -16,7 +16,7 @@ def sft(model: str, data: str, out: Path, resume: bool = False) -> None:
     from harness.training.sft import SFTConfig, train_sft
 
     # 3 examples a step over 2 processes: shares of 2 and 1; one row per micro-batch, so the first process runs 2, the other 1 + a dummy.
-    train_sft(SFTConfig(model=model, data=data, output=str(out), steps=3, batch_size=3, warmup_steps=1, save_every=2, log_every=1,
+    train_sft(SFTConfig(model=model, data=data, output_dir=str(out), steps=3, batch_size=3, warmup_steps=1, save_every=2, log_every=1,
                         threads=1, micro_batch_size=1, device="cpu"), log=lambda _: None, resume=resume)
 
 
@@ -95,7 +95,7 @@ def gradients(model: str, data: str, out: Path) -> None:
     tokenizer = trainer.tokenizer
     demonstrations = [encode_example(tokenizer, {"prompt": "What is 2 + 2?", "response": text}) for text in texts]
     sft_step(trainer.model, recorder, trainer.accelerator, demonstrations, tokenizer.pad_token_id,
-             SFTConfig(model=model, data=data, output=str(out), micro_batch_size=1, max_grad_norm=1e9, device="cpu"))
+             SFTConfig(model=model, data=data, output_dir=str(out), micro_batch_size=1, max_grad_norm=1e9, device="cpu"))
     if trainer.accelerator.is_main_process:
         torch.save({"em": em_gradient, "sft": recorder.gradient}, out / "gradients.pt")
 

@@ -14,6 +14,9 @@ runner = CliRunner()
 def test_train_sft_refuses_missing_inputs(tmp_path):
     result = runner.invoke(app, ["train-sft", "--model", str(tmp_path / "nope"), "--data", "x.jsonl", "-o", str(tmp_path / "out")])
     assert result.exit_code == 2 and "error: --model" in result.output
+    (tmp_path / "m").mkdir()
+    result = runner.invoke(app, ["train-sft", "--model", str(tmp_path / "m"), "--data", "x.jsonl", "-o", str(tmp_path / "out")])
+    assert result.exit_code == 2 and result.output.strip() == "error: --data must be a demonstration JSONL file (got 'x.jsonl')"
 
 
 def test_train_sft_names_the_bad_line(tmp_path):
@@ -106,7 +109,7 @@ def test_train_sft_refuses_a_used_folder_and_resumes_only_the_same_config(tmp_pa
     assert again.exit_code == 2 and f"error: {out}: not empty" in again.output
     assert (out / "model.safetensors").read_bytes() == weights
 
-    other_lr = runner.invoke(app, [*base, "--steps", "4", "--lr", "0.01", "--resume"])
+    other_lr = runner.invoke(app, [*base, "--steps", "4", "--learning-rate", "0.01", "--resume"])
     assert other_lr.exit_code == 2 and "learning_rate: 0.003 in the run, 0.01 now" in other_lr.output
 
     import shutil
@@ -114,6 +117,6 @@ def test_train_sft_refuses_a_used_folder_and_resumes_only_the_same_config(tmp_pa
     shutil.rmtree(out / "checkpoints" / "step-000004")  # as if killed after step 4's log line, before its checkpoint
     resumed = runner.invoke(app, [*base, "--steps", "4", "--resume"])
     assert resumed.exit_code == 0, resumed.output
-    assert [json.loads(line)["step"] for line in (out / "train_log.jsonl").read_text().splitlines()] == [4]
+    assert [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()] == [4]
     provenance = json.loads((out / "provenance.json").read_text())
     assert provenance["command"] == "train-sft" and provenance["resumes"][0]["step"] == 2

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 from harness.cli import app
 from harness.em.config import EMConfig
 from harness.rl.config import RLConfig
+from harness.training.sft import SFTConfig
 
 runner = CliRunner()
 
@@ -19,7 +20,7 @@ def field_lines(output: str) -> dict[str, str]:
     return {line.split(" ", 1)[0]: line for line in output.splitlines()}
 
 
-@pytest.mark.parametrize("command, config_class", [("train-em", EMConfig), ("train-rl", RLConfig)])
+@pytest.mark.parametrize("command, config_class", [("train-em", EMConfig), ("train-rl", RLConfig), ("train-sft", SFTConfig)])
 def test_each_preset_shows_the_values_it_resolves_to(command, config_class):
     defaults = asdict(config_class())
     for preset in config_class.PRESETS:

@@ -110,8 +110,8 @@ def test_micro_batched_sft_step_equals_the_whole_batch(tmp_path):
         model, tokenizer = load_policy(tmp_path / "init")
         examples = [encode_example(tokenizer, row) for row in demonstration_rows(5, seed=3, code_ratio=0.5, forced_share=0.5)]
         optimiser = RecordingOptimiser(model)
-        config = SFTConfig(model="", data="", output="", max_length=120, device="cpu", **split)
-        loss = sft_step(model, optimiser, make_accelerator("cpu", "auto"), examples, tokenizer.pad_token_id, config)
+        config = SFTConfig(model="", data="", output_dir="", max_length=120, device="cpu", **split)
+        loss, _ = sft_step(model, optimiser, make_accelerator("cpu", "auto"), examples, tokenizer.pad_token_id, config)
         gradients[name] = (loss, optimiser.gradients)
     for name in ("rows", "tokens"):
         assert gradients[name][0] == pytest.approx(gradients["whole"][0], rel=1e-5)

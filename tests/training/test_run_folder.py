@@ -70,6 +70,17 @@ def test_resume_with_another_config_is_refused_unless_allowed_and_then_both_are_
     start(tmp_path, changed, resume=True)  # the run's config is now the new one
 
 
+def test_resume_of_a_run_whose_config_has_other_fields_is_refused_unless_allowed(tmp_path):
+    """A run of another harness version (a field renamed, one added): one line naming the fields."""
+    start(tmp_path, {"lr": 0.001, "steps": 10}).record()
+    with pytest.raises(ValueError, match=r"another harness version \(its config had lr; lacks learning_rate, output_dir\); "
+                                         r"resume it with that version, or pass --allow-config-change"):
+        start(tmp_path, resume=True)
+    start(tmp_path, resume=True, allow_config_change=True).record()
+    resumed = json.loads((tmp_path / PROVENANCE_FILE).read_text())["resumes"][-1]
+    assert resumed["changed"]["lr"] == [0.001, None] and resumed["changed"]["learning_rate"] == [None, 0.001]
+
+
 def test_resume_refuses_a_folder_that_is_not_a_run_of_this_command(tmp_path):
     (tmp_path / "notes.txt").write_text("mine")
     with pytest.raises(ValueError, match=f"no {PROVENANCE_FILE}"):

@@ -114,7 +114,7 @@ def test_of_two_train_sft_runs_into_one_folder_the_second_fails_and_the_folder_i
             assert first.poll() is None, first.stderr.read().decode()[-2000:]
             assert time.monotonic() < deadline, "the first run never locked its folder"
             time.sleep(0.1)
-        second = runner.invoke(app, ["train-sft", *flags, "--steps", "2", "--lr", "0.01"])
+        second = runner.invoke(app, ["train-sft", *flags, "--steps", "2", "--learning-rate", "0.01"])
         assert first.poll() is None, "the first run ended before the second was refused: make it longer"
         assert second.exit_code != 0
         assert [line for line in second.output.splitlines() if line.startswith("error:")] == [
@@ -125,4 +125,4 @@ def test_of_two_train_sft_runs_into_one_folder_the_second_fails_and_the_folder_i
         first.wait()
     provenance = json.loads((out / PROVENANCE_FILE).read_text())
     assert provenance["config"]["steps"] == 60 and provenance["config"]["learning_rate"] == 0.003
-    assert [json.loads(line)["step"] for line in (out / "train_log.jsonl").read_text().splitlines()][-1] == 60
+    assert [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()][-1] == 60

@@ -42,7 +42,7 @@ def batch_loss(model, tokenizer, rows):
 
 
 def config(tiny, output, **changes):
-    base = {"model": str(tiny / "init"), "data": str(tiny / "demos.jsonl"), "output": str(output), "steps": 30,
+    base = {"model": str(tiny / "init"), "data": str(tiny / "demos.jsonl"), "output_dir": str(output), "steps": 30,
             "batch_size": 4, "learning_rate": 3e-3, "warmup_steps": 3, "save_every": 15, "log_every": 10, "threads": 1}
     return SFTConfig(**(base | changes))
 
@@ -52,6 +52,11 @@ def test_a_handful_of_examples_lowers_the_loss_and_changes_every_parameter(tiny,
     before, tokenizer = load(tiny / "init")
     train_sft(config(tiny, tmp_path / "run"), log=lambda _: None)
     after, _ = load(tmp_path / "run")
+    logged = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [line["step"] for line in logged] == [10, 20, 30]  # log_every 10
+    assert all(set(line) == {"step", "epoch", "loss", "grad_norm", "learning_rate", "step_time"} for line in logged)  # Trainer's names
+    assert logged[-1]["epoch"] == 30 * 4 / len(rows) and logged[-1]["loss"] < logged[0]["loss"]
+    assert logged[-1]["learning_rate"] == pytest.approx(3e-3 * lr_factor(30, 30, 3, "cosine", 0.1))
     assert batch_loss(after, tokenizer, rows) < 0.5 * batch_loss(before, tokenizer, rows)
     old = dict(before.named_parameters())
     unchanged = [name for name, p in after.named_parameters() if p.requires_grad and p.detach().equal(old[name].detach())]
