@@ -184,13 +184,12 @@ def eval_command(
 
 
 def _open_sandbox(kind: str, timeout: float):
-    from harness.sandbox import SandboxLimits, get_sandbox
-    from harness.sandbox.cli import open_or_explain
+    from harness.sandbox import SandboxLimits, SandboxUnavailable, open_sandbox
 
-    box, problem = open_or_explain(get_sandbox, kind, SandboxLimits(timeout_s=timeout))
-    if box is None:
-        fail(f"the {kind} sandbox is unavailable ({problem}); see `harness sandbox doctor`")
-    return box
+    try:
+        return open_sandbox(kind, SandboxLimits(timeout_s=timeout))
+    except SandboxUnavailable as exc:
+        fail(str(exc))
 
 
 def _run_dirs_under(paths: list[Path]) -> list[Path]:
