@@ -80,7 +80,7 @@ def parse_harness(args: list[str]) -> None:
             return
         if not hasattr(command, "commands"):
             return
-        rest = [*context._protected_args, *context.args]  # what is left for the sub-command, as typer's completion reads it
+        rest = [*context._protected_args, *context.args]  # left for the sub-command (as typer's completion reads it)
         assert rest, f"`{name}` needs a sub-command"
         name, command, rest = command.resolve_command(context, rest)
 
@@ -111,8 +111,8 @@ def test_the_docs_show_harness_commands_in_their_code_blocks():
     assert len(COMMANDS) >= 20
 
 
-@pytest.mark.parametrize("args", [["eval", "--no-such-option"], ["eval", "--samples", "zero"], ["eval", "--samples", "0"],
-                                  ["sandbox", "run"], ["no-such-command"], ["testbed"]])
+@pytest.mark.parametrize("args", [["eval", "--no-such-option"], ["eval", "--samples", "zero"],
+                                  ["eval", "--samples", "0"], ["sandbox", "run"], ["no-such-command"], ["testbed"]])
 def test_a_wrong_command_fails_to_parse(args):
     with pytest.raises(Exception) as caught:
         parse_harness(args)

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from harness.eval.methods import Method
+from harness.eval.results import build_results
 from harness.eval.rollout import RolloutEngine
 from harness.eval.store import RunStore
 from harness.eval.tasks import Sample, TaskSpec
@@ -169,6 +170,15 @@ class EvalRun:
                 progress(len(records), total, sum(bool(r["correct"]) for r in records))
         self.engine_stats = engine.stats
         return records
+
+    def write_results(self, records: list[dict], elapsed_s: float) -> dict:
+        """Build and write results.json. It describes the run as run.json first recorded it (a resumed run keeps
+        the environment it started in), with this invocation's limit, which decides the problems it counts."""
+        info = json.loads(self.store.run_file.read_text(encoding="utf-8"))
+        info["config"]["limit"] = self.config.limit
+        results = {**build_results(info, records, elapsed_s), "rollout": vars(self.engine_stats)}
+        self.store.write_results(results)
+        return results
 
     def _encode(self, prompts: dict[str, str], todo: list[tuple[Sample, int]]) -> tuple[dict[str, list[int]], list[dict]]:
         """Token ids of each prompt that fits the model's context, and refused records for the attempts of the rest."""

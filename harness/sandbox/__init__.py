@@ -49,4 +49,5 @@ def open_sandbox(backend: str = "local", limits: SandboxLimits | None = None, **
     raise SandboxUnavailable(f"the {backend} sandbox is unavailable ({problem}); see `harness sandbox doctor`")
 
 
-__all__ = ["BACKENDS", "CellResult", "Sandbox", "SandboxLimits", "SandboxUnavailable", "Session", "get_sandbox", "open_sandbox"]
+__all__ = ["BACKENDS", "CellResult", "Sandbox", "SandboxLimits", "SandboxUnavailable", "Session", "get_sandbox",
+           "open_sandbox"]

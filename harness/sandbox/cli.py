@@ -18,7 +18,7 @@ sandbox_app = typer.Typer(help="Run model-written Python safely: local namespace
 def run_file(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Python file to run as one cell.")],
     backend: Annotated[str, typer.Option(help="local or docker.")] = "local",
-    timeout: Annotated[float | None, typer.Option(min=0.1, help="Wall-clock seconds (default: the sandbox default).")] = None,
+    timeout: Annotated[float | None, typer.Option(min=0.1, help="Wall-clock seconds (default: the sandbox's).")] = None,
     memory: Annotated[int | None, typer.Option(min=1, help="Memory limit in MB.")] = None,
 ) -> None:
     """Run FILE as one cell of a fresh session and print one JSON object; exit 0 even when the code fails."""
@@ -68,7 +68,7 @@ def bench(
 @sandbox_app.command("build-image")
 def build_image_command(
     tag: Annotated[str, typer.Option(help="Image tag.")] = "harness-sandbox:latest",
-    base: Annotated[str | None, typer.Option(help="Build from this base image with a Dockerfile (needs a registry).")] = None,
+    base: Annotated[str | None, typer.Option(help="Build from this base image via a Dockerfile (needs a registry).")] = None,
 ) -> None:
     """Build the Docker sandbox image: offline from this host's interpreter, or from --base via a Dockerfile."""
     import docker
@@ -83,7 +83,7 @@ def build_image_command(
 
 @sandbox_app.command("cleanup")
 def cleanup(
-    everything: Annotated[bool, typer.Option("--all", help="Remove every sandbox container, not only orphans.")] = False,
+    everything: Annotated[bool, typer.Option("--all", help="Remove all sandbox containers, not only orphans.")] = False,
 ) -> None:
     """Remove sandbox containers left by harness processes that are gone (or all of them with --all)."""
     import docker

@@ -39,12 +39,13 @@ def foreign_imports(source: str) -> list[str]:
 
 
 def test_the_checker_catches_what_a_guest_must_not_import():
-    source = "import os\nimport kernel\ndef late():\n    import numpy\nfrom harness.io import fail\nfrom . import jail\n"
+    source = "import os\nimport kernel\ndef late():\n    import numpy\nfrom harness.io import fail\nfrom . import jail"
     assert sorted(foreign_imports(source)) == [".", "harness", "numpy"]
 
 
 def test_the_guest_folder_holds_the_sandbox_scripts():
-    assert {"kernel", "supervisor", "zygote", "jail", "syscall_filter", "session_cgroup", "container_traces"} <= set(GUEST_MODULES)
+    expected = {"kernel", "supervisor", "zygote", "jail", "syscall_filter", "session_cgroup", "container_traces"}
+    assert expected <= set(GUEST_MODULES)
 
 
 @pytest.mark.parametrize("path", GUEST_FILES, ids=[path.name for path in GUEST_FILES])
@@ -74,5 +75,25 @@ def test_the_image_carries_every_sibling_its_entry_point_imports():
     with tarfile.open(fileobj=io.BytesIO(skeleton_tar())) as tar:  # the hostpy image
         carried = {Path(name).name for name in tar.getnames() if name.startswith(SCRIPTS_IN_IMAGE.lstrip("/") + "/")}
     assert set(SESSION_SCRIPTS) <= carried
-    [copy] = [line.split() for line in dockerfile("python:3.11-slim", ("sympy",)).splitlines() if line.startswith("COPY")]
+    text = dockerfile("python:3.11-slim", ("sympy",))
+    [copy] = [line.split() for line in text.splitlines() if line.startswith("COPY")]
     assert set(SESSION_SCRIPTS) <= set(copy[1:-1]) and copy[-1] == f"{SCRIPTS_IN_IMAGE}/"  # the dockerfile image
+
+
+def test_the_host_imports_only_guest_modules_that_stand_alone():
+    # A guest module that imports a sibling by bare name fails outside the guest's own sys.path.
+    def siblings(module: str) -> set[str]:
+        source = (GUEST_DIR / f"{module}.py").read_text(encoding="utf-8")
+        return {name for name, _ in imported_names(source)} & set(GUEST_MODULES)
+
+    stand_alone = {module for module in GUEST_MODULES if not siblings(module)}
+    harness_dir = GUEST_DIR.parents[1]
+    imported = set()
+    for path in harness_dir.rglob("*.py"):
+        if GUEST_DIR not in path.parents:
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.ImportFrom) and node.module == "harness.sandbox.guest":
+                    imported |= {alias.name for alias in node.names} - {"GUEST_DIR"}
+                elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("harness.sandbox.guest."):
+                    imported.add(node.module.rpartition(".")[2])
+    assert imported and imported <= stand_alone
