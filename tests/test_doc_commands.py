@@ -1,7 +1,8 @@
-"""Every command shown in a fenced block of README.md or docs/*.md parses: `harness ...` (also behind
-`accelerate launch -m harness.cli_main`) through the real Typer app, and `python -m MODULE ...` through the
-module's own argparse parser. Parsing, not `--help` (which short-circuits validation): an unknown option, a
-missing argument or a bad value fails; nothing is run."""
+"""Every command shown in README.md or docs/*.md parses: `harness ...` (also behind `accelerate launch -m
+harness.cli_main`) through the real Typer app, and `python -m MODULE ...` through the module's own argparse
+parser. Parsing, not `--help` (which short-circuits validation): an unknown option, a missing argument or a bad
+value fails; nothing is run. Shown means in a fenced block, or inline with options but no syntax summary
+(`[--all]`, `local|docker`, `...`)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ from harness.cli import app
 REPO = Path(__file__).resolve().parents[1]
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 FENCE = re.compile(r"^```[^\n]*\n(.*?)^```", re.S | re.M)
+INLINE = re.compile(r"(?<!`)`((?:harness|python -m) [^`]*?--[^`]*)`(?!`)")
+SYNTAX_SUMMARY = re.compile(r"\[|\||\.\.\.|^harness [A-Z]+ ")  # [--all], local|docker, PATH..., harness COMMAND
 SHELL_OPERATORS = {"|", "||", "&&", ";", "&", ">", ">>", "<", "(", ")"}
 
 
@@ -50,18 +53,23 @@ def entry_point(words: list[str]) -> tuple[str, list[str]] | None:
 
 
 def documented_commands() -> list[tuple[str, str, list[str]]]:
-    """(where, program, args) for each checked command in a fenced block, `\\` continuations joined."""
+    """(where, program, args) for each checked command, `\\` continuations joined."""
     found = []
     for path in DOCS:
         text = path.read_text(encoding="utf-8")
+        where = lambda offset: f"{path.relative_to(REPO)}:{text.count(chr(10), 0, offset) + 1}"  # noqa: E731
         for block in FENCE.finditer(text):
-            number = text.count("\n", 0, block.start(1)) + 1
+            offset = block.start(1)
             for line in re.split(r"(?<!\\)\n", block.group(1)):
                 for words in shell_commands(line.replace("\\\n", " ")):
-                    entry = entry_point(words)
-                    if entry:
-                        found.append((f"{path.relative_to(REPO)}:{number}", *entry))
-                number += line.count("\n") + 1
+                    if entry := entry_point(words):
+                        found.append((where(offset), *entry))
+                offset += len(line) + 1
+        prose = FENCE.sub(lambda block: re.sub(r"[^\n]", " ", block.group(0)), text)  # same offsets, no blocks
+        for span in INLINE.finditer(prose):
+            if not SYNTAX_SUMMARY.search(span.group(1)):
+                commands = map(entry_point, shell_commands(span.group(1)))
+                found += [(where(span.start()), *entry) for entry in commands if entry]
     return found
 
 
