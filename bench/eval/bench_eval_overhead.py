@@ -31,7 +31,7 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-    from harness.eval.cli import environment
+    from harness.eval.evaluation import environment
     from harness.eval.methods import load_method
     from harness.eval.runner import EvalConfig, EvalRun
     from harness.eval.tasks import load_samples, load_task

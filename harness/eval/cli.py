@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import json
-import os
-import platform
-import subprocess
-import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -33,42 +30,23 @@ def parse_model_args(text: str) -> dict[str, str]:
     return args
 
 
-def environment() -> dict:
-    import importlib.metadata as metadata
-
-    import harness
-
-    versions = {}
-    for package in ("torch", "transformers", "vllm", "math-verify", "sympy", "docker"):
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            continue
-    try:
-        commit = subprocess.run(["git", "-C", str(Path(harness.__file__).parent), "rev-parse", "HEAD"],
-                                capture_output=True, text=True, timeout=5).stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        commit = None
-    return {"harness_version": harness.__version__, "python": platform.python_version(), "packages": versions, "git_commit": commit}
-
-
-def _check_output_dir(output_dir: Path) -> None:
-    """Refuse an unusable output folder before a model is loaded and samples are generated for nothing."""
-    if output_dir.exists() and not output_dir.is_dir():
-        fail(f"--output-dir {output_dir} is a file, not a folder")
-    try:
-        output_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        fail(f"cannot create --output-dir {output_dir}: {exc.strerror}")
-    if not os.access(output_dir, os.W_OK | os.X_OK):
-        fail(f"--output-dir {output_dir} is not writable")
-
-
-def _progress_bar():
+@contextmanager
+def _progress_bar(label: str) -> Iterator[Callable[[int, int, int], None]]:
+    """One run's bar: problems done of all, accuracy so far, time left."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("acc {task.fields[acc]}"),
-                    TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn())
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("acc {task.fields[acc]}"), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn()) as bar:
+        bar_task = bar.add_task(label, total=None, acc="-")
+
+        def report(done: int, total: int, correct: int) -> None:
+            bar.update(bar_task, completed=done, total=total, acc=f"{correct / done:.1%}" if done else "-")
+
+        yield report
+
+
+def _warn(message: str) -> None:
+    typer.echo(f"warning: {message}", err=True)
 
 
 def _summary_row(results: dict) -> list:
@@ -108,90 +86,31 @@ def eval_command(
     """Run a model on math tasks with a method; resumable, graded, with code-usage statistics."""
     from tabulate import tabulate
 
-    from harness.eval.metacognition import write_if_complete
-    from harness.eval.methods import MethodError, load_method
-    from harness.eval.results import build_results
-    from harness.eval.run_lock import RunLockedError
-    from harness.eval.runner import EvalConfig, EvalRun
-    from harness.eval.store import RunMismatchError, RunStoreError
-    from harness.eval.tasks import TaskError, load_samples, load_task, task_data_dir
-    from harness.models import BackendError, load_backend, parse_model_spec
-    from harness.models.threads import available_cpus, set_torch_threads
+    from harness.eval.evaluation import EVAL_ERRORS, Evaluation
+    from harness.eval.runner import EvalConfig
+    from harness.eval.tasks import task_data_dir
 
     data_dir = task_data_dir(data_dir)  # resolved once, so run.json records the folder the data came from
     if sandbox not in ("local", "docker"):
         fail(f"--sandbox must be local or docker, not {sandbox!r}")
+    config = EvalConfig(model=model, model_args=parse_model_args(model_args), task=task, method=method,
+                        samples=samples, temperature=temperature, top_p=top_p, max_tokens=max_tokens,
+                        max_tool_calls=max_tool_calls, seed=seed, sandbox=sandbox, sandbox_timeout=sandbox_timeout,
+                        limit=limit, batch_size=batch_size, output_dir=str(output_dir),
+                        data_dir=str(data_dir) if data_dir else None)
+    columns = {"question_field": question_field, "answer_field": answer_field, "id_field": id_field}
+    rows = []
     try:
-        chosen_method = load_method(method)
-        tasks = [load_task(name, question_field=question_field, answer_field=answer_field, id_field=id_field)
-                 for name in filter(None, task.split(","))]
-        datasets = [load_samples(spec, data_dir) for spec in tasks]
-    except (TaskError, MethodError) as exc:
+        with Evaluation(config, threads, **columns) as evaluation:
+            for run, results in evaluation.runs(overwrite, progress=_progress_bar, warn=_warn):
+                rows.append(_summary_row(results))
+                typer.echo(f"wrote {run.directory}/results.json")
+    except EVAL_ERRORS as exc:
         fail(str(exc))
-    args = parse_model_args(model_args)
-    _check_output_dir(output_dir)
-    try:
-        local_torch = parse_model_spec(model)[0] in ("hf", "smollm2")
-    except BackendError as exc:
-        fail(str(exc))
-    cpus = set_torch_threads(threads or None) if local_torch else available_cpus()
-    box = _open_sandbox(sandbox, sandbox_timeout) if chosen_method.tools else None
-    try:
-        backend = load_backend(model, args)
-    except BackendError as exc:
-        if box is not None:
-            box.close()
-        fail(str(exc))
-    env, rows = {**environment(), "cpus": cpus}, []
-    try:
-        for spec, (samples_list, fingerprint) in zip(tasks, datasets):
-            config = EvalConfig(model=model, model_args=args, task=spec.name, method=chosen_method.name, samples=samples,
-                                temperature=temperature, top_p=top_p, max_tokens=max_tokens, max_tool_calls=max_tool_calls,
-                                seed=seed, sandbox=sandbox, sandbox_timeout=sandbox_timeout, limit=limit,
-                                batch_size=batch_size, output_dir=str(output_dir), data_dir=str(data_dir) if data_dir else None)
-            run = EvalRun(config, spec, chosen_method, samples_list, fingerprint, backend, box)
-            started = time.perf_counter()
-            try:
-                warning = run.open(env, overwrite=overwrite)
-                if warning:
-                    typer.echo(f"warning: {warning}", err=True)
-                with _progress_bar() as bar:
-                    bar_task = bar.add_task(f"{spec.name}/{chosen_method.name}", total=None, acc="-")
-
-                    def report(done: int, total: int, correct: int) -> None:
-                        bar.update(bar_task, completed=done, total=total, acc=f"{correct / done:.1%}" if done else "-")
-
-                    records = run.execute(env, progress=report)
-                info = json.loads(run.store.run_file.read_text(encoding="utf-8"))
-                info["config"]["limit"] = limit
-                results = build_results(info, records, round(time.perf_counter() - started, 2))
-                results["rollout"] = vars(run.engine_stats)
-                run.store.write_results(results)
-            except (RunMismatchError, RunLockedError, RunStoreError) as exc:
-                fail(str(exc))
-            finally:
-                run.close()
-            rows.append(_summary_row(results))
-            write_if_complete(run.directory.parent)
-            typer.echo(f"wrote {run.directory}/results.json")
     except KeyboardInterrupt:
         typer.echo("interrupted: finished samples are saved; run the same command again to resume", err=True)
         raise typer.Exit(130) from None
-    finally:
-        if box is not None:
-            box.close()
-        backend.close()
-    typer.echo(f"\nmodel: {backend.name}\n" + tabulate(rows, headers=SUMMARY_HEADERS, tablefmt="github"))
-
-
-def _open_sandbox(kind: str, timeout: float):
-    from harness.sandbox import SandboxLimits, get_sandbox
-    from harness.sandbox.cli import open_or_explain
-
-    box, problem = open_or_explain(get_sandbox, kind, SandboxLimits(timeout_s=timeout))
-    if box is None:
-        fail(f"the {kind} sandbox is unavailable ({problem}); see `harness sandbox doctor`")
-    return box
+    typer.echo(f"\nmodel: {evaluation.backend.name}\n" + tabulate(rows, headers=SUMMARY_HEADERS, tablefmt="github"))
 
 
 def _run_dirs_under(paths: list[Path]) -> list[Path]:

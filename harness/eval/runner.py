@@ -18,6 +18,7 @@ from pathlib import Path
 from harness.defaults import EVAL_SANDBOX_TIMEOUT_S, MAX_TOOL_CALLS
 from harness.eval.attempts import RECORD_FIELDS, RECORD_KEY, Attempt, encode_prompts, run_attempts, run_description
 from harness.eval.methods import Method
+from harness.eval.results import build_results
 from harness.eval.rollout import RolloutEngine
 from harness.eval.store import RunStore
 from harness.eval.tasks import Sample, TaskSpec
@@ -116,3 +117,12 @@ class EvalRun:
                 progress(len(records), total, sum(bool(r["correct"]) for r in records))
         self.engine_stats = engine.stats
         return records
+
+    def write_results(self, records: list[dict], elapsed_s: float) -> dict:
+        """Build and write results.json. It describes the run as run.json first recorded it (a resumed run keeps
+        the environment it started in), with this invocation's limit, which decides the problems it counts."""
+        info = json.loads(self.store.run_file.read_text(encoding="utf-8"))
+        info["config"]["limit"] = self.config.limit
+        results = {**build_results(info, records, elapsed_s), "rollout": vars(self.engine_stats)}
+        self.store.write_results(results)
+        return results

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import gc
 from typing import Any
 
 from harness.sandbox.base import Sandbox
@@ -31,4 +32,22 @@ def get_sandbox(backend: str = "local", limits: SandboxLimits | None = None, **o
     raise ValueError(f"unknown sandbox backend {backend!r}; choose one of {', '.join(BACKENDS)}")
 
 
-__all__ = ["BACKENDS", "CellResult", "Sandbox", "SandboxLimits", "Session", "get_sandbox"]
+class SandboxUnavailable(RuntimeError):
+    """A sandbox could not be started here; the message is one line that names the backend and why."""
+
+
+def open_sandbox(backend: str = "local", limits: SandboxLimits | None = None, **options: Any) -> Sandbox:
+    """`get_sandbox`, with any failure to start turned into one SandboxUnavailable line. The exception and its
+    traceback are dropped and collected before that is raised: they hold the half-built sandbox, whose close at
+    interpreter exit would otherwise fail loudly."""
+    try:
+        return get_sandbox(backend, limits, **options)
+    except Exception as exc:  # noqa: BLE001 - any engine failure becomes one line for the user
+        lines = str(exc).strip().splitlines()
+        problem = f"{type(exc).__name__}: {lines[0] if lines else ''}"
+    gc.collect()
+    raise SandboxUnavailable(f"the {backend} sandbox is unavailable ({problem}); see `harness sandbox doctor`")
+
+
+__all__ = ["BACKENDS", "CellResult", "Sandbox", "SandboxLimits", "SandboxUnavailable", "Session", "get_sandbox",
+           "open_sandbox"]

@@ -5,45 +5,33 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Annotated
 
 import typer
+
+from harness.io import fail
 
 sandbox_app = typer.Typer(help="Run model-written Python safely: local namespaces or Docker.", no_args_is_help=True)
 
 
-def open_or_explain(get_sandbox, backend: str, limits) -> tuple[object | None, str]:
-    """The sandbox, or None and why not. The exception and its traceback are dropped and collected here:
-    they hold the half-built sandbox, whose close at interpreter exit would otherwise fail loudly."""
-    import gc
-
-    try:
-        return get_sandbox(backend, limits=limits), ""
-    except Exception as exc:  # noqa: BLE001 - any engine failure becomes one line for the user
-        lines = str(exc).strip().splitlines()
-        problem = f"{type(exc).__name__}: {lines[0] if lines else ''}"
-    gc.collect()
-    return None, problem
-
-
 @sandbox_app.command("run")
 def run_file(
-    file: Path = typer.Argument(..., exists=True, dir_okay=False, help="Python file to run as one cell."),
-    backend: str = typer.Option("local", help="local or docker."),
-    timeout: Optional[float] = typer.Option(None, help="Wall-clock seconds (default: the sandbox default)."),
-    memory: Optional[int] = typer.Option(None, help="Memory limit in MB."),
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Python file to run as one cell.")],
+    backend: Annotated[str, typer.Option(help="local or docker.")] = "local",
+    timeout: Annotated[float | None, typer.Option(min=0.1, help="Wall-clock seconds (default: the sandbox's).")] = None,
+    memory: Annotated[int | None, typer.Option(min=1, help="Memory limit in MB.")] = None,
 ) -> None:
     """Run FILE as one cell of a fresh session and print one JSON object; exit 0 even when the code fails."""
-    from harness.io import fail
-    from harness.sandbox import SandboxLimits, get_sandbox
+    from harness.sandbox import SandboxLimits, SandboxUnavailable, open_sandbox
 
     if backend not in ("local", "docker"):
         fail(f"--backend must be local or docker, not {backend!r}")
     limits = SandboxLimits().with_overrides(timeout_s=timeout, memory_mb=memory)
     code = file.read_text(encoding="utf-8", errors="surrogateescape")
-    sandbox, problem = open_or_explain(get_sandbox, backend, limits)
-    if sandbox is None:
-        fail(f"the {backend} sandbox is unavailable ({problem}); see `harness sandbox doctor`")
+    try:
+        sandbox = open_sandbox(backend, limits)
+    except SandboxUnavailable as exc:
+        fail(str(exc))
     with sandbox:
         result = sandbox.run(code)
     payload = {"backend": backend, **result.to_dict(), "feedback": result.feedback()}
@@ -63,9 +51,10 @@ def doctor() -> None:
 
 @sandbox_app.command("bench")
 def bench(
-    cells: int = typer.Option(200, help="Cells per measured path."),
-    backends: str = typer.Option("auto", help="Comma-separated: fresh,local,local-fresh,docker-exec,docker; auto = all that can run."),
-    output: Optional[Path] = typer.Option(None, help="Also write the figures as JSON here."),
+    cells: Annotated[int, typer.Option(min=1, help="Cells per measured path.")] = 200,
+    backends: Annotated[str, typer.Option(help="Comma-separated: fresh,local,local-fresh,docker-exec,docker; "
+                                               "auto = all that can run.")] = "auto",
+    output: Annotated[Path | None, typer.Option(help="Also write the figures as JSON here.")] = None,
 ) -> None:
     """Per-cell p50/p95 and cells/s of the sandboxes against a fresh python3 and a docker exec per cell."""
     from harness.sandbox.bench import format_table, run_bench
@@ -78,8 +67,8 @@ def bench(
 
 @sandbox_app.command("build-image")
 def build_image_command(
-    tag: str = typer.Option("harness-sandbox:latest", help="Image tag."),
-    base: Optional[str] = typer.Option(None, help="Build from this base image with a Dockerfile (needs a registry)."),
+    tag: Annotated[str, typer.Option(help="Image tag.")] = "harness-sandbox:latest",
+    base: Annotated[str | None, typer.Option(help="Build from this base image via a Dockerfile (needs a registry).")] = None,
 ) -> None:
     """Build the Docker sandbox image: offline from this host's interpreter, or from --base via a Dockerfile."""
     import docker
@@ -94,7 +83,7 @@ def build_image_command(
 
 @sandbox_app.command("cleanup")
 def cleanup(
-    everything: bool = typer.Option(False, "--all", help="Remove every sandbox container, not only orphans."),
+    everything: Annotated[bool, typer.Option("--all", help="Remove all sandbox containers, not only orphans.")] = False,
 ) -> None:
     """Remove sandbox containers left by harness processes that are gone (or all of them with --all)."""
     import docker

@@ -1,4 +1,4 @@
-"""The Docker backend: one REPL (supervisor.py) per session inside a pooled container, driven over the exec socket.
+"""The Docker backend: one REPL (guest/supervisor.py) per session inside a pooled container, driven over the exec socket.
 
 The host side enforces everything: the deadline and the byte cap while reading the exec stream, a cap on
 every other byte it keeps for the session, and on expiry a kill of every process of the session's uid (the
@@ -96,7 +96,7 @@ class SentinelStream:
 
 
 class DockerKernel:
-    """One REPL (`python kernel.py`) in a container, as uid `uid`, reached through a hijacked exec socket."""
+    """One REPL (`python -I supervisor.py`) in a container, as uid `uid`, reached through a hijacked exec socket."""
 
     def __init__(self, pool: ContainerPool, entry: PooledContainer, uid: int, preload: tuple[str, ...]) -> None:
         self.pool, self.entry, self.uid, self.limits = pool, entry, uid, pool.limits

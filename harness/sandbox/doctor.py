@@ -66,7 +66,7 @@ def hardening_lines(mode: str) -> list[str]:
 
 
 def root_summary() -> str:
-    from harness.sandbox.host_files import interpreter_files, package_locations
+    from harness.sandbox.guest.host_files import interpreter_files, package_locations
     from harness.sandbox.local import DEFAULT_PACKAGES
 
     try:

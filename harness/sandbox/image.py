@@ -18,13 +18,14 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.sandbox.host_files import LIBRARY_DIRS, interpreter_files, package_locations
-from harness.sandbox.jail import DEVICES
+from harness.sandbox.guest import GUEST_DIR
+from harness.sandbox.guest.host_files import LIBRARY_DIRS, interpreter_files, package_locations
+from harness.sandbox.guest.jail import DEVICES
 
 DEFAULT_IMAGE = "harness-sandbox:latest"
 # The in-sandbox half of a session: the supervisor (the REPL's entry point), the worker it forks, the syscall
 # filter it installs, and what removes a session's traces from its container.
-SESSION_SCRIPTS = {name: Path(__file__).with_name(name)
+SESSION_SCRIPTS = {name: GUEST_DIR / name
                    for name in ("supervisor.py", "kernel.py", "syscall_filter.py", "container_traces.py")}
 SCRIPTS_IN_IMAGE = "/opt/harness"
 ENTRY_IN_IMAGE = f"{SCRIPTS_IN_IMAGE}/supervisor.py"
@@ -33,7 +34,7 @@ PYTHON_LABEL = "harness.sandbox.python"
 DOCKERFILE = """\
 FROM {base}
 RUN pip install --no-cache-dir {packages} && python -m compileall -q /usr/local/lib
-COPY supervisor.py kernel.py {scripts}/
+COPY {session_scripts} {scripts}/
 LABEL {kind_label}=dockerfile {python_label}=/usr/local/bin/python3
 """
 
@@ -50,7 +51,7 @@ class HostMounts:
 
 def host_mounts(packages: tuple[str, ...]) -> HostMounts:
     """What a hostpy container needs from this host to run its interpreter with the allowed packages: the same
-    minimal set as the local backend's root (host_files.py), not whole library directories."""
+    minimal set as the local backend's root (guest/host_files.py), not whole library directories."""
     try:
         package_dirs = package_locations(list(packages))
     except ImportError as exc:
@@ -90,6 +91,12 @@ def skeleton_tar() -> bytes:
     return buffer.getvalue()
 
 
+def dockerfile(base: str, packages: tuple[str, ...]) -> str:
+    """The self-contained image's Dockerfile; its build context holds SESSION_SCRIPTS."""
+    return DOCKERFILE.format(base=base, packages=" ".join(packages), session_scripts=" ".join(SESSION_SCRIPTS),
+                             scripts=SCRIPTS_IN_IMAGE, kind_label=KIND_LABEL, python_label=PYTHON_LABEL)
+
+
 def engine_is_local(client) -> bool:
     return client.api.base_url.startswith(("http+docker://localhost", "http+docker://localunixsocket"))
 
@@ -112,11 +119,9 @@ def build_image(client, tag: str = DEFAULT_IMAGE, base: str | None = None,
     with tempfile.TemporaryDirectory() as context:
         for name, script in SESSION_SCRIPTS.items():
             Path(context, name).write_bytes(script.read_bytes())
-        Path(context, "Dockerfile").write_text(DOCKERFILE.format(
-            base=base, packages=" ".join(packages), scripts=SCRIPTS_IN_IMAGE, kind_label=KIND_LABEL,
-            python_label=PYTHON_LABEL))
+        Path(context, "Dockerfile").write_text(dockerfile(base, packages))
         client.images.build(path=context, tag=tag, rm=True, pull=True)
     return "dockerfile"
 
 
-__all__ = ["DEFAULT_IMAGE", "DEVICES", "HostMounts", "build_image", "host_mounts", "skeleton_tar"]
+__all__ = ["DEFAULT_IMAGE", "DEVICES", "HostMounts", "build_image", "dockerfile", "host_mounts", "skeleton_tar"]

@@ -9,7 +9,8 @@ import platform
 import subprocess
 import sys
 from dataclasses import dataclass, field
-from pathlib import Path
+
+from harness.sandbox.guest import GUEST_DIR
 
 # Runs in a throwaway interpreter: a failed unshare must not disturb the harness process.
 _PROBE = """
@@ -76,7 +77,7 @@ class Hardening:
 def local_hardening() -> Hardening:
     """Whether sessions get a memory/pids cgroup and the seccomp filter here, as the zygote would set them up."""
     try:
-        probe = subprocess.run([sys.executable, "-I", "-S", "-c", _HARDENING_PROBE, str(Path(__file__).parent)],
+        probe = subprocess.run([sys.executable, "-I", "-S", "-c", _HARDENING_PROBE, str(GUEST_DIR)],
                                capture_output=True, text=True, timeout=60)
         found = json.loads(probe.stdout)
     except (OSError, subprocess.TimeoutExpired, ValueError) as exc:

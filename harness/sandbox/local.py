@@ -1,4 +1,4 @@
-"""The local backend: sessions forked from a warm zygote into fresh Linux namespaces (see zygote.py, jail.py).
+"""The local backend: sessions forked from a warm zygote into fresh Linux namespaces (guest/zygote.py, jail.py).
 
 Host side only: start the zygote, ask it for sessions, and drive each session's kernel over its own
 socket and pipes. Deadlines, the output byte cap and kills are enforced here, with a pidfd of the
@@ -18,9 +18,9 @@ import sys
 import threading
 import time
 import warnings
-from pathlib import Path
 
 from harness.sandbox.base import Sandbox
+from harness.sandbox.guest import GUEST_DIR
 from harness.sandbox.isolation import local_isolation
 from harness.sandbox.limits import SandboxLimits
 from harness.sandbox.protocol import (
@@ -34,7 +34,7 @@ from harness.sandbox.protocol import (
 )
 from harness.sandbox.session import CellOutcome, OutputCapture, Session
 
-ZYGOTE_SCRIPT = Path(__file__).with_name("zygote.py")
+ZYGOTE_SCRIPT = GUEST_DIR / "zygote.py"
 DEFAULT_PACKAGES = ("sympy", "mpmath", "numpy")
 START_TIMEOUT_S = 120.0  # the zygote imports sympy and numpy once; a loaded 2-core machine can take a while
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 
-from harness.sandbox.kernel import FRAME_HEADER, encode_frame
+from harness.sandbox.guest.kernel import FRAME_HEADER, encode_frame
 from harness.sandbox.limits import SandboxLimits
 
 # What a kernel itself may report for a cell; everything else (timeout, kill) is the host's to decide.

@@ -161,3 +161,26 @@ def test_cgroup_quota_is_the_smallest_on_the_way_up(tmp_path):
     assert cgroup_cpu_quota(tmp_path, proc) == 1.5
     proc.write_text("0::/\n")
     assert cgroup_cpu_quota(tmp_path, proc) is None
+
+
+def test_an_evaluation_runs_without_the_command_line(tmp_path, scripted):
+    from contextlib import contextmanager
+
+    from harness.eval.evaluation import Evaluation
+    from harness.eval.runner import EvalConfig
+
+    seen = []
+
+    @contextmanager
+    def progress(label):
+        seen.append(label)
+        yield lambda done, total, correct: seen.append((done, total, correct))
+
+    task = write_task(tmp_path / "task.jsonl")
+    config = EvalConfig(model="hf:scripted", task=str(task), output_dir=str(tmp_path / "runs"), batch_size=1)
+    with Evaluation(config, id_field="id") as evaluation:
+        [(run, results)] = list(evaluation.runs(progress=progress))
+    assert run.directory == run_dir(tmp_path) and run.config.method == "cot" and run.config.task == "task"
+    assert json.loads((run.directory / "results.json").read_text())["metrics"] == results["metrics"]
+    assert results["metrics"]["accuracy"] == 0.5  # the scripted model answers 4 to both questions
+    assert seen == ["task/cot", (0, 2, 0), (1, 2, 1), (2, 2, 1)]

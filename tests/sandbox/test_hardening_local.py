@@ -177,7 +177,7 @@ def test_doctor_reports_every_mechanism():
 def test_cgroup_v2_layout_on_a_stand_in_hierarchy(tmp_path, monkeypatch):
     """This host may have only cgroup v1; the v2 layout (no process in a cgroup that hands controllers down)
     is checked on a directory standing in for /sys/fs/cgroup."""
-    from harness.sandbox import session_cgroup
+    from harness.sandbox.guest import session_cgroup
 
     root = tmp_path / "cgroup"
     root.mkdir()

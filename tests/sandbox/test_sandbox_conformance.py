@@ -230,7 +230,7 @@ def test_os_exit_and_system_exit(session):
 def test_the_same_syscall_filter_on_both_backends(session):
     """Issue 22 item 4: every call the local filter denies is denied in Docker too, io_uring with valid
     parameters included (Docker's own profile let it through)."""
-    from harness.sandbox.syscall_filter import SYSCALLS
+    from harness.sandbox.guest.syscall_filter import SYSCALLS
 
     table = SYSCALLS.get(os.uname().machine)
     if table is None:
