@@ -154,11 +154,13 @@ def scripted_rollouts(monkeypatch) -> dict:
 
 def trained_advantages(strategy, model_dir, task, out, monkeypatch) -> dict[int, list[tuple[float, float]]]:
     """One step: per place in the group, the (advantage, loss tokens) of each row the loss saw."""
+    from trl import GRPOTrainer
+
     from harness.rl.grpo import HarnessGRPOTrainer
 
     texts = scripted_rollouts(monkeypatch)
     seen: dict[int, list] = {}
-    compute = HarnessGRPOTrainer._compute_loss
+    compute = GRPOTrainer._compute_loss  # TRL's own, not an earlier call's recorder
 
     def recording(self, model, inputs):
         pad = self.processing_class.pad_token_id
