@@ -55,29 +55,24 @@ def printed_value(call: dict) -> str | None:
 
 
 def trust_verdicts(records: list[dict], grader: str) -> list[Trust]:
-    """One Trust per record, every "equals" decided by ``harness.grading`` in one parallel batch."""
+    """One Trust per record; every "equals" is ``harness.grading``'s verdict, graded in parallel batches."""
     from harness.grading import grade_batch
 
-    questions: list[tuple] = []  # (record index, "gold" or "final", printed value, reference)
-    for index, record in enumerate(records):
-        if record["correct"] is None:
-            continue
-        for value in filter(None, map(printed_value, record["tool_calls"])):
-            questions.append((index, "gold", value, record["gold"]))
-            if record["correct"] is False and record["extracted"] is not None:
-                questions.append((index, "final", value, record["extracted"]))
-    verdicts = grade_batch([(value, reference, grader) for _, _, value, reference in questions])
-    # A printed value is checked against the gold and then (for wrong answers) against the final answer.
-    found: dict[int, dict[str, bool]] = defaultdict(lambda: {"printed_gold": False, "printed_wrong": False, "followed_wrong": False})
-    pending_wrong: dict[int, bool] = {}
-    for (index, kind, _, _), grade in zip(questions, verdicts, strict=True):
-        flags = found[index]
-        if kind == "gold":
-            pending_wrong[index] = not grade.correct
-            flags["printed_gold" if grade.correct else "printed_wrong"] = True
-        elif grade.correct and pending_wrong[index]:
-            flags["followed_wrong"] = True
-    return [Trust(**found[index]) if index in found else Trust() for index in range(len(records))]
+    printed = [(index, value) for index, record in enumerate(records) if record["correct"] is not None
+               for value in filter(None, map(printed_value, record["tool_calls"]))]
+    against_gold = grade_batch([(value, records[index]["gold"], grader) for index, value in printed])
+    # Only a wrong response with a final answer can have followed a printed value.
+    followable = [k for k, (index, _) in enumerate(printed)
+                  if records[index]["correct"] is False and records[index]["extracted"] is not None]
+    against_final = dict(zip(followable, grade_batch([(printed[k][1], records[printed[k][0]]["extracted"], grader)
+                                                      for k in followable]), strict=True))
+    flags: dict[int, dict[str, bool]] = defaultdict(lambda: dict.fromkeys(("printed_gold", "printed_wrong", "followed_wrong"), False))
+    for k, (index, _) in enumerate(printed):
+        gold, wrong = against_gold[k].correct is True, against_gold[k].correct is False
+        flags[index]["printed_gold"] |= gold
+        flags[index]["printed_wrong"] |= wrong
+        flags[index]["followed_wrong"] |= wrong and k in against_final and against_final[k].correct is True
+    return [Trust(**flags[index]) if index in flags else Trust() for index in range(len(records))]
 
 
 def _ratio(numerator: float, denominator: float) -> float | None:
