@@ -25,7 +25,7 @@ class HarnessGRPOTrainer(GRPOTrainer):
         from harness.rl.logging import MetricLogger
         from harness.rl.strategies import build_strategy
 
-        self.strategy = build_strategy(config)  # before TRL loads anything: a config it refuses fails fast
+        self.strategy = build_strategy(config)
         super().__init__(**kwargs)
         self.remove_callback(PrinterCallback)  # our loggers and the CLI's progress bar report the steps
         self.config, self.history, self.on_step = config, history, on_step

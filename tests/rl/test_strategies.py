@@ -116,11 +116,12 @@ def test_roc_takes_dropped_rollouts_out_of_the_loss():
     assert output["num_items_in_batch"].item() == 6
 
 
-def test_strategies_refuse_what_they_cannot_carry(tmp_path):
+def test_strategies_refuse_what_they_cannot_carry(tiny_model_dir, task_file, tmp_path):  # noqa: F811
     from harness.rl.config import RLConfig
 
     with pytest.raises(ValueError, match="format_reward and tool_reward"):
-        build_strategy(RLConfig.from_dict({"strategy": "otc", "format_reward": 0.1}))
+        RLTrainer(rl_config(tiny_model_dir, task_file, tmp_path / "out", strategy="otc", format_reward=0.1))
+    assert not (tmp_path / "out").exists()  # refused before the run folder was touched
     with pytest.raises(ValueError, match="group_size must be even"):
         build_strategy(RLConfig.from_dict({"strategy": "roc", "group_size": 3}))
     assert build_strategy(RLConfig.from_dict({})) is None
@@ -152,8 +153,9 @@ def scripted_rollouts(monkeypatch) -> dict:
     return texts
 
 
-def trained_advantages(strategy, model_dir, task, out, monkeypatch) -> dict[int, list[tuple[float, float]]]:
-    """One step: per place in the group, the (advantage, loss tokens) of each row the loss saw."""
+def trained_advantages(strategy, model_dir, task, out, monkeypatch, history=None) -> dict[int, list[tuple[float, float]]]:
+    """One step: per place in the group, the (advantage, loss tokens) of each row the loss saw; the step's
+    metrics go to ``history`` when given."""
     from trl import GRPOTrainer
 
     from harness.rl.grpo import HarnessGRPOTrainer
@@ -173,8 +175,10 @@ def trained_advantages(strategy, model_dir, task, out, monkeypatch) -> dict[int,
         return compute(self, model, inputs)
 
     monkeypatch.setattr(HarnessGRPOTrainer, "_compute_loss", recording)
-    RLTrainer(rl_config(model_dir, task, out, steps=1, group_size=4, prompts_per_step=2, micro_batch_size=2,
-                        max_tool_calls=2, strategy=strategy, save_every=100)).train()
+    metrics = RLTrainer(rl_config(model_dir, task, out, steps=1, group_size=4, prompts_per_step=2, micro_batch_size=2,
+                                  max_tool_calls=2, strategy=strategy, save_every=100)).train()
+    if history is not None:
+        history += metrics
     return seen
 
 
@@ -200,7 +204,9 @@ def test_roc_and_adatir_change_what_trl_trains_on(tiny_model_dir, task_file, tmp
     with place 1's 1/2 failed cells, the earlier wins; place 2's single clean cell is 0), so no wrong one and
     all kept rewards are 1: advantages 0, and places 1 and 3 leave the loss (no tokens). AdaTIR (φ = 1/4, easy):
     rewards [1, 0.5, 1 - 0.5·sin(π/4), 0] with the right ones' advantages floored at 0."""
-    roc = trained_advantages("roc", tiny_model_dir, task_file, tmp_path / "roc", monkeypatch)
+    history = []
+    roc = trained_advantages("roc", tiny_model_dir, task_file, tmp_path / "roc", monkeypatch, history)
+    assert history[0]["strategy/kept"] == 0.5 and history[0]["strategy/reward"] == 1.0
     assert roc[1] and roc[3] and all(mask == 0 for place in (1, 3) for _, mask in roc[place])
     assert roc[0] and roc[2] and all(mask > 0 and a == pytest.approx(0.0, abs=1e-6) for place in (0, 2) for a, mask in roc[place])
     adatir = trained_advantages("adatir", tiny_model_dir, task_file, tmp_path / "adatir", monkeypatch)
