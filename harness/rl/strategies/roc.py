@@ -8,11 +8,11 @@ first, by the penalty::
     p_err = (failed cells) / (executed cells)     if the rollout executed a cell
             NO_TOOL_PENALTY                       otherwise
 
-(the paper adds a format penalty for repeated answer tags; our protocol has one final answer and no tags, so
-it is 0 here). rStar2-Agent samples correct rollouts with probabilities falling with the penalty; we take the
+(the paper adds a format penalty, e.g. for more than one final answer; our protocol grades one final
+answer, so that term is 0 here). rStar2-Agent samples correct rollouts with probabilities falling with the penalty; we take the
 lowest penalties (ties: the earlier rollout), which is that rule's limit and makes the kept set exact.
-Constants: ``NO_TOOL_PENALTY`` = 0.5 (rStar2-Agent's value for a correct rollout without tool calls, which
-ranks it behind clean tool use and ahead of a rollout whose cells mostly failed). ``group_size`` is the
+Constants: ``NO_TOOL_PENALTY`` = 0.5 (the value rStar2-Agent gives a rollout without tool calls, as we
+read the paper; it ranks such a rollout behind clean tool use and ahead of one whose cells mostly failed). ``group_size`` is the
 oversampled 2G. Dropped rollouts get reward NaN: TRL leaves them out of the group's mean and std, and the
 hook takes them out of the loss.
 """
