@@ -126,13 +126,21 @@ def _run_dirs_under(paths: list[Path]) -> list[Path]:
     return found
 
 
-def score_command(paths: Annotated[list[Path], typer.Argument(metavar="PATH", help="Run folders (with run.json and samples.jsonl), or folders to search for them.")]) -> None:
-    """Grade stored responses again with the current grader, without generating: one line per run."""
+def score_command(
+    paths: Annotated[list[Path], typer.Argument(metavar="PATH", help="Run folders (with run.json and samples.jsonl), or folders to search for them.")],
+    columns: Annotated[list[str] | None, typer.Option("--columns", help="Add a column set (repeatable): efficiency (tool errors, productivity, cost per correct answer, tool trust).")] = None,
+) -> None:
+    """Grade stored responses again with the current grader and recompute every metric, without generating:
+    one line per run."""
     from tabulate import tabulate
 
+    from harness.eval.efficiency import CELL_HEADERS, display_cells
     from harness.eval.results import rescore
     from harness.eval.run_lock import RunLockedError
 
+    if unknown := sorted(set(columns or []) - {"efficiency"}):
+        fail(f"--columns: unknown column set {unknown[0]!r}; choose from efficiency")
+    efficiency = bool(columns)
     rows, failed = [], 0
     for directory in _run_dirs_under(paths):
         try:
@@ -150,9 +158,10 @@ def score_command(paths: Annotated[list[Path], typer.Argument(metavar="PATH", he
             continue
         if warning:
             typer.echo(f"warning: {warning}", err=True)
-        rows.append([str(directory), *_summary_row(results)])
+        rows.append([str(directory), *_summary_row(results), *(display_cells(results["efficiency"]) if efficiency else [])])
     if rows:
-        typer.echo(tabulate(rows, headers=["run", *SUMMARY_HEADERS], tablefmt="github"))
+        typer.echo(tabulate(rows, headers=["run", *SUMMARY_HEADERS, *(CELL_HEADERS if efficiency else [])], tablefmt="github",
+                            disable_numparse=True))
     if failed:
         raise typer.Exit(2)
 

@@ -6,7 +6,8 @@ CoT only, code only, both, neither. The autonomous run "chose code" on a problem
 attempts executed code. Its choice is right when it picks the mode that solves the problem, and
 CoT when both do (as the paper counts it: code costs calls and tokens). Problems neither mode
 solves have no right choice and are left out of the selection accuracy. The oracle accuracy is
-what a perfect chooser between the two fixed modes would score.
+what a perfect chooser between the two fixed modes would score. Beside them, each mode's efficiency and
+tool-trust metrics (harness/eval/efficiency.py) over the same problems.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import json
 from pathlib import Path
 
 from harness.eval.attempts import RECORD_FIELDS, RECORD_KEY
+from harness.eval.efficiency import efficiency_report
 from harness.eval.metrics import by_problem
 from harness.eval.results import select
 from harness.eval.store import read_samples
@@ -63,6 +65,8 @@ def metacognition(cot_dir: Path, tir_dir: Path, auto_dir: Path) -> dict:
         "oracle_accuracy": (counts["cot_only"] + counts["code_only"] + counts["both"]) / n,
         "accuracy": {"cot": (counts["cot_only"] + counts["both"]) / n, "tir": (counts["code_only"] + counts["both"]) / n, "auto": auto_solved / n},
         "auto_code_rate": sum(p["auto_chose_code"] for p in per_problem) / n,
+        "efficiency": {mode: efficiency_report([a for doc in problems for a in records[doc]], info["task"]["grader"])
+                       for mode, (info, records) in runs.items()},
         "per_problem": per_problem,
     }
 

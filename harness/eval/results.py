@@ -2,7 +2,8 @@
 
 lm-eval keys (``results.<task>.<metric>,<filter>``, ``versions``, ``n-samples``, ``config``,
 ``git_hash``, ...) are kept so existing tooling reads our files; our own keys sit beside them:
-``metrics`` (flat, unprefixed), ``tools`` (code usage), ``breakdown`` (per level/subject) and
+``metrics`` (flat, unprefixed), ``tools`` (code usage), ``efficiency`` (tool errors, productivity, cost per
+correct answer and tool trust, harness/eval/efficiency.py), ``breakdown`` (per level/subject) and
 ``run`` (the run's identity: config hash, task and method versions, dataset fingerprint).
 """
 
@@ -12,6 +13,7 @@ import json
 from datetime import datetime, timezone
 from pathlib import Path
 
+from harness.eval.efficiency import efficiency_report
 from harness.eval.metrics import accuracy_metrics, breakdown, tool_metrics
 from harness.eval.store import RunStore
 from harness.io import atomic_write_text
@@ -60,6 +62,7 @@ def build_results(run_info: dict, records: list[dict], elapsed_s: float | None =
         },
         "metrics": accuracy,
         "tools": tools,
+        "efficiency": efficiency_report(records, run_info["task"]["grader"]),
         "breakdown": breakdown(records, keys),
     }
 

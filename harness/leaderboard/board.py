@@ -5,7 +5,9 @@
 - ``adaptive``: per model and task, CoT vs fixed TIR vs autonomous, and autonomous minus the best
   fixed mode with a paired standard error over the problems both runs solved or failed;
 - ``metacognition``: the cot/tir/auto report of harness.eval.metacognition, computed from samples;
-- ``levels``: accuracy per difficulty level (MATH500) per run.
+- ``levels``: accuracy per difficulty level (MATH500) per run;
+- ``efficiency``: per run, and per difficulty bucket (MATH500 level, testbed kind), the efficiency and
+  tool-trust metrics of harness/eval/efficiency.py as results.json holds them.
 
 Percentages are 0-100. A group of runs that does not fit together carries ``flags`` (reasons).
 """
@@ -13,7 +15,7 @@ Percentages are 0-100. A group of runs that does not fit together carries ``flag
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from harness.leaderboard.reference import ReportedRow
 from harness.leaderboard.runs import Run, mismatches
@@ -30,6 +32,7 @@ class Board:
     adaptive: list[dict]
     metacognition: list[dict]
     levels: list[dict]
+    efficiency: list[dict] = field(default_factory=list)
 
 
 def ordered_tasks(names) -> list[str]:
@@ -178,7 +181,25 @@ def _levels(runs: list[Run]) -> list[dict]:
     return records
 
 
+def _efficiency(runs: list[Run]) -> list[dict]:
+    from harness.eval.efficiency import METRICS
+
+    records, seen = [], defaultdict(int)
+    for run in sorted(runs, key=lambda r: (r.model, r.method, r.task, str(r.directory))):
+        variant = seen[(run.model, run.method, run.task)]  # numbered as in the main table
+        seen[(run.model, run.method, run.task)] += 1
+        row = {"model": run.model, "method": run.method, "variant": variant, "task": run.task}
+        if not run.efficiency:
+            records.append({**row, "bucket": "all", **dict.fromkeys(METRICS),
+                            "flags": ["results.json predates these metrics: `harness score` on the run adds them"]})
+            continue
+        records.append({**row, "bucket": "all", **{key: run.efficiency.get(key) for key in METRICS}, "flags": []})
+        records += [{**row, "bucket": f"{key} {value}", **{name: cell.get(name) for name in METRICS}, "flags": []}
+                    for key, cells in run.efficiency.get("by", {}).items() for value, cell in cells.items()]
+    return records
+
+
 def build_board(runs: list[Run], reported: list[ReportedRow]) -> Board:
     tasks = ordered_tasks(run.task for run in runs)
     return Board(tasks=tasks, main=_measured(runs) + _reported(reported, tasks), adaptive=_adaptive(runs),
-                 metacognition=_metacognition(runs), levels=_levels(runs))
+                 metacognition=_metacognition(runs), levels=_levels(runs), efficiency=_efficiency(runs))

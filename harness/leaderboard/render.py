@@ -12,6 +12,7 @@ import html
 import io
 from pathlib import Path
 
+from harness.eval.efficiency import METRICS
 from harness.io import atomic_write_text
 from harness.leaderboard.board import Board
 from harness.leaderboard.tables import Table
@@ -24,6 +25,7 @@ CSV_COLUMNS = {
     "metacognition": ["model", "task", "problems", "cot_only", "code_only", "both", "neither", "selection_accuracy", "judged",
                       "oracle_accuracy", "auto_code_rate", "flags"],
     "levels": ["model", "method", "variant", "task", "level", "n", "accuracy", "stderr", "code_rate"],
+    "efficiency": ["model", "method", "variant", "task", "bucket", *METRICS, "flags"],
 }
 
 
@@ -115,12 +117,13 @@ def _csv_text(columns: list[str], records: list[dict]) -> str:
     return buffer.getvalue()
 
 
-def write_csv(board: Board, out: Path) -> list[Path]:
-    """The main table at ``out``; the others beside it as ``<stem>.<table>.csv`` (when they have rows)."""
+def write_csv(board: Board, out: Path, column_sets: tuple[str, ...] = ()) -> list[Path]:
+    """The main table at ``out``; the others beside it as ``<stem>.<table>.csv`` (when they have rows; a
+    column set's table only when it is switched on)."""
     written = []
     for key, columns in CSV_COLUMNS.items():
         records = getattr(board, key)
-        if key != "main" and not records:
+        if key != "main" and (not records or (key == "efficiency" and key not in column_sets)):
             continue
         path = out if key == "main" else out.with_name(f"{out.stem}.{key}.csv")
         atomic_write_text(path, _csv_text(columns, records))

@@ -34,6 +34,7 @@ class Run:
     metrics: dict = field(repr=False)
     tools: dict = field(repr=False)
     breakdown: dict = field(repr=False)
+    efficiency: dict = field(default_factory=dict, repr=False)  # absent in results.json written before it existed
 
     @property
     def protocol(self) -> str:
@@ -69,6 +70,7 @@ def load_run(directory: Path) -> Run:
             metrics=metrics,
             tools=results.get("tools", {}),
             breakdown=results.get("breakdown", {}),
+            efficiency=results.get("efficiency", {}),
         )
     except json.JSONDecodeError as exc:
         raise LeaderboardError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None

@@ -139,6 +139,29 @@ def level_tables(board: Board) -> list[Table]:
     return tables
 
 
-def all_tables(board: Board) -> list[Table]:
-    tables = [main_table(board), adaptive_table(board), metacognition_table(board), *level_tables(board)]
+def efficiency_table(board: Board) -> Table:
+    from harness.eval.efficiency import CELL_HEADERS, display_cells
+
+    table = Table("efficiency", "Efficiency and tool trust",
+                  "Per run, and per difficulty bucket (MATH500 level, testbed kind), from the stored samples "
+                  "(docs/evaluating.md defines each). Tool errors: failed cells % of cells, and responses with a "
+                  "failed cell % of responses with a cell. Productivity: correct answers per executed cell. Tokens "
+                  "and seconds per correct answer: the run's whole spend over its correct answers. Ignored: a cell "
+                  "printed the gold, the final answer differs (% of responses where a cell printed the gold). "
+                  "Followed wrongly: the final answer is a wrong value a cell printed (% of responses where a cell "
+                  f"printed a wrong value). {DASH}: undefined (nothing to divide by).",
+                  ["model", "method", "task", "bucket", *CELL_HEADERS])
+    for record in board.efficiency:
+        table.add([record["model"] + table.mark(record["flags"]), record["method"] + (f" #{record['variant'] + 1}" if record["variant"] else ""),
+                   record["task"], record["bucket"], *display_cells(record)])
+    return table
+
+
+# Column sets `harness leaderboard --columns` can switch on, each a table of its own.
+COLUMN_SET_TABLES = {"efficiency": efficiency_table}
+
+
+def all_tables(board: Board, columns: tuple[str, ...] = ()) -> list[Table]:
+    tables = [main_table(board), adaptive_table(board), metacognition_table(board), *level_tables(board),
+              *(COLUMN_SET_TABLES[name](board) for name in columns)]
     return [table for table in tables if table.rows]

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+from harness.rl.strategies import STRATEGIES
 from harness.training import shared_fields as shared
 from harness.training.config import option
 
@@ -46,6 +47,7 @@ class RLConfig(shared.RolloutTrainerFields):
     micro_batch_size: int = option(8, "sequences per forward/backward pass per process (per_device_train_batch_size); gradients accumulate to the step's batch", minimum=1)
     format_reward: float = option(0.0, "bonus for a response with a \\boxed{} answer (off by default)")
     tool_reward: float = option(0.0, "bonus for a response that executed code (off by default)")
+    strategy: str = option("none", "reward/advantage shaper on GRPO (docs/rl.md): none, otc, adatir or roc", choices=STRATEGIES)
     vllm_mode: str = option("off", "rollouts through TRL's vLLM: off (the policy generates, HF), colocate or server", choices=VLLM_MODES)
     vllm_args: dict = option({}, "other GRPOConfig vllm_* fields, e.g. {vllm_gpu_memory_utilization: 0.3, vllm_server_host: ...}")
     grpo_args: dict = option({}, "any other GRPOConfig field, passed to TRL as is (e.g. {mask_truncated_completions: true})")

@@ -7,6 +7,8 @@
 - The learning-rate schedule is the one SFT and EM use (harness/training/schedule.py).
 - Each optimiser step's logs (TRL's metric names plus ours) go to metrics.jsonl, tensorboard or wandb,
   and to the caller's ``on_step``.
+- The configured strategy (harness/rl/strategies) shapes the rewards TRL normalises and the advantages it
+  trains on; ``strategy: none`` leaves TRL's GRPO as it is.
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ from trl import GRPOTrainer
 class HarnessGRPOTrainer(GRPOTrainer):
     def __init__(self, config, history: list, on_step, **kwargs) -> None:
         from harness.training.metrics import MetricLogger
+        from harness.rl.strategies import build_strategy
 
+        self.strategy = build_strategy(config)
         super().__init__(**kwargs)
         self.remove_callback(PrinterCallback)  # our loggers and the CLI's progress bar report the steps
         self.config, self.history, self.on_step = config, history, on_step
@@ -51,6 +55,22 @@ class HarnessGRPOTrainer(GRPOTrainer):
         self.history.append(metrics)
         if self.on_step:
             self.on_step(metrics)
+
+    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        if self.strategy is None:
+            return rewards
+        from harness.rl.strategies.hook import shape_rewards
+
+        return shape_rewards(self, inputs, rewards)
+
+    def _generate_and_score_completions(self, inputs):
+        output = super()._generate_and_score_completions(inputs)
+        if self.strategy is None:
+            return output
+        from harness.rl.strategies.hook import shape_output
+
+        return shape_output(self, output)
 
     def _save_checkpoint(self, model, trial) -> None:
         from harness.training.checkpoint import save_checkpoint

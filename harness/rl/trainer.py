@@ -57,11 +57,13 @@ class RLTrainer:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        from harness.rl.strategies import build_strategy
         from harness.training.training_task import load_training_task
 
         self.config = config
         self.out = Path(config.output_dir)
         self.args = grpo_arguments(config, rank_and_world()[1])  # a batch that does not split fails before any loading
+        build_strategy(config)  # and so does a strategy the config cannot carry (HarnessGRPOTrainer builds its own)
         torch.manual_seed(config.seed)
         self.task, self.samples, self.method, self.task_record = load_training_task(config)
         # float32 master weights unless bfloat16 weights are asked for; autocast comes from GRPOConfig.bf16.
