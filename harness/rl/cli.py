@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
 from harness.io import fail
 from harness.training import options
 
+# The choices live in harness.rl.strategies, which the command imports only when it runs (--help stays instant).
+Strategy = Annotated[str | None, typer.Option(help="Reward/advantage shaper on GRPO: none, otc, adatir or roc (docs/rl.md).")]
+
 
 @options.trainer_command
-def train_rl_command(shared: dict, task: options.Task = None, steps: options.Steps = None) -> None:
+def train_rl_command(shared: dict, task: options.Task = None, steps: options.Steps = None, strategy: Strategy = None) -> None:
     """On-policy RL with outcome reward and real tool calls in the rollouts; logs TRL's metric names."""
     from harness.rl.config import RLConfig
     from harness.training.cli import run_folder_or_exit, trainer_config_or_exit
 
-    config = trainer_config_or_exit(RLConfig, shared, task=task, steps=steps)
+    config = trainer_config_or_exit(RLConfig, shared, task=task, steps=steps, strategy=strategy)
     run_folder_or_exit(config, shared)
     from harness.rl.trainer import RLTrainer
 

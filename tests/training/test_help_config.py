@@ -57,3 +57,11 @@ def test_without_a_preset_the_defaults_are_listed_unchanged():
 def test_an_unknown_preset_is_one_clear_error():
     result = runner.invoke(app, ["train-em", "--help-config", "--preset", "huge"])
     assert result.exit_code == 2 and result.output.strip().splitlines() == [f"error: unknown preset 'huge'; choose one of {', '.join(EMConfig.PRESETS)}"]
+
+
+def test_train_rl_takes_its_strategy_from_the_flag():
+    result = runner.invoke(app, ["train-rl", "--help-config", "--strategy", "otc"])
+    assert result.exit_code == 0, result.output
+    assert field_lines(result.output)["strategy"].startswith("strategy = 'otc' (set by --strategy; default 'none')")
+    wrong = runner.invoke(app, ["train-rl", "--help-config", "--strategy", "bogus"])
+    assert wrong.exit_code == 2 and "none, otc, adatir, roc" in wrong.output
