@@ -24,23 +24,41 @@ def fsdp2_plugin():
                                           reshard_after_forward=True)
 
 
+def switch_to_fsdp2(accelerator) -> None:
+    """Turn an Accelerator built on several CPU processes (MULTI_CPU over gloo) into an FSDP2 one."""
+    from accelerate.state import PartialState
+    from accelerate.utils import DistributedType
+
+    if accelerator.num_processes > 1:
+        accelerator.state.distributed_type = DistributedType.FSDP
+        accelerator.state.fsdp_plugin = fsdp2_plugin()
+        PartialState().distributed_type = DistributedType.FSDP
+
+
 def install() -> None:
+    """Every Accelerator a trainer builds from here on is an FSDP2 one: ours (SFT, EM) through
+    ``make_accelerator``, TRL's (train-rl) through transformers' Trainer, which also reads its
+    ``is_fsdp_enabled`` flag to choose FSDP's code paths (wrapping, saving, resuming)."""
+    from transformers import Trainer
+
     import harness.training.policy as policy
 
     build = policy.make_accelerator
 
     def make_fsdp2_accelerator(device: str, dtype: str):
-        from accelerate.state import PartialState
-        from accelerate.utils import DistributedType
-
         accelerator = build(device, dtype)
-        if accelerator.num_processes > 1:
-            accelerator.state.distributed_type = DistributedType.FSDP
-            accelerator.state.fsdp_plugin = fsdp2_plugin()
-            PartialState().distributed_type = DistributedType.FSDP
+        switch_to_fsdp2(accelerator)
         return accelerator
 
+    create = Trainer.create_accelerator_and_postprocess
+
+    def create_fsdp2_accelerator(trainer) -> None:
+        create(trainer)
+        switch_to_fsdp2(trainer.accelerator)
+        trainer.is_fsdp_enabled = trainer.accelerator.num_processes > 1
+
     policy.make_accelerator = make_fsdp2_accelerator
+    Trainer.create_accelerator_and_postprocess = create_fsdp2_accelerator
 
 
 def install_if_asked() -> None:
