@@ -64,7 +64,7 @@ def test_two_fsdp2_processes_save_resume_and_end_with_the_weights_of_one(tiny_mo
     optimiser shard), and a run stopped after step 1 and resumed by 2 processes ends where the
     uninterrupted 1-process run ends."""
     single = run_workers(1, tiny_model_dir, task_file, tmp_path / "single", "dapo")
-    double = run_workers(2, tiny_model_dir, task_file, tmp_path / "double", "dapo", "fsdp2", "1")
+    double = run_workers(2, tiny_model_dir, task_file, tmp_path / "double", "dapo", "fsdp2", "save_every=1")
     step1 = tmp_path / "double" / "checkpoints" / "step-000001"
     assert sorted(p.name for p in step1.glob("trainer_state*.pt")) == ["trainer_state.pt", "trainer_state.rank1.pt"]
     from safetensors.torch import load_file
@@ -72,6 +72,17 @@ def test_two_fsdp2_processes_save_resume_and_end_with_the_weights_of_one(tiny_mo
     assert load_file(step1 / "model.safetensors").keys() == single["weights"].keys()  # the layout a 1-process save has
     resumed = tmp_path / "resumed"
     shutil.copytree(tmp_path / "double", resumed, ignore=shutil.ignore_patterns("step-000002", "weights.pt"))
-    again = run_workers(2, tiny_model_dir, task_file, resumed, "dapo", "fsdp2", "1", "resume")
+    again = run_workers(2, tiny_model_dir, task_file, resumed, "dapo", "fsdp2", "save_every=1", "resume=1")
     assert_same_weights(single, double, tiny_model_dir)
     assert_same_weights(single, again, tiny_model_dir)
+
+
+def test_two_fsdp2_processes_generate_their_own_rollouts_without_waiting_on_each_other(tiny_model_dir, task_file, tmp_path):  # noqa: F811
+    """Rollouts from the policy itself (no vLLM) under FSDP2: sampled answers end at different lengths on the two
+    processes, which would leave sharded forwards out of step (a hang, caught by the timeout). Each process
+    generates with an unsharded copy refreshed from the shards, so two processes train on the rollouts one
+    process samples and end with its weights."""
+    single = run_workers(1, tiny_model_dir, task_file, tmp_path / "single", "dapo", "ddp", "rollouts=real")
+    double = run_workers(2, tiny_model_dir, task_file, tmp_path / "double", "dapo", "fsdp2", "rollouts=real")
+    assert double["loss"] == pytest.approx(single["loss"], rel=1e-4, abs=1e-6)
+    assert_same_weights(single, double, tiny_model_dir)
