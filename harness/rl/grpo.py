@@ -1,7 +1,9 @@
 """TRL's GRPOTrainer with the run-folder rules every harness trainer keeps.
 
 - Checkpoints go to ``OUT/checkpoints/step-NNNNNN`` in our layout (harness/training/checkpoint.py): model,
-  tokenizer, optimiser, schedule, RNGs, and TRL's trainer state in ``trainer.json``; the newest two kept.
+  tokenizer, optimiser (one shard per process under FSDP), schedule, RNGs, and TRL's trainer state in
+  ``trainer.json``; the newest two kept. Saving and loading are the ones SFT and EM use
+  (harness/training/distributed.py), so a sharded run saves and resumes the same way.
 - A resume restores the optimiser moments and the schedule's position but keeps the live optimiser's
   hyper-parameters, so a learning rate changed with --allow-config-change is the one used.
 - The learning-rate schedule is the one SFT and EM use (harness/training/schedule.py).
@@ -73,17 +75,23 @@ class HarnessGRPOTrainer(GRPOTrainer):
         return shape_output(self, output)
 
     def _save_checkpoint(self, model, trial) -> None:
-        from harness.training.checkpoint import save_checkpoint
+        """Every process takes part: under FSDP the full weights are gathered by a collective and each process
+        writes its own optimiser shard (Trainer calls this on every process)."""
+        from harness.training.distributed import save_checkpoint_everywhere
 
-        if self.args.should_save:
-            state = json.loads(json.dumps(dataclasses.asdict(self.state), default=str))
-            save_checkpoint(self.config.output_dir, self.state.global_step, self.accelerator.unwrap_model(self.model),
-                            self.processing_class, self.optimizer, self.lr_scheduler,
-                            {"config": self.config.to_dict(), "trainer_state": state})
-        self.accelerator.wait_for_everyone()
+        state = json.loads(json.dumps(dataclasses.asdict(self.state), default=str))
+        save_checkpoint_everywhere(self.accelerator, self.config.output_dir, self.state.global_step, self.model_wrapped,
+                                   self.processing_class, self.optimizer, self.lr_scheduler,
+                                   {"config": self.config.to_dict(), "trainer_state": state})
+
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None) -> None:
+        """Our checkpoint layout on every strategy; Trainer's own FSDP loader expects its sharded layout."""
+        from harness.training.distributed import load_weights_everywhere
+
+        load_weights_everywhere(self.accelerator, resume_from_checkpoint, model if model is not None else self.model)
 
     def _load_optimizer_and_scheduler(self, checkpoint) -> None:
         from harness.training.checkpoint import load_trainer_state
 
         if checkpoint is not None:
-            load_trainer_state(checkpoint, self.optimizer, self.lr_scheduler)
+            load_trainer_state(checkpoint, self.optimizer, self.lr_scheduler, rank=self.accelerator.process_index)

@@ -31,25 +31,40 @@ from harness.training.schedule import mix_seed
 class RolloutFunc:
     def __init__(self, config, method, sandbox) -> None:
         self.config, self.method, self.sandbox = config, method, sandbox
+        self.copy = None  # the unsharded generation copy, made on first use under FSDP
 
     @contextmanager
     def backend(self, trainer):
-        """A model backend for this call: TRL's vLLM engine when it runs one, else the policy being trained, in
-        the context TRL's own transformers generation uses (weights gathered under ZeRO-3, full parameters
-        summoned under FSDP), so every update is seen by the next rollout."""
+        """A model backend for this call: TRL's vLLM engine when it runs one; under FSDP an unsharded copy of the
+        policy refreshed from its shards (training/generation_copy.py: sharded forwards would have to run in
+        step on every process); else the policy being trained, in the context TRL's own transformers
+        generation uses (weights gathered under ZeRO-3). Every update is seen by the next rollout."""
+        from harness.models.hf import HFBackend
+
         if trainer.use_vllm:
             from harness.rl.trl_vllm import backend_from_trl
 
             yield backend_from_trl(trainer.vllm_generation, trainer.processing_class)
             return
+        if trainer.is_fsdp_enabled:
+            yield HFBackend.from_loaded(self.generation_copy(trainer), trainer.processing_class, "policy")
+            return
         from trl.models import unwrap_model_for_generation
 
-        from harness.models.hf import HFBackend
-
-        with (unwrap_model_for_generation(trainer.model_wrapped, trainer.accelerator,
-                                          gather_deepspeed3_params=trainer.args.ds3_gather_for_generation) as model,
-              trainer._dist.summon_full_params(trainer.model_wrapped, recurse=False)):
+        with unwrap_model_for_generation(trainer.model_wrapped, trainer.accelerator,
+                                         gather_deepspeed3_params=trainer.args.ds3_gather_for_generation) as model:
             yield HFBackend.from_loaded(model, trainer.processing_class, "policy")
+
+    def generation_copy(self, trainer):
+        import torch
+
+        from harness.training.generation_copy import GenerationCopy
+
+        if self.copy is None:
+            module = trainer.accelerator.unwrap_model(trainer.model_wrapped)
+            self.copy = GenerationCopy(module.config, torch.bfloat16 if trainer.args.bf16 else torch.float32, trainer.accelerator.device)
+        self.copy.refresh(trainer.accelerator, trainer.model_wrapped)
+        return self.copy.model
 
     def __call__(self, prompts: list[str], trainer) -> dict:
         from harness.eval.attempts import encode_prompts

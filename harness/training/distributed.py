@@ -89,13 +89,27 @@ def save_checkpoint_everywhere(accelerator, output, step: int, model, tokenizer,
     from harness.training.checkpoint import checkpoint_dir, save_checkpoint, shard_state_file
     from harness.training.policy import sharded
 
-    weights = accelerator.get_state_dict(model)
+    weights = full_state_to_save(accelerator, model)
     if accelerator.is_main_process:
         save_checkpoint(output, step, accelerator.unwrap_model(model), tokenizer, optimizer, scheduler, extra, state_dict=weights)
     accelerator.wait_for_everyone()
     if sharded(accelerator) and not accelerator.is_main_process:
         torch.save({"optimizer": optimizer.state_dict()}, checkpoint_dir(output, step) / shard_state_file(accelerator.process_index))
     accelerator.wait_for_everyone()
+
+
+def full_state_to_save(accelerator, model) -> dict:
+    """The weights ``save_pretrained`` should write for a prepared model, on the main process (a collective
+    under FSDP/ZeRO-3: every process calls it). A gathered state dict holds a tied tensor (embeddings and
+    lm_head) once per name, as separate copies that ``save_pretrained`` cannot recognise as shared, so a
+    sharded run's checkpoint would carry an extra ``lm_head.weight``; tied names after the first are dropped."""
+    weights = accelerator.get_state_dict(model)
+    seen, tied = set(), set()
+    for name, parameter in accelerator.unwrap_model(model).named_parameters(remove_duplicate=False):
+        if id(parameter) in seen:
+            tied.add(name)
+        seen.add(id(parameter))
+    return {name: tensor for name, tensor in weights.items() if name not in tied}
 
 
 def load_weights_everywhere(accelerator, checkpoint, model) -> None:

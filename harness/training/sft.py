@@ -27,7 +27,7 @@ from harness.io import read_jsonl
 from harness.training import shared_fields as shared
 from harness.training.checkpoint import latest_checkpoint, load_trainer_state
 from harness.training.config import option
-from harness.training.distributed import micro_batches, rounds, save_checkpoint_everywhere, share
+from harness.training.distributed import full_state_to_save, micro_batches, rounds, save_checkpoint_everywhere, share
 from harness.training.metrics import METRICS_FILE, MetricLogger
 from harness.training.run_folder import open_run
 from harness.training.schedule import lr_factor, mix_seed
@@ -166,7 +166,7 @@ def _train_sft(config: SFTConfig, run, accelerator, log) -> dict:
                 save_checkpoint_everywhere(accelerator, output, done, model, tokenizer, optimizer, scheduler)
     if start < config.steps:
         save_checkpoint_everywhere(accelerator, output, config.steps, model, tokenizer, optimizer, scheduler)
-    weights = accelerator.get_state_dict(model)
+    weights = full_state_to_save(accelerator, model)
     if main:
         accelerator.unwrap_model(model).save_pretrained(str(output), state_dict=weights)
         tokenizer.save_pretrained(str(output))

@@ -1,8 +1,9 @@
 """One process of the gloo checks in test_distributed_sft_em.py: SFT, an EM E-step and M-step, or one step's gradients.
 
 Run as ``python -m tests.training.distributed_worker sft|sft_resume|em|gradients MODEL DATA OUT`` with RANK / WORLD_SIZE /
-MASTER_ADDR / MASTER_PORT set (WORLD_SIZE=1: the one-process reference). The main process writes the
-final weights; every process writes what it saw of the E-step to ``OUT/estep-rankN.json``.
+MASTER_ADDR / MASTER_PORT set (WORLD_SIZE=1: the one-process reference), and ``HARNESS_TEST_SHARDING=fsdp2`` for
+FSDP2 instead of DDP (tests/sharding_on_cpu.py). The main process writes the final weights; every process writes
+what it saw of the E-step to ``OUT/estep-rankN.json`` and how its model was held to ``OUT/held-rankN.json``.
 """
 
 from __future__ import annotations
@@ -47,7 +48,12 @@ def em(model: str, data: str, out: Path) -> None:
     strategies = {f"q{i}": {"cot": i / 2, "code": 1 - i / 2} for i in range(3)}
     # 5 samples in steps of 4: the second step's single sample leaves the second process only a dummy micro-batch.
     trainer.mstep.run(0, {"training": training, "strategies": strategies})
-    state = trainer.accelerator.unwrap_model(trainer.model).state_dict()
+    from harness.training.distributed import full_weights
+
+    parameter = next(trainer.model.parameters())
+    held = {"distributed_type": str(trainer.accelerator.distributed_type), "parameter": type(parameter).__name__}
+    (out / f"held-rank{trainer.accelerator.process_index}.json").write_text(json.dumps(held))
+    state = full_weights(trainer.accelerator, trainer.model)  # a collective under FSDP
     if trainer.accelerator.is_main_process:
         torch.save({name: tensor.detach().clone() for name, tensor in state.items()}, out / "weights.pt")
 
@@ -101,5 +107,8 @@ def gradients(model: str, data: str, out: Path) -> None:
 
 
 if __name__ == "__main__":
+    from tests.sharding_on_cpu import install_if_asked
+
+    install_if_asked()
     mode, model_dir, data_file, out_dir = sys.argv[1:5]
     {"sft": sft, "sft_resume": sft_resume, "em": em, "gradients": gradients}[mode](model_dir, data_file, Path(out_dir))

@@ -1,6 +1,8 @@
 """Two CPU processes over gloo train SFT and EM's M-step to the same weights as one process, with work
 that does not divide evenly (3 examples a step, 9 E-step rollouts, a last M-step of one sample); the
-E-step split over the processes reaches every one of them whole; a 2-process resume is exact."""
+E-step split over the processes reaches every one of them whole; a 2-process resume is exact. Each runs
+under DDP and under FSDP2 (each process holds a shard: tests/sharding_on_cpu.py switches accelerate to
+FSDP2 on CPU), the sharded path of the 7B recipes."""
 
 from __future__ import annotations
 
@@ -12,7 +14,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
+
+from tests.sharding_on_cpu import ENV
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -23,7 +28,10 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def launch(mode: str, world: int, model: Path, data: Path, out: Path) -> None:
+STRATEGIES = ("ddp", "fsdp2")
+
+
+def launch(mode: str, world: int, model: Path, data: Path, out: Path, strategy: str = "ddp") -> None:
     """``world`` worker processes; one process runs here (saves two interpreter start-ups)."""
     out.mkdir(parents=True, exist_ok=True)
     if world == 1:
@@ -34,7 +42,7 @@ def launch(mode: str, world: int, model: Path, data: Path, out: Path) -> None:
     port, processes = free_port(), []
     for rank in range(world):
         env = {**os.environ, "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world), "MASTER_ADDR": "127.0.0.1",
-               "MASTER_PORT": str(port), "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+               "MASTER_PORT": str(port), "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), ENV: strategy}
         processes.append(subprocess.Popen([sys.executable, "-m", "tests.training.distributed_worker", mode, str(model), str(data), str(out)],
                                           cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
     for process in processes:
@@ -50,7 +58,8 @@ def assert_same_weights(one: dict, two: dict) -> None:
         assert torch.allclose(two[name], tensor, atol=2e-5, rtol=1e-4), name
 
 
-def test_two_process_sft_equals_one_process(tmp_path):
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_two_process_sft_equals_one_process(tmp_path, strategy):
     from safetensors.torch import load_file
 
     from harness.testbed.demos import demonstration_rows
@@ -60,17 +69,20 @@ def test_two_process_sft_equals_one_process(tmp_path):
     rows = demonstration_rows(9, seed=1, code_ratio=0.5, forced_share=0.5)
     (tmp_path / "demos.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
     for world in (1, 2):
-        launch("sft", world, tmp_path / "init", tmp_path / "demos.jsonl", tmp_path / f"world{world}")
+        launch("sft", world, tmp_path / "init", tmp_path / "demos.jsonl", tmp_path / f"world{world}", strategy)
     one, two = (load_file(tmp_path / f"world{w}" / "model.safetensors") for w in (1, 2))
     assert_same_weights(one, two)
     initial = load_file(tmp_path / "init" / "model.safetensors")
     assert any(not torch.equal(initial[name], tensor) for name, tensor in one.items())
     assert sorted(p.name for p in (tmp_path / "world2" / "checkpoints").iterdir()) == ["step-000002", "step-000003"]
+    # A sharded optimiser is saved by each process (its own shard); a replicated one once.
+    shards = sorted(p.name for p in (tmp_path / "world2" / "checkpoints" / "step-000002").glob("trainer_state*.pt"))
+    assert shards == (["trainer_state.pt", "trainer_state.rank1.pt"] if strategy == "fsdp2" else ["trainer_state.pt"])
     # Killed after step 2 and resumed by 2 processes: the same weights as the uninterrupted run.
     resumed = tmp_path / "resumed"
     shutil.copytree(tmp_path / "world2" / "checkpoints" / "step-000002", resumed / "checkpoints" / "step-000002")
     shutil.copy(tmp_path / "world2" / "provenance.json", resumed / "provenance.json")
-    launch("sft_resume", 2, tmp_path / "init", tmp_path / "demos.jsonl", resumed)
+    launch("sft_resume", 2, tmp_path / "init", tmp_path / "demos.jsonl", resumed, strategy)
     assert_same_weights(two, load_file(resumed / "model.safetensors"))
 
 
@@ -86,10 +98,14 @@ def tiny_model_and_sums(tmp_path):
     return task
 
 
-def test_two_process_em_equals_one_process_with_uneven_shares(tmp_path):
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_two_process_em_equals_one_process_with_uneven_shares(tmp_path, strategy):
     task = tiny_model_and_sums(tmp_path)
     for world in (1, 2):
-        launch("em", world, tmp_path / "model", task, tmp_path / f"world{world}")
+        launch("em", world, tmp_path / "model", task, tmp_path / f"world{world}", strategy)
+    held = [json.loads((tmp_path / "world2" / f"held-rank{r}.json").read_text()) for r in (0, 1)]
+    expected = ("DistributedType.FSDP", "DTensor") if strategy == "fsdp2" else ("DistributedType.MULTI_CPU", "Parameter")
+    assert [(h["distributed_type"], h["parameter"]) for h in held] == [expected, expected]
     seen = [json.loads((tmp_path / f"world{w}" / f"estep-rank{r}.json").read_text()) for w, r in ((1, 0), (2, 0), (2, 1))]
     assert len(seen[0]) == 9 and seen[0] == seen[1] == seen[2]  # every process sees the whole E-step
     assert len((tmp_path / "world2" / "iter-0" / "samples.jsonl").read_text().splitlines()) == 9  # written once
