@@ -74,8 +74,10 @@ class EMTrainer:
         # and its optimiser prepared together.
         optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=0.0)
         self.model, optimizer = self.accelerator.prepare(model, optimizer)
-        self.backend = HFBackend.from_loaded(self._rollout_model(), self.tokenizer, Path(config.model).name)
-        if config.rollout_backend == "vllm" and self.backend.model is not self.accelerator.unwrap_model(self.model):
+        self.generation_copy = self._generation_copy()
+        generator = self.generation_copy.model if self.generation_copy else self.accelerator.unwrap_model(self.model)
+        self.backend = HFBackend.from_loaded(generator, self.tokenizer, Path(config.model).name)
+        if config.rollout_backend == "vllm" and self.generation_copy:
             raise ValueError("rollout_backend vllm runs under one process or DDP; under FSDP or ZeRO-3 use rollout_backend hf")
         self.rollout_backend = RolloutBackend(config, self.accelerator.unwrap_model(self.model), self.tokenizer, self.backend, self.out)
         self.task, self.samples, self.method, self.task_record = load_training_task(config)
@@ -89,12 +91,11 @@ class EMTrainer:
         from harness.eval.rollout import RolloutEngine
         from harness.eval.store import RunStore
         from harness.models import SamplingParams
-        from harness.models.hf import HFBackend
-        from harness.training.policy import autocast, sharded
+        from harness.training.policy import autocast
 
         config, accelerator = self.config, self.accelerator
-        if sharded(accelerator) and isinstance(self.backend, HFBackend):
-            self._refresh_rollout_model()
+        if self.generation_copy:
+            self.generation_copy.refresh(accelerator, self.model)
         draw = random.Random(mix_seed(config.seed, iteration, QUERY_DRAW_SALT))
         chosen = draw.sample(range(len(self.samples)), min(config.queries_per_iteration, len(self.samples)))
         plan = self._attempts(iteration, chosen)
@@ -141,27 +142,19 @@ class EMTrainer:
                 plan.append(Attempt(self.samples[i], number, seed, prefix, {"decision": d, "forced_tokens": len(prefix)}))
         return plan
 
-    def _rollout_model(self):
-        """The module the in-process E-step generates with: the trained one itself when every process holds
-        it whole (one process, DDP); under FSDP and ZeRO-3, whose forward needs every process in step, a
-        copy of its own in the compute dtype, refreshed from the gathered weights before each E-step."""
+    def _generation_copy(self):
+        """What the in-process E-step generates with when the trained module is sharded (FSDP, ZeRO-3): an
+        unsharded copy in the compute dtype, refreshed before each E-step (training/generation_copy.py); None
+        when every process holds the module whole (one process, DDP) and generates on it directly."""
+        from transformers import AutoConfig
+
+        from harness.training.generation_copy import GenerationCopy
         from harness.training.policy import mixed_precision, sharded
 
         if not sharded(self.accelerator):
-            return self.accelerator.unwrap_model(self.model)
-        from transformers import AutoConfig, AutoModelForCausalLM
-
+            return None
         dtype = torch.bfloat16 if mixed_precision(self.config.dtype, self.accelerator.device.type) == "bf16" else torch.float32
-        return AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(self.config.model), dtype=dtype).to(self.accelerator.device).eval()
-
-    def _refresh_rollout_model(self) -> None:
-        from harness.training.distributed import full_weights
-
-        weights = full_weights(self.accelerator, self.model)
-        copy = self.backend.model
-        missing, unexpected = copy.load_state_dict({name: tensor.to(copy.dtype) for name, tensor in weights.items()}, strict=False)
-        if unexpected or {name for name in missing if not name.endswith("lm_head.weight")}:  # a tied head is not in the weights
-            raise RuntimeError(f"gathered weights do not match the E-step copy (missing {missing[:3]}, unexpected {unexpected[:3]})")
+        return GenerationCopy(AutoConfig.from_pretrained(self.config.model), dtype, self.accelerator.device)
 
     def _estep_hash(self, iteration: int) -> str:
         import hashlib

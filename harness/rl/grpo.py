@@ -24,8 +24,8 @@ from trl import GRPOTrainer
 
 class HarnessGRPOTrainer(GRPOTrainer):
     def __init__(self, config, history: list, on_step, **kwargs) -> None:
-        from harness.training.metrics import MetricLogger
         from harness.rl.strategies import build_strategy
+        from harness.training.metrics import MetricLogger
 
         self.strategy = build_strategy(config)
         super().__init__(**kwargs)

@@ -131,7 +131,7 @@ def test_a_sharded_run_generates_on_a_copy_refreshed_from_the_trained_weights(ti
     with torch.no_grad():
         for parameter in trained.parameters():
             parameter.add_(0.01)
-    trainer._refresh_rollout_model()
+    trainer.generation_copy.refresh(trainer.accelerator, trainer.model)
     copy = trainer.backend.model.state_dict()
     for name, tensor in trained.state_dict().items():
         assert torch.equal(copy[name], tensor), name
