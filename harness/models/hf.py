@@ -12,8 +12,10 @@ model_args (strings from the command line are converted): ``device`` (``cuda``, 
 default cuda when available), ``dtype`` (``bfloat16``, ``float16``, ``float32``, ``auto``; default
 bfloat16 on GPU, float32 on CPU), ``batch_size`` (default 64 on GPU, 8 on CPU), ``attn_implementation``
 (default ``sdpa``), ``engine`` (``auto``, ``simple``, ``slots``), ``cuda_graphs`` (default true),
-``compile`` (torch.compile the captured step; default false), ``tokenizer`` (a separate tokenizer path),
-``trust_remote_code`` (default false), ``revision``.
+``compile`` (torch.compile the captured step; default false), ``fp16_gemm`` (on the CPU in float32, run
+linear layers whose weights are exact float16 values with fbgemm's float16-weight kernel,
+``fp16_weight_linear.py``; default true), ``tokenizer`` (a separate tokenizer path), ``trust_remote_code``
+(default false), ``revision``.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ from harness.models.types import BackendError, Generation, GenerationRequest, Mo
 _DTYPES = {"bfloat16": "bfloat16", "bf16": "bfloat16", "float16": "float16", "fp16": "float16",
            "half": "float16", "float32": "float32", "fp32": "float32", "float": "float32"}
 _ARG_TYPES = {"device": str, "dtype": str, "batch_size": int, "attn_implementation": str, "engine": str,
-              "cuda_graphs": bool, "compile": bool, "tokenizer": str, "trust_remote_code": bool, "revision": str}
+              "cuda_graphs": bool, "compile": bool, "fp16_gemm": bool, "tokenizer": str, "trust_remote_code": bool,
+              "revision": str}
 
 
 def coerce_model_args(model_args: dict[str, Any] | None, accepted: dict[str, type], backend: str) -> dict[str, Any]:
@@ -71,6 +74,10 @@ class HFBackend(ModelBackend):
             first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             raise BackendError(f"could not load hf model {model_path!r}: {first_line}") from None
         self.model = model.to(self.device).eval()
+        if self.device.type == "cpu" and model.dtype == torch.float32 and args.get("fp16_gemm", True):
+            from harness.models.fp16_weight_linear import use_fp16_weight_linears
+
+            use_fp16_weight_linears(self.model)
         self.name = name or Path(str(model_path).rstrip("/")).name
         self.eos_token_ids = eos_token_ids_of(model.config, getattr(model, "generation_config", None), self.tokenizer)
         self.context_length = context_length_of(model.config)
