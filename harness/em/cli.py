@@ -14,6 +14,7 @@ from harness.training import options
 def train_em_command(
     shared: dict,
     task: options.Task = None,
+    allow_test_split: options.AllowTestSplit = None,
     iterations: Annotated[int | None, typer.Option(help="EM iterations (E-step then M-step) in all.")] = None,
 ) -> None:
     """EM for adaptive tool use: per query, K rollouts per decision (code forced by a prefix), Q̂ and s*,
@@ -21,7 +22,7 @@ def train_em_command(
     from harness.em.config import EMConfig
     from harness.training.cli import run_folder_or_exit, trainer_config_or_exit
 
-    config = trainer_config_or_exit(EMConfig, shared, task=task, iterations=iterations)
+    config = trainer_config_or_exit(EMConfig, shared, task=task, allow_test_split=allow_test_split, iterations=iterations)
     run_folder_or_exit(config, shared)
     from harness.em.trainer import EMTrainer
 

@@ -14,12 +14,13 @@ Strategy = Annotated[str | None, typer.Option(help="Reward/advantage shaper on G
 
 
 @options.trainer_command
-def train_rl_command(shared: dict, task: options.Task = None, steps: options.Steps = None, strategy: Strategy = None) -> None:
+def train_rl_command(shared: dict, task: options.Task = None, allow_test_split: options.AllowTestSplit = None,
+                     steps: options.Steps = None, strategy: Strategy = None) -> None:
     """On-policy RL with outcome reward and real tool calls in the rollouts; logs TRL's metric names."""
     from harness.rl.config import RLConfig
     from harness.training.cli import run_folder_or_exit, trainer_config_or_exit
 
-    config = trainer_config_or_exit(RLConfig, shared, task=task, steps=steps, strategy=strategy)
+    config = trainer_config_or_exit(RLConfig, shared, task=task, allow_test_split=allow_test_split, steps=steps, strategy=strategy)
     run_folder_or_exit(config, shared)
     from harness.rl.trainer import RLTrainer
 

@@ -33,6 +33,7 @@ ConfigFile = Annotated[Path | None, typer.Option("--config", help="YAML file of 
 Preset = Annotated[str | None, typer.Option("--preset", help="Named config to start from; --help-config names the presets.")]
 Steps = Annotated[int | None, typer.Option(help="Optimiser steps in all (a resumed run counts those done).")]
 Task = Annotated[str | None, typer.Option(help=_help("task"))]
+AllowTestSplit = Annotated[bool | None, typer.Option("--allow-test-split", help=_help("allow_test_split"))]
 Seed = Annotated[int | None, typer.Option(help=_help("seed"))]
 LearningRate = Annotated[float | None, typer.Option("--learning-rate", help=_help("learning_rate"))]
 SaveEvery = Annotated[int | None, typer.Option(help=_help("save_every"))]

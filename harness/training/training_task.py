@@ -10,8 +10,12 @@ for a hub id). Its split is decided as follows:
 - a JSONL/parquet file: ``test`` when a part of its file name is ``test`` (``gsm8k_test.jsonl``), else ``unknown``;
 - a hub id: the split asked for (``test`` unless ``task_args.split`` says otherwise).
 
-A ``test`` split is refused (``ContaminationError``) unless the config sets ``allow_test_split``; either
-way the decision is written to ``OUT/training_task.json`` so a result trained on a benchmark says so.
+Whatever the split, the samples' questions are compared with every benchmark's by content
+(harness/training/split_guard.py): a pool sharing any question with a benchmark is a test split too.
+A ``test`` split is refused (``ContaminationError``, one line naming the benchmarks and how many
+questions each shares) unless the config sets ``allow_test_split`` (``--allow-test-split``); either way
+the decision, the overlap per benchmark and the benchmarks that could not be checked are written to
+``OUT/training_task.json`` so a result trained on a benchmark says so.
 """
 
 from __future__ import annotations
@@ -19,10 +23,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import sys
 import tomllib
 from pathlib import Path
 
 from harness.io import atomic_write_text
+from harness.training.split_guard import benchmark_overlap
 
 
 class ContaminationError(ValueError):
@@ -59,14 +65,28 @@ def load_training_task(config):
     elif "local_file" in args:
         task = dataclasses.replace(task, local_file=args["local_file"])
     split = task_split(task, args)
-    if split == "test" and not config.allow_test_split:
-        raise ContaminationError(f"task {config.task!r} is a test split; train on a training pool (e.g. gsm8k-train) "
-                                 "or set allow_test_split: true to do it on purpose (it is recorded)")
     samples, fingerprint = load_samples(task, config.data_dir)
+    overlap, unchecked = benchmark_overlap(samples, config.data_dir)
+    if unchecked:
+        print(f"warning: the training questions were not checked against {', '.join(unchecked)} (no data: "
+              "pass data_dir with their files); see unchecked_benchmarks in OUT/training_task.json", file=sys.stderr)
+    shared = {name: count for name, count in overlap.items() if count}
+    trained_on_test = split == "test" or bool(shared)
+    if trained_on_test and not config.allow_test_split:
+        raise ContaminationError(_refusal(config.task, split, shared))
     record = {"task": config.task, "name": task.name, "version": task.version, "split": split, "samples": len(samples),
-              "data_fingerprint": fingerprint, "allow_test_split": config.allow_test_split,
-              "trained_on_test_split": split == "test"}
+              "data_fingerprint": fingerprint, "benchmark_overlap": overlap, "unchecked_benchmarks": unchecked,
+              "allow_test_split": config.allow_test_split, "trained_on_test_split": trained_on_test}
     return task, samples, load_method(config.method), record
+
+
+def _refusal(task: str, split: str, shared: dict[str, int]) -> str:
+    why = f"task {task!r} is a test split" if split == "test" else f"task {task!r}"
+    if shared:
+        counts = ", ".join(f"{count} with {name}" for name, count in shared.items())
+        why += f"{' and' if split == 'test' else ''} shares benchmark questions: {counts}"
+    return (f"{why}; train on a training pool (e.g. gsm8k-train) or pass --allow-test-split "
+            "(allow_test_split: true) to do it on purpose (it is recorded)")
 
 
 def record_training_task(out: Path, record: dict) -> None:

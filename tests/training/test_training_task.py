@@ -1,24 +1,38 @@
-"""The trainers' task loader: training pools load, test splits are refused unless allowed, and the choice is recorded."""
+"""The trainers' task loader: training pools load, test splits (by name or by content) are refused unless allowed,
+and the choice is recorded."""
 
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
+from typer.testing import CliRunner
 
+from harness.cli import app
 from harness.em.config import EMConfig
 from harness.em.config import preset as em_preset
 from harness.rl.config import RLConfig
 from harness.rl.config import preset as rl_preset
 from harness.training.training_task import ContaminationError, load_training_task, record_training_task
+from tests.conftest import shared_data_dir
+
+BENCHMARK_FILES = ("math500.jsonl", "aime24.jsonl", "aime25.jsonl", "amc23.jsonl")
+SHARED = shared_data_dir()
+
+
+def gsm8k_rows(numbers) -> str:
+    return "".join(json.dumps({"question": f"What is {a} + 1?", "answer": f"{a} + 1 = {a + 1}\n#### {a + 1}"}) + "\n" for a in numbers)
 
 
 @pytest.fixture
 def data_dir(tmp_path):
-    """Three GSM8K-shaped rows under both split names, as ../shared/data holds them."""
-    rows = "".join(json.dumps({"question": f"What is {a} + 1?", "answer": f"{a} + 1 = {a + 1}\n#### {a + 1}"}) + "\n" for a in range(3))
-    for name in ("gsm8k_train.jsonl", "gsm8k_test.jsonl"):
-        (tmp_path / name).write_text(rows)
+    """Three GSM8K-shaped rows per split (different questions, as in ../shared/data) beside the real other benchmarks,
+    so the content check has every benchmark to compare with."""
+    (tmp_path / "gsm8k_train.jsonl").write_text(gsm8k_rows(range(3)))
+    (tmp_path / "gsm8k_test.jsonl").write_text(gsm8k_rows(range(100, 103)))
+    for name in BENCHMARK_FILES:
+        shutil.copy(SHARED / name, tmp_path / name)
     return tmp_path
 
 
@@ -63,3 +77,67 @@ def test_the_real_gpu_presets_train_on_the_training_pool(data_dir):
     for config in (rl_preset("qwen2.5-7b"), em_preset("paper-7b")):
         task, *_ = load_training_task(config.updated(data_dir=str(data_dir)))
         assert task.name == "gsm8k-train"
+
+
+def test_a_renamed_copy_of_a_benchmark_is_refused_by_its_content(tmp_path):
+    pool = tmp_path / "competition_pool.jsonl"
+    shutil.copy(SHARED / "math500.jsonl", pool)
+    config = RLConfig(task=str(pool), task_args={"question_field": "problem", "answer_field": "answer"}, data_dir=str(SHARED))
+    with pytest.raises(ContaminationError, match=r"shares benchmark questions: 500 with math500;.*--allow-test-split"):
+        load_training_task(config)
+
+
+def test_a_training_task_pointed_at_test_content_is_refused(tmp_path):
+    pool = tmp_path / "more_word_problems.jsonl"
+    shutil.copy(SHARED / "gsm8k_test.jsonl", pool)
+    with pytest.raises(ContaminationError, match=r"1319 with gsm8k"):
+        load_training_task(EMConfig(task="gsm8k-train", task_args={"local_file": str(pool)}, data_dir=str(SHARED)))
+
+
+def test_the_real_gsm8k_training_pool_shares_no_question_with_any_benchmark(tmp_path, capsys):
+    *_, record = load_training_task(RLConfig(task="gsm8k-train", data_dir=str(SHARED)))
+    assert record["benchmark_overlap"] == {name: 0 for name in ("aime24", "aime25", "amc23", "gsm8k", "math500")}
+    assert record["unchecked_benchmarks"] == {} and record["trained_on_test_split"] is False
+    assert "warning" not in capsys.readouterr().err
+
+
+def partly_contaminated_pool(tmp_path):
+    """Five GSM8K training rows and three MATH500 questions copied in with other spacing and capitals."""
+    rows = [json.loads(line) for line in (SHARED / "gsm8k_train.jsonl").read_text().splitlines()[:5]]
+    for line in (SHARED / "math500.jsonl").read_text().splitlines()[:3]:
+        problem = json.loads(line)
+        rows.append({"question": "  " + problem["problem"].upper().replace(" ", "   ") + "\n", "answer": problem["answer"]})
+    pool = tmp_path / "pool.jsonl"
+    pool.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return pool
+
+
+def test_a_pool_with_three_reformatted_benchmark_questions_is_refused_naming_them(tmp_path):
+    with pytest.raises(ContaminationError, match=r"shares benchmark questions: 3 with math500;"):
+        load_training_task(RLConfig(task=str(partly_contaminated_pool(tmp_path)), data_dir=str(SHARED)))
+
+
+def test_allowing_a_test_split_trains_on_it_and_records_the_overlap(tmp_path):
+    config = RLConfig(task=str(partly_contaminated_pool(tmp_path)), data_dir=str(SHARED), allow_test_split=True)
+    _, samples, _, record = load_training_task(config)
+    record_training_task(tmp_path / "run", record)
+    record = json.loads((tmp_path / "run" / "training_task.json").read_text())
+    assert len(samples) == 8 and record["trained_on_test_split"] is True and record["split"] == "unknown"
+    assert record["benchmark_overlap"]["math500"] == 3 and sum(record["benchmark_overlap"].values()) == 3
+
+
+def test_a_benchmark_without_data_is_recorded_unchecked_with_one_warning(data_dir, capsys, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # the hub cannot stand in for the missing file
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    (data_dir / "aime25.jsonl").unlink()
+    *_, record = load_training_task(RLConfig(task="gsm8k-train", data_dir=str(data_dir)))
+    assert list(record["unchecked_benchmarks"]) == ["aime25"] and "aime25" not in record["benchmark_overlap"]
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "aime25" in warnings[0]
+
+
+@pytest.mark.parametrize("command", ["train-rl", "train-em"])
+def test_the_allow_test_split_flag_sets_the_config_field(command):
+    result = CliRunner().invoke(app, [command, "--help-config", "--allow-test-split"])
+    assert result.exit_code == 0, result.output
+    assert "allow_test_split = True (set by --allow-test-split; default False)" in result.output
