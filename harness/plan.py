@@ -3,7 +3,7 @@
 The arithmetic, per GPU, for N GPUs and a model of P parameters (all byte counts):
 
 * **Training states**, fp32 master weights, fp32 gradients and AdamW's two fp32 moments: 16·P bytes in
-  all, divided by N under FSDP full shard / ZeRO-3 and replicated under DDP. Under FSDP (and ZeRO-3),
+  all, divided by N under FSDP full shard and replicated under DDP. Under FSDP,
   one layer's parameters are gathered in bf16 at a time, with the next one prefetched: 2 x 2 bytes x
   the largest layer.
 * **Activations** of one micro-batch of T tokens (micro-batch rows x (prompt + response budget), capped
@@ -125,7 +125,7 @@ class Plan:
 
 
 def memory_per_gpu(shape: ModelShape, work: Workload, hw: Hardware) -> dict[str, float]:
-    sharded = hw.strategy in ("fsdp", "zero3")
+    sharded = hw.strategy == "fsdp"
     shards = hw.gpus if sharded else 1
     tokens = work.micro_batch_token_count
     layer_working_set = tokens * (16 * shape.hidden + 6 * shape.intermediate)
@@ -205,7 +205,7 @@ def plan_command(
     gpu_memory: Annotated[float, typer.Option(min=1, help="GiB of memory per GPU")] = 80.0,
     shape: Annotated[str, typer.Option(help=f"model shape: {', '.join(SHAPES)}, or a folder/config.json")] = "qwen2.5-7b",
     accelerator: Annotated[str, typer.Option(help=f"for the FLOP/s peak: {', '.join(PEAK_FLOPS)}")] = "h100",
-    strategy: Annotated[str, typer.Option(help="fsdp (full shard), zero3, or ddp (replicated states)")] = "fsdp",
+    strategy: Annotated[str, typer.Option(help="fsdp (full shard) or ddp (replicated states)")] = "fsdp",
     tensor_parallel: Annotated[int, typer.Option(min=1, help="vLLM tensor-parallel size")] = 1,
     concurrent_sequences: Annotated[int, typer.Option(min=1, help="sequences vLLM decodes at once (KV cache size)")] = 256,
     prompt_tokens: Annotated[int, typer.Option(min=0, help="mean prompt length in tokens")] = 256,
@@ -226,8 +226,8 @@ def plan_command(
         fail(f"unknown preset {preset!r}; train-em has {', '.join(EMConfig.PRESETS)}, train-rl has {', '.join(RLConfig.PRESETS)}")
     if accelerator not in PEAK_FLOPS:
         fail(f"unknown accelerator {accelerator!r}; choose one of {', '.join(PEAK_FLOPS)}")
-    if strategy not in ("fsdp", "zero3", "ddp"):
-        fail(f"unknown strategy {strategy!r}; choose fsdp, zero3 or ddp")
+    if strategy not in ("fsdp", "ddp"):
+        fail(f"unknown strategy {strategy!r}; choose fsdp or ddp")
     if shape in SHAPES:
         model = SHAPES[shape]
     else:

@@ -3,8 +3,8 @@
 accelerate turns FSDP on only for GPU-like distributed types (MULTI_GPU, XPU, ...), never MULTI_CPU, although
 torch's FSDP2 (``fully_shard``) itself works on CPU over gloo. ``install()`` wraps the trainers' one factory,
 ``harness.training.policy.make_accelerator``: it builds the Accelerator as usual (MULTI_CPU under several
-processes) and then switches the shared state to FSDP with an FSDP2 plugin, which is what ``accelerate launch
---use_fsdp --fsdp_version 2`` would have set up on GPUs. ``prepare``, backward, the optimiser step and the
+processes) and then switches the shared state to FSDP with the plugin ``accelerate launch --config_file
+configs/accelerate-fsdp.yaml`` (FSDP2) would have set up on GPUs. ``prepare``, backward, the optimiser step and the
 full-state-dict gather then take accelerate's FSDP2 code paths. Measured in ../shared/notes/fsdp2_on_cpu.py
 (torch 2.13, accelerate 1.16). The trainers are not changed by this module: it only chooses their launcher.
 """
@@ -12,16 +12,26 @@ full-state-dict gather then take accelerate's FSDP2 code paths. Measured in ../s
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 ENV = "HARNESS_TEST_SHARDING"  # "fsdp2" installs the shim in a worker process; unset or "ddp" leaves it alone
 
 
+FSDP_LAUNCH_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "accelerate-fsdp.yaml"
+
+
 def fsdp2_plugin():
+    """The plugin ``accelerate launch --config_file configs/accelerate-fsdp.yaml`` builds: launch turns each
+    ``fsdp_<name>`` of the file into an ``FSDP_<NAME>`` environment variable, which the plugin reads. So
+    the tests shard with the documented settings, not a copy of them."""
+    import yaml
     from accelerate.utils import FullyShardedDataParallelPlugin
 
+    settings = yaml.safe_load(FSDP_LAUNCH_CONFIG.read_text())["fsdp_config"]
+    for key, value in settings.items():
+        os.environ["FSDP_" + key.removeprefix("fsdp_").upper()] = str(value).lower() if isinstance(value, bool) else str(value)
     # No layer class named: accelerate wraps the classes the model lists in _no_split_modules (its decoder layer).
-    return FullyShardedDataParallelPlugin(fsdp_version=2, auto_wrap_policy="transformer_based_wrap", state_dict_type="FULL_STATE_DICT",
-                                          reshard_after_forward=True)
+    return FullyShardedDataParallelPlugin()
 
 
 def switch_to_fsdp2(accelerator) -> None:

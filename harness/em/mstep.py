@@ -3,7 +3,7 @@
 One optimiser step takes ``batch_size`` training samples. Each process trains on every world-th of
 them (``distributed.share``), in micro-batches of at most ``micro_batch_size`` rows and
 ``micro_batch_tokens`` padded tokens; then the decision cross-entropy over the step's queries, split
-the same way. Every term is scaled so the processes' gradients, averaged by DDP/FSDP/DeepSpeed,
+the same way. Every term is scaled so the processes' gradients, averaged by DDP/FSDP,
 equal one process's gradient of
 
     mean over the step's samples of mstep_loss  +  decision_weight · mean over its queries of the CE,
@@ -67,7 +67,7 @@ class MStep:
         old = self._pi_old(iteration, [r for r, _ in items])
         optimizer = self.optimizer
         # Each M-step starts AdamW afresh (v1 restarts its trainer): clear the moments of the one optimiser
-        # the run holds (DeepSpeed prepares model and optimiser together, once).
+        # the run holds (prepared with the model once, as accelerate's wrappers expect).
         innermost(optimizer).state.clear()
         warmup = round(config.warmup_ratio * steps)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, steps, warmup, config.lr_schedule))
@@ -203,7 +203,7 @@ class MStep:
 
 
 def innermost(optimizer):
-    """The torch optimiser under accelerate's and DeepSpeed's wrappers (whose ``state`` holds the moments)."""
+    """The torch optimiser under accelerate's wrapper (whose ``state`` holds the moments)."""
     while hasattr(optimizer, "optimizer"):
         optimizer = optimizer.optimizer
     return optimizer

@@ -70,15 +70,14 @@ class EMTrainer:
             self.out.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(config.seed)
         model, self.tokenizer = load_policy(config.model, config.gradient_checkpointing)
-        # One AdamW for the run, its moments cleared at each M-step (mstep.py): DeepSpeed needs the model
-        # and its optimiser prepared together.
+        # One AdamW for the run, prepared with the model, its moments cleared at each M-step (mstep.py).
         optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=0.0)
         self.model, optimizer = self.accelerator.prepare(model, optimizer)
         self.generation_copy = self._generation_copy()
         generator = self.generation_copy.model if self.generation_copy else self.accelerator.unwrap_model(self.model)
         self.backend = HFBackend.from_loaded(generator, self.tokenizer, Path(config.model).name)
         if config.rollout_backend == "vllm" and self.generation_copy:
-            raise ValueError("rollout_backend vllm runs under one process or DDP; under FSDP or ZeRO-3 use rollout_backend hf")
+            raise ValueError("rollout_backend vllm runs under one process or DDP; under FSDP use rollout_backend hf")
         self.rollout_backend = RolloutBackend(config, self.accelerator.unwrap_model(self.model), self.tokenizer, self.backend, self.out)
         self.task, self.samples, self.method, self.task_record = load_training_task(config)
         self.prefix_ids = {"cot": self.backend.encode(config.cot_prefix), "code": self.backend.encode(config.code_prefix)}
@@ -143,7 +142,7 @@ class EMTrainer:
         return plan
 
     def _generation_copy(self):
-        """What the in-process E-step generates with when the trained module is sharded (FSDP, ZeRO-3): an
+        """What the in-process E-step generates with when the trained module is sharded (FSDP): an
         unsharded copy in the compute dtype, refreshed before each E-step (training/generation_copy.py); None
         when every process holds the module whole (one process, DDP) and generates on it directly."""
         from transformers import AutoConfig

@@ -37,8 +37,8 @@ class RolloutFunc:
     def backend(self, trainer):
         """A model backend for this call: TRL's vLLM engine when it runs one; under FSDP an unsharded copy of the
         policy refreshed from its shards (training/generation_copy.py: sharded forwards would have to run in
-        step on every process); else the policy being trained, in the context TRL's own transformers
-        generation uses (weights gathered under ZeRO-3). Every update is seen by the next rollout."""
+        step on every process); else the policy being trained itself (one process, DDP). Every update is seen
+        by the next rollout."""
         from harness.models.hf import HFBackend
 
         if trainer.use_vllm:
@@ -49,11 +49,7 @@ class RolloutFunc:
         if trainer.is_fsdp_enabled:
             yield HFBackend.from_loaded(self.generation_copy(trainer), trainer.processing_class, "policy")
             return
-        from trl.models import unwrap_model_for_generation
-
-        with unwrap_model_for_generation(trainer.model_wrapped, trainer.accelerator,
-                                         gather_deepspeed3_params=trainer.args.ds3_gather_for_generation) as model:
-            yield HFBackend.from_loaded(model, trainer.processing_class, "policy")
+        yield HFBackend.from_loaded(trainer.accelerator.unwrap_model(trainer.model_wrapped), trainer.processing_class, "policy")
 
     def generation_copy(self, trainer):
         import torch

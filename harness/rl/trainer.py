@@ -1,7 +1,7 @@
 """`harness train-rl`: vanilla RL with code execution inside the rollouts, on TRL's GRPOTrainer (trl==1.16.0).
 
 TRL runs the loop: sampling prompts (each repeated ``group_size`` times), group-normalised advantages,
-the clipped loss of ``loss_type`` (grpo, dapo, dr_grpo), gradient accumulation, DDP / DeepSpeed / FSDP
+the clipped loss of ``loss_type`` (grpo, dapo, dr_grpo), gradient accumulation, DDP / FSDP
 through accelerate, and vLLM when asked. What is ours (harness/rl/rollouts.py): the ``rollout_func``
 that runs our RolloutEngine (```python / ```output, our sandbox) with tool-output tokens masked by
 ``env_mask``, and the reward (``harness.grading`` against the dataset's gold answer). This module maps
@@ -58,8 +58,10 @@ class RLTrainer:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         from harness.rl.strategies import build_strategy
+        from harness.training.policy import refuse_deepspeed
         from harness.training.training_task import load_training_task
 
+        refuse_deepspeed()
         self.config = config
         self.out = Path(config.output_dir)
         self.args = grpo_arguments(config, rank_and_world()[1])  # a batch that does not split fails before any loading

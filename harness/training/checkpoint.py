@@ -19,7 +19,7 @@ INFO_FILE = "trainer.json"
 
 
 def shard_state_file(rank: int) -> str:
-    """Where process ``rank`` of a sharded run (FSDP, ZeRO-3) keeps its own optimiser shard; rank 0 uses STATE_FILE."""
+    """Where process ``rank`` of a sharded run (FSDP) keeps its own optimiser shard; rank 0 uses STATE_FILE."""
     return f"trainer_state.rank{rank}.pt"
 
 

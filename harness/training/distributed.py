@@ -2,8 +2,8 @@
 
 Every process holds the whole batch (SFT: the step's examples are a function of seed and step; EM:
 the E-step is gathered to every process), so each one computes every process's share and micro-batch
-plan itself, with no message passing. That is what keeps collective calls in step: under FSDP and
-ZeRO-3 each forward gathers parameters from every process, so a process with fewer micro-batches
+plan itself, with no message passing. That is what keeps collective calls in step: under FSDP
+each forward gathers parameters from every process, so a process with fewer micro-batches
 than the others would leave them waiting forever. ``rounds`` pads every process to the longest plan
 with ``None``, a dummy micro-batch whose loss is multiplied by 0.
 
@@ -81,7 +81,7 @@ def broadcast(accelerator, value):
 
 
 def save_checkpoint_everywhere(accelerator, output, step: int, model, tokenizer, optimizer, scheduler, extra: dict | None = None):
-    """A checkpoint of a prepared model: the full weights gathered (a collective under FSDP/ZeRO-3) and
+    """A checkpoint of a prepared model: the full weights gathered (a collective under FSDP) and
     written by the main process; the optimiser state by the main process when it is replicated, and by
     every process (its own shard, ``trainer_state.rankN.pt``) when it is sharded. Everyone waits for the folder."""
     import torch
@@ -100,7 +100,7 @@ def save_checkpoint_everywhere(accelerator, output, step: int, model, tokenizer,
 
 def full_state_to_save(accelerator, model) -> dict:
     """The weights ``save_pretrained`` should write for a prepared model, on the main process (a collective
-    under FSDP/ZeRO-3: every process calls it). A gathered state dict holds a tied tensor (embeddings and
+    under FSDP: every process calls it). A gathered state dict holds a tied tensor (embeddings and
     lm_head) once per name, as separate copies that ``save_pretrained`` cannot recognise as shared, so a
     sharded run's checkpoint would carry an extra ``lm_head.weight``; tied names after the first are dropped."""
     weights = accelerator.get_state_dict(model)
@@ -119,8 +119,6 @@ def load_weights_everywhere(accelerator, checkpoint, model) -> None:
 
     from harness.training.checkpoint import load_weights
 
-    if accelerator.distributed_type == DistributedType.DEEPSPEED:
-        raise ValueError("resuming under DeepSpeed ZeRO-3 is not supported; resume the run under FSDP or DDP")
     if accelerator.distributed_type != DistributedType.FSDP:
         load_weights(checkpoint, accelerator.unwrap_model(model))
         return
@@ -137,21 +135,11 @@ def load_weights_everywhere(accelerator, checkpoint, model) -> None:
 
 def full_weights(accelerator, model) -> dict:
     """The whole model's weights on every process: a collective under FSDP (torch's distributed state-dict
-    API, full tensors on each process) and ZeRO-3 (each parameter gathered in turn); the module's own
-    state dict otherwise."""
+    API, full tensors on each process); the module's own state dict otherwise."""
     from accelerate.utils import DistributedType
 
     if accelerator.distributed_type == DistributedType.FSDP:
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
         return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True))
-    module = accelerator.unwrap_model(model)
-    if accelerator.distributed_type != DistributedType.DEEPSPEED:
-        return module.state_dict()
-    import deepspeed
-
-    weights = {}
-    for name, parameter in module.named_parameters():
-        with deepspeed.zero.GatheredParameters([parameter]):
-            weights[name] = parameter.data.detach().clone()
-    return weights
+    return accelerator.unwrap_model(model).state_dict()

@@ -6,9 +6,10 @@ So the weights, gradients and AdamW moments stay fp32 (what ``harness plan`` cou
 forward and backward run in bf16, under ``torch.autocast`` (``autocast``; the Accelerator itself is
 built with ``mixed_precision="no"``: accelerate keeps one precision per process, and a test session
 builds trainers of both kinds).
-Under FSDP the gathered layers are bf16 and gradients are reduced in fp32 (``fsdp_fp32_reduce``);
-DeepSpeed reads its own precision from its JSON (configs/deepspeed-zero3.json: bf16 with fp32
-gradient accumulation and communication).
+Under FSDP the gathered layers are bf16 and gradients are reduced in fp32 (``fsdp_fp32_reduce``).
+
+FSDP2 is the sharded path (configs/accelerate-fsdp.yaml, run on 2 CPU processes by the tests); DeepSpeed
+is refused (``refuse_deepspeed``): no test could run it, so no code path claims to support it.
 
 ``dtype`` (the trainers' config field) names the compute precision: ``auto`` is bf16 on a GPU and
 fp32 on a CPU, where bf16 matmuls are slow.
@@ -36,16 +37,27 @@ def mixed_precision(dtype: str, device: str) -> str:
 
 
 def make_accelerator(device: str, dtype: str):
-    """The Accelerator every process of a run shares. Under ``accelerate launch`` the strategy (DDP, FSDP,
-    DeepSpeed) comes from the launch config; the precision always comes from the trainer's ``dtype``, so
-    one run config means one numeric recipe whatever the launcher says."""
+    """The Accelerator every process of a run shares. Under ``accelerate launch`` the strategy (DDP, FSDP)
+    comes from the launch config; the precision always comes from the trainer's ``dtype``, so one run
+    config means one numeric recipe whatever the launcher says."""
     from accelerate import Accelerator
     from accelerate.utils import DistributedType
 
+    refuse_deepspeed()
     accelerator = Accelerator(cpu=not uses_cuda(device), mixed_precision="no")
     if accelerator.distributed_type == DistributedType.FSDP and mixed_precision(dtype, device) == "bf16":
         fsdp_fp32_reduce(accelerator)
     return accelerator
+
+
+def refuse_deepspeed() -> None:
+    """One clear error for a DeepSpeed launch (``accelerate launch`` with a DeepSpeed config sets
+    ACCELERATE_USE_DEEPSPEED), before any model is loaded."""
+    import os
+
+    if os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true":
+        raise ValueError("DeepSpeed is not supported: launch with configs/accelerate-fsdp.yaml (FSDP2, the sharded path) "
+                         "or configs/accelerate-ddp.yaml")
 
 
 def autocast(accelerator, dtype: str):
@@ -88,17 +100,16 @@ def load_policy(path: str | Path, gradient_checkpointing: bool = False):
 
 
 def sharded(accelerator) -> bool:
-    """Whether each process holds only a shard of the weights (FSDP, DeepSpeed ZeRO)."""
+    """Whether each process holds only a shard of the weights (FSDP)."""
     from accelerate.utils import DistributedType
 
-    return accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED)
+    return accelerator.distributed_type == DistributedType.FSDP
 
 
 @contextlib.contextmanager
 def micro_step(accelerator, model, last: bool):
     """One forward/backward of an optimiser step's micro-batches: gradients are synchronised across
-    processes on the ``last`` only (DDP's no_sync; DeepSpeed's accumulation boundary, where its engine
-    steps). FSDP reduce-scatters every micro-batch: its no_sync would hold whole unsharded gradients.
+    processes on the ``last`` only (DDP's no_sync). FSDP reduce-scatters every micro-batch: its no_sync would hold whole unsharded gradients.
     The forward inside still goes under ``autocast``."""
     from accelerate.utils import DistributedType
 

@@ -118,7 +118,7 @@ def _train_sft(config: SFTConfig, run, accelerator, log) -> dict:
     torch.set_num_threads(config.threads or os.cpu_count() or 1)
     output = Path(config.output_dir)
     resume_from = latest_checkpoint(output) if run.resuming else None
-    # Every process loads the weights before accelerate shards them (FSDP, ZeRO-3), a checkpoint's on resume.
+    # Every process loads the weights before accelerate shards them (FSDP), a checkpoint's on resume.
     model, tokenizer = load_policy(resume_from or config.model, config.gradient_checkpointing)
     model.train()
     examples = load_examples(tokenizer, config.data)

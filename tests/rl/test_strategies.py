@@ -149,7 +149,7 @@ def scripted_rollouts(monkeypatch) -> dict:
                 "used_code": [calls > 0 for _, calls, _ in rows], "tool_calls": [calls for _, calls, _ in rows],
                 "tool_failures": [failed for _, _, failed in rows]}
 
-    monkeypatch.setattr("harness.rl.rollouts.Rollouts.__call__", rollout)
+    monkeypatch.setattr("harness.rl.rollouts.RolloutFunc.__call__", rollout)
     return texts
 
 

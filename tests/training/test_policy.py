@@ -118,9 +118,9 @@ def test_micro_batched_sft_step_equals_the_whole_batch(tmp_path):
         assert torch.allclose(gradients[name][1], gradients["whole"][1], atol=1e-6, rtol=1e-4), name
 
 
-# ---------------------------------------------------------------- the E-step under FSDP / ZeRO-3
+# ---------------------------------------------------------------- the E-step under FSDP
 def test_a_sharded_run_generates_on_a_copy_refreshed_from_the_trained_weights(tiny_model_dir, task_file, tmp_path, monkeypatch):  # noqa: F811
-    """Under FSDP/ZeRO-3 (stood in for by ``sharded``: one CPU process cannot shard) the E-step's backend
+    """Under FSDP (stood in for by ``sharded`` in one process; the 2-process FSDP2 tests shard for real) the E-step's backend
     holds its own copy, loaded from the gathered weights before each E-step, never the sharded module."""
     import harness.training.policy
 
@@ -135,3 +135,17 @@ def test_a_sharded_run_generates_on_a_copy_refreshed_from_the_trained_weights(ti
     copy = trainer.backend.model.state_dict()
     for name, tensor in trained.state_dict().items():
         assert torch.equal(copy[name], tensor), name
+
+
+def test_a_deepspeed_launch_is_refused_before_anything_loads(monkeypatch, tmp_path):
+    """FSDP2 is the sharded path: a DeepSpeed launch config gets one clear error from every trainer, before a
+    model is read (the model folder here does not exist, which would be a different error)."""
+    from harness.rl.config import RLConfig
+    from harness.rl.trainer import RLTrainer
+    from harness.training.policy import make_accelerator
+
+    monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
+    for build in (lambda: make_accelerator("cpu", "float32"),
+                  lambda: RLTrainer(RLConfig(model=str(tmp_path / "none"), task="gsm8k-train", output_dir=str(tmp_path / "rl")))):
+        with pytest.raises(ValueError, match="DeepSpeed is not supported: launch with configs/accelerate-fsdp.yaml"):
+            build()
