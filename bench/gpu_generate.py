@@ -29,7 +29,8 @@ QWEN25_15B_SHAPE = dict(
     rms_norm_eps=1e-6, tie_word_embeddings=True, use_sliding_window=False,
 )
 QUESTIONS = [
-    "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. How many clips did Natalia sell altogether in April and May?",
+    "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. "
+    "How many clips did Natalia sell altogether in April and May?",
     "Find the remainder when $2^{100}$ is divided by 7.",
     "A rectangle has perimeter 30 and area 54. What is the length of its diagonal?",
     "How many positive divisors does 3600 have?",

@@ -1,6 +1,7 @@
 """Every command shown in README.md or docs/*.md parses: `harness ...` (also behind `accelerate launch -m
 harness.cli_main`) through the real Typer app; any other `python -m MODULE ...` must name a module that exists
-(no harness module has its own parser any more: every command is the Typer app's). Parsing, not `--help` (which short-circuits validation): an unknown option, a missing argument or a bad
+(no harness module has its own parser any more: every command is the Typer app's). Parsing, not `--help` (which
+short-circuits validation): an unknown option, a missing argument or a bad
 value fails; nothing is run. Shown means in a fenced block, or inline with options but no syntax summary
 (`[--all]`, `local|docker`, `...`)."""
 

@@ -29,7 +29,8 @@ def main() -> None:
     from harness.rl.trainer import RLTrainer
 
     with tempfile.TemporaryDirectory() as out:
-        config = preset("tiny").updated(model=args.model, method=args.method, steps=args.steps, output_dir=out, save_every=10_000, device="cpu")
+        config = preset("tiny").updated(model=args.model, method=args.method, steps=args.steps, output_dir=out, save_every=10_000,
+                                        device="cpu")
         history = RLTrainer(config).train()
     rollouts = config.prompts_per_step * config.group_size
     steps = [{"rollouts_per_s": rollouts / h["time/rollout_s"], "updates_per_s": 1 / (h["step_time"] - h["time/rollout_s"]),

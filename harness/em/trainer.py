@@ -182,7 +182,8 @@ class EMTrainer:
             strategies = {q: reference_strategy(VALUE_ONLY, v, math.inf) for q, v in kept.items()}
         else:
             strategies = {q: reference_strategy(policy[q], v, config.alpha) for q, v in kept.items()}
-        chosen = subsample(forced, strategies, config.subsample, config.samples_per_query, random.Random(mix_seed(config.seed, len(records))))
+        chosen = subsample(forced, strategies, config.subsample, config.samples_per_query,
+                           random.Random(mix_seed(config.seed, len(records))))
         return {"records": records, "values": values, "policy": policy, "strategies": strategies, "training": chosen, "estep_s": estep_s}
 
     def _decision_policy(self, records: list[dict]) -> dict:

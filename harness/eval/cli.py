@@ -14,7 +14,8 @@ from harness.io import fail
 
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="hf:PATH, vllm:NAME, openai:MODEL@URL, or smollm2 (the embedded default).")]
 ModelArgsOpt = Annotated[str, typer.Option("--model-args", help="Backend arguments as k=v,k=v (e.g. device=cpu,dtype=float32).")]
-TaskOpt = Annotated[str, typer.Option("--task", "-t", help="Comma-separated built-in tasks (see `harness tasks`), or a JSONL/parquet path or hub id.")]
+TaskOpt = Annotated[str, typer.Option("--task", "-t", help="Comma-separated built-in tasks (see `harness tasks`), "
+                                                          "or a JSONL/parquet path or hub id.")]
 MethodOpt = Annotated[str, typer.Option("--method", help="cot, tir, tora, auto, code-trigger, cot-trigger, or a prompt file (.toml).")]
 OutputOpt = Annotated[Path, typer.Option("--output-dir", "-o", help="Runs go to OUTPUT_DIR/<model>/<task>/<method>/.")]
 DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", envvar="HARNESS_DATA_DIR", help="Folder with the tasks' local JSONL files.")]
@@ -127,8 +128,10 @@ def _run_dirs_under(paths: list[Path]) -> list[Path]:
 
 
 def score_command(
-    paths: Annotated[list[Path], typer.Argument(metavar="PATH", help="Run folders (with run.json and samples.jsonl), or folders to search for them.")],
-    columns: Annotated[list[str] | None, typer.Option("--columns", help="Add a column set (repeatable): efficiency (tool errors, productivity, cost per correct answer, tool trust).")] = None,
+    paths: Annotated[list[Path], typer.Argument(metavar="PATH", help="Run folders (with run.json and samples.jsonl), "
+                                                                     "or folders to search for them.")],
+    columns: Annotated[list[str] | None, typer.Option("--columns", help="Add a column set (repeatable): efficiency (tool errors, "
+                                                                       "productivity, cost per correct answer, tool trust).")] = None,
 ) -> None:
     """Grade stored responses again with the current grader and recompute every metric, without generating:
     one line per run."""

@@ -143,7 +143,8 @@ def display_cells(report: dict) -> list[str]:
         rate = report.get(f"{name}_rate")
         return f"{report[name]} ({fixed(None if rate is None else 100 * rate, 1)}%)"
 
-    percent = {name: None if report.get(name) is None else 100 * report[name] for name in ("tool_error_rate_cell", "tool_error_rate_sample")}
+    percent = {name: None if report.get(name) is None else 100 * report[name]
+               for name in ("tool_error_rate_cell", "tool_error_rate_sample")}
     return ["—" if report.get("responses") is None else str(report["responses"]), fixed(percent["tool_error_rate_cell"], 1),
             fixed(percent["tool_error_rate_sample"], 1), fixed(report.get("tool_productivity"), 2),
             fixed(report.get("model_tokens_per_correct"), 0), fixed(report.get("tool_tokens_per_correct"), 0),

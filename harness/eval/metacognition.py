@@ -63,7 +63,8 @@ def metacognition(cot_dir: Path, tir_dir: Path, auto_dir: Path) -> dict:
         "selection_accuracy": right / judged if judged else None,
         "judged_problems": judged,
         "oracle_accuracy": (counts["cot_only"] + counts["code_only"] + counts["both"]) / n,
-        "accuracy": {"cot": (counts["cot_only"] + counts["both"]) / n, "tir": (counts["code_only"] + counts["both"]) / n, "auto": auto_solved / n},
+        "accuracy": {"cot": (counts["cot_only"] + counts["both"]) / n, "tir": (counts["code_only"] + counts["both"]) / n,
+                     "auto": auto_solved / n},
         "auto_code_rate": sum(p["auto_chose_code"] for p in per_problem) / n,
         "efficiency": {mode: efficiency_report([a for doc in problems for a in records[doc]], info["task"]["grader"])
                        for mode, (info, records) in runs.items()},

@@ -173,7 +173,8 @@ def load_samples(task: TaskSpec, data_dir: str | Path | None = None) -> tuple[li
         try:
             rows = _read_hub(task.hub)
         except TaskError as exc:
-            hint = f"put {task.local_file} in a folder and pass --data-dir (or set HARNESS_DATA_DIR)" if task.local_file else "check the hub id"
+            hint = (f"put {task.local_file} in a folder and pass --data-dir (or set HARNESS_DATA_DIR)" if task.local_file
+                    else "check the hub id")
             where = f"; {local} does not exist" if local is not None else ""
             raise TaskError(f"{exc}{where}: {hint}") from None
     else:
@@ -188,7 +189,8 @@ def _to_samples(task: TaskSpec, rows: list[dict]) -> tuple[list[Sample], str]:
     for index, row in enumerate(rows):
         missing = [role for role in ("question", "answer") if task.fields[role] not in row]
         if missing:
-            raise TaskError(f"{task.name} row {index + 1}: missing field(s) {', '.join(task.fields[m] for m in missing)} (have: {', '.join(row)})")
+            raise TaskError(f"{task.name} row {index + 1}: missing field(s) {', '.join(task.fields[m] for m in missing)} "
+                            f"(have: {', '.join(row)})")
         sample_id = str(row[task.fields["id"]]) if "id" in task.fields and task.fields["id"] in row else str(index)
         metadata = {key: row[key] for key in task.breakdown if key in row}
         samples.append(Sample(sample_id, str(row[task.fields["question"]]), row[task.fields["answer"]], metadata))

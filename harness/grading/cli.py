@@ -33,7 +33,8 @@ def _read_cases(path: Path) -> list[dict]:
 
 def grade(
     input: Annotated[Path, typer.Option("--input", "-i", help="JSONL with 'pred', 'gold' and optional 'task' per line.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="JSONL written atomically: each input object plus correct, extracted, status.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="JSONL written atomically: each input object plus correct, "
+                                                                "extracted, status.")],
     deadline: Annotated[float, typer.Option(help="Seconds allowed per comparison before it counts as a timeout.")] = 5.0,
     workers: Annotated[int, typer.Option(help="Grading worker processes (default: one per available CPU).")] = 0,
 ) -> None:
@@ -51,7 +52,8 @@ def grade(
         grades = pool.grade_many((case["pred"], case["gold"], case.get("task", "math500")) for case in cases)
     lines = []
     for case, result in zip(cases, grades):
-        lines.append(json.dumps({**case, "correct": result.correct, "extracted": result.extracted, "status": result.status, **({"extra": result.extra} if result.extra else {})}, ensure_ascii=False))
+        lines.append(json.dumps({**case, "correct": result.correct, "extracted": result.extracted, "status": result.status,
+                                 **({"extra": result.extra} if result.extra else {})}, ensure_ascii=False))
     try:
         atomic_write_text(output, "\n".join(lines) + ("\n" if lines else ""))
     except OSError as exc:

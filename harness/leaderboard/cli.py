@@ -32,14 +32,21 @@ def _command_line(run_dirs: list[Path], fmt: str, out: Path, title: str, notes: 
 
 
 def leaderboard_command(
-    run_dirs: Annotated[list[Path], typer.Argument(metavar="RUN_DIR", help="Run folders (with results.json), or folders to search for them.")],
-    fmt: Annotated[str | None, typer.Option("--format", "-f", help="md, csv or html (one self-contained page); default: --out's extension, else md.")] = None,
-    out: Annotated[str, typer.Option("--out", "-o", help="A folder (DIR/leaderboard.<format>), a board file (.md, .csv, .html), or a prefix that gets the extension; plots go beside it as <stem>-<plot>.png.")] = "leaderboard",
+    run_dirs: Annotated[list[Path], typer.Argument(metavar="RUN_DIR", help="Run folders (with results.json), "
+                                                                           "or folders to search for them.")],
+    fmt: Annotated[str | None, typer.Option("--format", "-f", help="md, csv or html (one self-contained page); "
+                                                                   "default: --out's extension, else md.")] = None,
+    out: Annotated[str, typer.Option("--out", "-o", help="A folder (DIR/leaderboard.<format>), a board file (.md, .csv, .html), "
+                                                         "or a prefix that gets the extension; "
+                                                         "plots go beside it as <stem>-<plot>.png.")] = "leaderboard",
     title: Annotated[str, typer.Option(help="Heading of the board.")] = "Leaderboard",
-    notes: Annotated[list[str] | None, typer.Option("--note", help="A line under the title (repeatable), e.g. the eval command behind the runs.")] = None,
+    notes: Annotated[list[str] | None, typer.Option("--note", help="A line under the title (repeatable), "
+                                                                   "e.g. the eval command behind the runs.")] = None,
     reference: Annotated[bool, typer.Option(help="Add the published (reported) rows for the tasks on the board.")] = True,
-    reference_dir: Annotated[Path | None, typer.Option(help="Folder of reference TOML files (default: the bundled leaderboards/reference).")] = None,
-    columns: Annotated[list[str] | None, typer.Option("--columns", help="Switch on a column set (repeatable): efficiency (tool errors, productivity, cost per correct answer, tool trust).")] = None,
+    reference_dir: Annotated[Path | None, typer.Option(help="Folder of reference TOML files "
+                                                            "(default: the bundled leaderboards/reference).")] = None,
+    columns: Annotated[list[str] | None, typer.Option("--columns", help="Switch on a column set (repeatable): efficiency (tool errors, "
+                                                                       "productivity, cost per correct answer, tool trust).")] = None,
 ) -> None:
     """Compare runs: accuracy and code use, adaptive vs fixed tool use, metacognition, reported rows, plots."""
     from harness.leaderboard.board import build_board

@@ -58,7 +58,8 @@ table { border-collapse: collapse; font-size: 12px; margin: 8px 0; }
 th, td { border: 1px solid #bbb; padding: 4px 8px; text-align: right; white-space: nowrap; }
 th { background: #eef1f5; text-align: center; white-space: normal; max-width: 110px; } th.group { text-align: center; max-width: none; }
 div.scroll { overflow-x: auto; }
-table#main td:nth-child(4) { white-space: normal; min-width: 150px; max-width: 230px; } td:nth-child(-n+2), table#main td:nth-child(-n+4) { text-align: left; }
+table#main td:nth-child(4) { white-space: normal; min-width: 150px; max-width: 230px; }
+td:nth-child(-n+2), table#main td:nth-child(-n+4) { text-align: left; }
 tr.reported td { background: #fbf6e9; font-style: italic; color: #555; }
 ol.notes { font-size: 12px; color: #8a4b00; } figure { margin: 16px 0; }
 figure img { max-width: 100%; border: 1px solid #ddd; } figcaption { font-size: 13px; color: #444; }

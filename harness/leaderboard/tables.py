@@ -133,8 +133,8 @@ def level_tables(board: Board) -> list[Table]:
         for record in records:
             rows.setdefault((record["model"], record["method"], record["variant"]), {})[record["level"]] = record
         for (model, method, variant), by_level in rows.items():
-            table.add([model, method + (f" #{variant + 1}" if variant else ""), *(f"{by_level[lv]['accuracy']:.1f} ({by_level[lv]['n']})" if lv in by_level else DASH
-                                        for lv in levels)])
+            table.add([model, method + (f" #{variant + 1}" if variant else ""),
+                       *(f"{by_level[lv]['accuracy']:.1f} ({by_level[lv]['n']})" if lv in by_level else DASH for lv in levels)])
         tables.append(table)
     return tables
 
@@ -152,7 +152,8 @@ def efficiency_table(board: Board) -> Table:
                   f"printed a wrong value). {DASH}: undefined (nothing to divide by).",
                   ["model", "method", "task", "bucket", *CELL_HEADERS])
     for record in board.efficiency:
-        table.add([record["model"] + table.mark(record["flags"]), record["method"] + (f" #{record['variant'] + 1}" if record["variant"] else ""),
+        table.add([record["model"] + table.mark(record["flags"]),
+                   record["method"] + (f" #{record['variant'] + 1}" if record["variant"] else ""),
                    record["task"], record["bucket"], *display_cells(record)])
     return table
 

@@ -40,11 +40,14 @@ class RLConfig(shared.RolloutTrainerFields):
     loss_type: str = option("dapo", "TRL loss: dapo (token-level over the batch), grpo (per-sequence mean) or dr_grpo", choices=LOSS_TYPES)
     clip_low: float = option(0.2, "PPO ratio clip below 1 (TRL's epsilon)", minimum=0, maximum=1)
     clip_high: float = option(0.28, "PPO ratio clip above 1 (TRL's epsilon_high; DAPO's clip-higher)", minimum=0)
-    advantage_scale: str = option("group", "reward scaling (TRL's scale_rewards): group (GRPO), batch, or none (Dr.GRPO)", choices=("group", "batch", "none"))
+    advantage_scale: str = option("group", "reward scaling (TRL's scale_rewards): group (GRPO), batch, or none (Dr.GRPO)",
+                                  choices=("group", "batch", "none"))
     kl_weight: float = option(0.0, "TRL's beta: weight of the k3 KL to the frozen starting policy (0: no reference model)", minimum=0)
-    steps_per_generation: int = option(1, "optimiser steps per batch of rollouts; above 1 the policy is off-policy from the 2nd step and the clip acts", minimum=1)
+    steps_per_generation: int = option(1, "optimiser steps per batch of rollouts; above 1 the policy is off-policy from the 2nd step "
+                                          "and the clip acts", minimum=1)
     updates_per_batch: int = option(1, "passes over each batch of rollouts (TRL's num_iterations, PPO epochs)", minimum=1)
-    micro_batch_size: int = option(8, "sequences per forward/backward pass per process (per_device_train_batch_size); gradients accumulate to the step's batch", minimum=1)
+    micro_batch_size: int = option(8, "sequences per forward/backward pass per process (per_device_train_batch_size); "
+                                      "gradients accumulate to the step's batch", minimum=1)
     format_reward: float = option(0.0, "bonus for a response with a \\boxed{} answer (off by default)")
     tool_reward: float = option(0.0, "bonus for a response that executed code (off by default)")
     strategy: str = option("none", "reward/advantage shaper on GRPO (docs/rl.md): none, otc, adatir or roc", choices=STRATEGIES)

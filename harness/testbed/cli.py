@@ -19,7 +19,8 @@ testbed_app = typer.Typer(help="The CPU testbed: arith demonstrations, the one-c
                           no_args_is_help=True)
 
 CodeRatioOpt = Annotated[float, typer.Option(min=0.0, max=1.0, help="Share of free-choice (auto prompt) demonstrations that write code.")]
-ForcedShareOpt = Annotated[float, typer.Option(min=0.0, max=1.0, help="Share of demonstrations under an explicit method (cot, cot-trigger, code-trigger, tir).")]
+ForcedShareOpt = Annotated[float, typer.Option(min=0.0, max=1.0, help="Share of demonstrations under an explicit method "
+                                                                       "(cot, cot-trigger, code-trigger, tir).")]
 
 
 @model_app.command("init")
@@ -77,7 +78,8 @@ def warmup_command(
     timings, began = {}, time.perf_counter()
     model_summary = write_tiny_model(output / "init", preset=preset, seed=seed)
     timings["init_s"] = round(time.perf_counter() - began, 1)
-    counts = write_demonstrations(output / "demos.jsonl", demonstration_rows(size, seed=seed, code_ratio=code_ratio, forced_share=forced_share))
+    counts = write_demonstrations(output / "demos.jsonl",
+                                  demonstration_rows(size, seed=seed, code_ratio=code_ratio, forced_share=forced_share))
     timings["demos_s"] = round(time.perf_counter() - began - timings["init_s"], 1)
     try:
         config = SFTConfig.preset("tiny").updated(

@@ -48,7 +48,8 @@ def batch_logprobs(model, batch: Batch) -> torch.Tensor:
     return token_logprobs(logits, input_ids[:, 1:])
 
 
-def continuation_logprobs(model, prompts: list[list[int]], continuations: list[list[int]], pad_token_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+def continuation_logprobs(model, prompts: list[list[int]], continuations: list[list[int]],
+                          pad_token_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """log P(continuation token | everything before) for each row, shape (rows, longest continuation), with
     a mask of the real tokens; continuations are right-aligned (the row's last tokens). Called on the
     wrapped model, so DDP/FSDP hooks run; position ids are passed because the rows are left-padded."""

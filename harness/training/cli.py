@@ -14,7 +14,8 @@ from harness.training import options
 @options.trainer_command
 def train_sft_command(
     shared: dict,
-    data: Annotated[Path | None, typer.Option("--data", "-d", help="Demonstration JSONL (prompt or messages, response or segments).")] = None,
+    data: Annotated[Path | None, typer.Option("--data", "-d", help="Demonstration JSONL "
+                                                                  "(prompt or messages, response or segments).")] = None,
     steps: options.Steps = None,
     batch_size: Annotated[int | None, typer.Option(help="Demonstrations per optimiser step.")] = None,
     warmup_steps: Annotated[int | None, typer.Option(help="Linear warm-up steps before the cosine decay.")] = None,

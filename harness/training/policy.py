@@ -109,7 +109,8 @@ def sharded(accelerator) -> bool:
 @contextlib.contextmanager
 def micro_step(accelerator, model, last: bool):
     """One forward/backward of an optimiser step's micro-batches: gradients are synchronised across
-    processes on the ``last`` only (DDP's no_sync). FSDP reduce-scatters every micro-batch: its no_sync would hold whole unsharded gradients.
+    processes on the ``last`` only (DDP's no_sync). FSDP reduce-scatters every micro-batch: its no_sync would hold
+    whole unsharded gradients.
     The forward inside still goes under ``autocast``."""
     from accelerate.utils import DistributedType
 

@@ -16,7 +16,8 @@ def record(doc, attempt, correct, extracted="1", calls=(), tokens=10, seconds=1.
             "extra": extra.get("variants", {})}
 
 
-@pytest.mark.parametrize(("n", "c", "k", "expected"), [(4, 0, 1, 0.0), (4, 4, 2, 1.0), (4, 1, 1, 0.25), (4, 1, 2, 0.5), (5, 2, 2, 0.7), (10, 3, 5, 1 - math.comb(7, 5) / math.comb(10, 5))])
+@pytest.mark.parametrize(("n", "c", "k", "expected"), [(4, 0, 1, 0.0), (4, 4, 2, 1.0), (4, 1, 1, 0.25), (4, 1, 2, 0.5), (5, 2, 2, 0.7),
+                                                      (10, 3, 5, 1 - math.comb(7, 5) / math.comb(10, 5))])
 def test_pass_at_k_is_the_unbiased_estimator(n, c, k, expected):
     assert pass_at_k(n, c, k) == pytest.approx(expected)
 
@@ -68,7 +69,8 @@ def test_tool_metrics():
 
 
 def test_breakdown_by_level():
-    records = [record("a", 0, True, metadata={"level": 1}), record("b", 0, False, metadata={"level": 1}), record("c", 0, True, metadata={"level": 5})]
+    records = [record("a", 0, True, metadata={"level": 1}), record("b", 0, False, metadata={"level": 1}),
+               record("c", 0, True, metadata={"level": 5})]
     result = breakdown(records, ["level"])
     assert result["level"]["1"]["accuracy"] == 0.5 and result["level"]["5"]["n"] == 1
 

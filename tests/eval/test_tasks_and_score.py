@@ -85,7 +85,8 @@ def test_score_grades_every_run_under_a_folder_one_line_each(tmp_path, scripted)
     assert result.exit_code == 0, result.output
     rows = [line for line in result.output.splitlines() if line.startswith("| ") and not line.startswith("| run ")]
     model = tmp_path / "runs" / "scripted"
-    assert [row.split("|")[1].strip() for row in rows] == [str(model / "other" / "cot"), str(model / "task" / "cot"), str(model / "task" / "tir")]
+    assert [row.split("|")[1].strip() for row in rows] == [str(model / "other" / "cot"), str(model / "task" / "cot"),
+                                                           str(model / "task" / "tir")]
     assert all("50.0" in row for row in rows)  # each run: "4" is right for one of the two questions
 
 

@@ -18,7 +18,8 @@ def test_core_agreement_with_public_grader_suites(data_dir, grading_pool):
     cases = _read(data_dir / "grader_cases.jsonl")
     grades = grading_pool.grade_many((case["pred"], case["gold"]) for case in cases)
     core = [(case, grade) for case, grade in zip(cases, grades) if case["core"]]
-    wrong = [(case["pred"][-80:], case["gold"][:60], case["expected"], grade.status) for case, grade in core if grade.correct != case["expected"]]
+    wrong = [(case["pred"][-80:], case["gold"][:60], case["expected"], grade.status)
+             for case, grade in core if grade.correct != case["expected"]]
     agreement = 1 - len(wrong) / len(core)
     rest = [(case, grade) for case, grade in zip(cases, grades) if not case["core"]]
     rest_agreement = sum(grade.correct == case["expected"] for case, grade in rest) / len(rest)

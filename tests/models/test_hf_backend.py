@@ -131,8 +131,10 @@ def test_resumed_generation_reproduces_a_sampled_run(backend):
     with_engine(backend, "simple")
     prompt = backend.encode(PROMPTS[0])
     whole = backend.generate([GenerationRequest(prompt, seed=3)], SAMPLED)[0].token_ids
-    first = backend.generate([GenerationRequest(prompt, seed=3)], SamplingParams(temperature=1.0, top_p=0.95, max_new_tokens=4, stop=[]))[0].token_ids
-    rest = backend.generate([GenerationRequest(prompt + first, seed=3)], SamplingParams(temperature=1.0, top_p=0.95, max_new_tokens=6, stop=[]))[0].token_ids
+    first = backend.generate([GenerationRequest(prompt, seed=3)],
+                             SamplingParams(temperature=1.0, top_p=0.95, max_new_tokens=4, stop=[]))[0].token_ids
+    rest = backend.generate([GenerationRequest(prompt + first, seed=3)],
+                            SamplingParams(temperature=1.0, top_p=0.95, max_new_tokens=6, stop=[]))[0].token_ids
     assert first + rest == whole
 
 

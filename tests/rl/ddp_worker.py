@@ -15,7 +15,8 @@ import sys
 from pathlib import Path
 
 
-def main(model_dir: str, task_file: str, out: str, loss_type: str, save_every: str = "10", resume: str = "", rollouts: str = "scripted") -> None:
+def main(model_dir: str, task_file: str, out: str, loss_type: str, save_every: str = "10", resume: str = "",
+         rollouts: str = "scripted") -> None:
     import pytest
     import torch
 

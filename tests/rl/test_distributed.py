@@ -31,7 +31,8 @@ def run_workers(world: int, model_dir, task, out: Path, loss_type: str, strategy
     for rank in range(world):
         env = {**os.environ, "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world), "LOCAL_WORLD_SIZE": str(world),
                "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), ENV: strategy}
-        processes.append(subprocess.Popen([sys.executable, "-m", "tests.rl.ddp_worker", str(model_dir), str(task), str(out), loss_type, *extra],
+        processes.append(subprocess.Popen([sys.executable, "-m", "tests.rl.ddp_worker", str(model_dir), str(task), str(out), loss_type,
+                                           *extra],
                                           cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
     for process in processes:
         output, _ = process.communicate(timeout=300)  # a hang (a collective one process skips) fails here

@@ -115,7 +115,8 @@ class ScriptedModel(ModelBackend):
 
         self.seeds += [r.seed for r in requests]
         written = self.tokenizer.decode(requests[0].prompt_ids)
-        text, finish = ("The answer is \\boxed{4}.", "eos") if "```output" in written else ("```python\nprint(2 + 2)\n```\n```output", "stop")
+        text, finish = (("The answer is \\boxed{4}.", "eos") if "```output" in written
+                        else ("```python\nprint(2 + 2)\n```\n```output", "stop"))
         ids = self.tokenizer.encode(text, add_special_tokens=False) + ([self.tokenizer.eos_token_id] if finish == "eos" else [])
         return [finished_generation(self.tokenizer, ids, finish, "```output" if finish == "stop" else None) for _ in requests]
 

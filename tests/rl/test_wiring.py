@@ -287,7 +287,8 @@ def test_rl_rewards_grade_each_row_against_its_own_gold_and_the_schedule_is_step
     start = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     moved = {1.0: [], 0.0: []}
     for prompt, text, reward in (row for batch in rewards for row in batch):
-        moved[reward].append(answer_logprob(trainer.model, trainer.tokenizer, prompt, text) - answer_logprob(start, trainer.tokenizer, prompt, text))
+        moved[reward].append(answer_logprob(trainer.model, trainer.tokenizer, prompt, text)
+                             - answer_logprob(start, trainer.tokenizer, prompt, text))
     assert sum(moved[1.0]) / len(moved[1.0]) > sum(moved[0.0]) / len(moved[0.0]), moved
     assert used == pytest.approx([peak / 2, peak] + [peak * 0.5 * (1 + math.cos(math.pi * s / 4)) for s in range(4)], rel=1e-9)
 
@@ -316,7 +317,8 @@ def test_rl_rollout_settings_reach_the_engine_and_the_sampler(tiny_model_dir, ta
         assert (engine.max_tool_calls, engine.max_tokens) == (UNUSUAL["max_tool_calls"], UNUSUAL["max_tokens"])
         assert engine.sandbox.limits.timeout_s == UNUSUAL["sandbox_timeout"]
     params = script["backend"].params
-    assert {(p.temperature, p.top_p, p.max_new_tokens) for p in params} == {(UNUSUAL["temperature"], UNUSUAL["top_p"], UNUSUAL["max_tokens"])}
+    assert ({(p.temperature, p.top_p, p.max_new_tokens) for p in params}
+            == {(UNUSUAL["temperature"], UNUSUAL["top_p"], UNUSUAL["max_tokens"])})
     first, second = (engine_seeds([engine]) for engine in EngineSpy.built)
     assert len(first) == len(second) == 4 and not first & second
     sampled = script["backend"].seeds  # one round per rollout: the sampler sees 8 distinct seeds

@@ -22,7 +22,8 @@ def recompute(question: str) -> int:
         return a + b if m[2] == "+" else a * b
     if m := re.fullmatch(r"What is (\d+)\^(\d+) mod (\d+)\?", question):
         return int(m[1]) ** int(m[2]) % int(m[3])
-    if m := re.fullmatch(r"\w+ had (\d+) \w+ at first, then got (\d+) \w+ from each of (\d+) bags\. How many \w+ (does \w+ have now|did \w+ have at first)\?", question):
+    if m := re.fullmatch(r"\w+ had (\d+) \w+ at first, then got (\d+) \w+ from each of (\d+) bags\. "
+                         r"How many \w+ (does \w+ have now|did \w+ have at first)\?", question):
         return int(m[1]) + int(m[2]) * int(m[3]) if m[4].endswith("now") else int(m[1])
     if m := re.fullmatch(r"\w+ packs (\d+) boxes with (\d+) \w+ each\. How many \w+ (does \w+ pack|are in each box)\?", question):
         return int(m[1]) * int(m[2]) if m[3].endswith("pack") else int(m[2])

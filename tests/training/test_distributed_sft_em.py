@@ -43,7 +43,8 @@ def launch(mode: str, world: int, model: Path, data: Path, out: Path, strategy: 
     for rank in range(world):
         env = {**os.environ, "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world), "MASTER_ADDR": "127.0.0.1",
                "MASTER_PORT": str(port), "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), ENV: strategy}
-        processes.append(subprocess.Popen([sys.executable, "-m", "tests.training.distributed_worker", mode, str(model), str(data), str(out)],
+        processes.append(subprocess.Popen([sys.executable, "-m", "tests.training.distributed_worker", mode, str(model), str(data),
+                                           str(out)],
                                           cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
     for process in processes:
         output, _ = process.communicate(timeout=240)  # a hang (collectives out of step) fails here

@@ -56,7 +56,8 @@ def test_without_a_preset_the_defaults_are_listed_unchanged():
 
 def test_an_unknown_preset_is_one_clear_error():
     result = runner.invoke(app, ["train-em", "--help-config", "--preset", "huge"])
-    assert result.exit_code == 2 and result.output.strip().splitlines() == [f"error: unknown preset 'huge'; choose one of {', '.join(EMConfig.PRESETS)}"]
+    assert (result.exit_code == 2
+            and result.output.strip().splitlines() == [f"error: unknown preset 'huge'; choose one of {', '.join(EMConfig.PRESETS)}"])
 
 
 def test_train_rl_takes_its_strategy_from_the_flag():
