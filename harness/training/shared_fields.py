@@ -34,7 +34,8 @@ HELP = {
     "task": "training task: a built-in task, a JSONL/parquet query pool or a hub id (test splits refused)",
     "task_args": "generator arguments (procedural tasks), local_file, or a pool's question_field / answer_field / split",
     "data_dir": "folder with the tasks' local JSONL files",
-    "allow_test_split": "train on a test split anyway, by name or by questions shared with a benchmark (recorded in OUT/training_task.json)",
+    "allow_test_split": ("train on a test split anyway, by name or by questions shared with a benchmark "
+                         "(recorded in OUT/training_task.json)"),
     "max_tokens": "response token budget per rollout (model and tool tokens)",
     "max_tool_calls": "executed code cells per rollout",
     "temperature": "rollout sampling temperature",
