@@ -108,15 +108,26 @@ def load_trainer_state(checkpoint: Path, optimizer, scheduler, rank: int = 0) ->
     return checkpoint_info(checkpoint)
 
 
-def load_weights(checkpoint: Path, model) -> None:
-    """Copy a checkpoint's weights into an existing module (one an optimizer or accelerate already holds)."""
+def read_weights(checkpoint: Path) -> dict:
+    """A checkpoint's full weights, from all its safetensors shards."""
     from safetensors.torch import load_file
 
     weights = {}
     for shard in sorted(Path(checkpoint).glob("*.safetensors")):
         weights.update(load_file(shard))
+    return weights
+
+
+def load_whole(model, weights: dict, source: str) -> None:
+    """Copy full ``weights`` into an existing module (cast to its dtype); every parameter must be there but a
+    tied lm_head, which a save leaves out."""
     missing, unexpected = model.load_state_dict(weights, strict=False)
     tied = {name for name in missing if name.endswith("lm_head.weight")}
     if set(missing) - tied or unexpected:
-        raise RuntimeError(f"checkpoint {checkpoint} does not match the model (missing {sorted(missing)[:3]}, unexpected {unexpected[:3]})")
+        raise RuntimeError(f"{source} does not match the model (missing {sorted(missing)[:3]}, unexpected {unexpected[:3]})")
+
+
+def load_weights(checkpoint: Path, model) -> None:
+    """Copy a checkpoint's weights into an existing module (one an optimizer or accelerate already holds)."""
+    load_whole(model, read_weights(checkpoint), f"checkpoint {checkpoint}")
 

@@ -117,20 +117,14 @@ def load_weights_everywhere(accelerator, checkpoint, model) -> None:
     is replicated (DDP, one process), through torch's distributed state-dict API when FSDP shards it."""
     from accelerate.utils import DistributedType
 
-    from harness.training.checkpoint import load_weights
+    from harness.training.checkpoint import load_weights, read_weights
 
     if accelerator.distributed_type != DistributedType.FSDP:
         load_weights(checkpoint, accelerator.unwrap_model(model))
         return
-    from pathlib import Path
-
-    from safetensors.torch import load_file
     from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
 
-    weights = {}
-    for shard in sorted(Path(checkpoint).glob("*.safetensors")):
-        weights.update(load_file(shard))
-    set_model_state_dict(model, weights, options=StateDictOptions(full_state_dict=True, strict=False))
+    set_model_state_dict(model, read_weights(checkpoint), options=StateDictOptions(full_state_dict=True, strict=False))
 
 
 def full_weights(accelerator, model) -> dict:

@@ -19,10 +19,7 @@ class GenerationCopy:
 
     def refresh(self, accelerator, sharded_model) -> None:
         """Load the current weights (a collective under FSDP: every process calls it at the same point)."""
+        from harness.training.checkpoint import load_whole
         from harness.training.distributed import full_weights
 
-        weights = full_weights(accelerator, sharded_model)
-        missing, unexpected = self.model.load_state_dict({name: tensor.to(self.model.dtype) for name, tensor in weights.items()},
-                                                         strict=False)
-        if unexpected or {name for name in missing if not name.endswith("lm_head.weight")}:  # a tied head is not in the weights
-            raise RuntimeError(f"gathered weights do not match the generation copy (missing {missing[:3]}, unexpected {unexpected[:3]})")
+        load_whole(self.model, full_weights(accelerator, sharded_model), "the gathered weights (generation copy)")
