@@ -23,11 +23,10 @@ from trl import GRPOTrainer
 
 
 class HarnessGRPOTrainer(GRPOTrainer):
-    def __init__(self, config, history: list, on_step, **kwargs) -> None:
-        from harness.rl.strategies import build_strategy
+    def __init__(self, config, history: list, on_step, strategy=None, **kwargs) -> None:
         from harness.training.metrics import MetricLogger
 
-        self.strategy = build_strategy(config)
+        self.strategy = strategy  # harness.rl.strategies.build_strategy(config); None: plain GRPO
         super().__init__(**kwargs)
         self.remove_callback(PrinterCallback)  # our loggers and the CLI's progress bar report the steps
         self.config, self.history, self.on_step = config, history, on_step

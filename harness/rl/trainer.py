@@ -65,7 +65,7 @@ class RLTrainer:
         self.config = config
         self.out = Path(config.output_dir)
         self.args = grpo_arguments(config, rank_and_world()[1])  # a batch that does not split fails before any loading
-        build_strategy(config)  # and so does a strategy the config cannot carry (HarnessGRPOTrainer builds its own)
+        self.strategy = build_strategy(config)  # and so does a strategy the config cannot carry
         torch.manual_seed(config.seed)
         self.task, self.samples, self.method, self.task_record = load_training_task(config)
         # float32 master weights unless bfloat16 weights are asked for; autocast comes from GRPOConfig.bf16.
@@ -137,7 +137,7 @@ class RLTrainer:
         from harness.rl.rollouts import Reward, RolloutFunc
 
         return HarnessGRPOTrainer(
-            self.config, history, on_step, model=self.model, processing_class=self.tokenizer, args=self.args,
+            self.config, history, on_step, self.strategy, model=self.model, processing_class=self.tokenizer, args=self.args,
             train_dataset=self.dataset(), reward_funcs=[Reward(self.config, self.task.grader)],
             rollout_func=RolloutFunc(self.config, self.method, self.sandbox))
 
