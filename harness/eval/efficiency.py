@@ -31,6 +31,8 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
+from harness.eval.metrics import metadata_groups
+
 DIFFICULTY_KEYS = ("level", "kind")
 METRICS = ("responses", "correct", "cells", "tool_error_rate_cell", "tool_error_rate_sample", "tool_productivity",
            "model_tokens_per_correct", "tool_tokens_per_correct", "seconds_per_correct", "tool_ignored",
@@ -118,13 +120,9 @@ def efficiency_report(records: list[dict], grader: str) -> dict:
     report = efficiency_metrics(records, trust)
     by: dict[str, dict[str, dict]] = {}
     for key in DIFFICULTY_KEYS:
-        groups: dict[str, list[int]] = defaultdict(list)
-        for index, record in enumerate(records):
-            if key in record.get("metadata", {}):
-                groups[str(record["metadata"][key])].append(index)
-        if groups:
+        if groups := metadata_groups(records, key):
             by[key] = {value: efficiency_metrics([records[i] for i in indices], [trust[i] for i in indices])
-                       for value, indices in sorted(groups.items())}
+                       for value, indices in groups.items()}
     return {**report, "by": by}
 
 

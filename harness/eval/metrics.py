@@ -98,16 +98,22 @@ def tool_metrics(records: list[dict]) -> dict:
     }
 
 
+def metadata_groups(records: list[dict], key: str) -> dict[str, list[int]]:
+    """The positions of the records per value of metadata ``key`` (as text), in value order; records without it left out."""
+    groups: dict[str, list[int]] = defaultdict(list)
+    for index, record in enumerate(records):
+        if key in record.get("metadata", {}):
+            groups[str(record["metadata"][key])].append(index)
+    return dict(sorted(groups.items()))
+
+
 def breakdown(records: list[dict], keys: list[str] | tuple[str, ...]) -> dict:
     """Accuracy and code rate per value of each metadata key (MATH500: level and subject)."""
     result = {}
     for key in keys:
-        groups: dict[str, list[dict]] = defaultdict(list)
-        for record in records:
-            if key in record.get("metadata", {}):
-                groups[str(record["metadata"][key])].append(record)
         result[key] = {}
-        for value, group in sorted(groups.items()):
+        for value, indices in metadata_groups(records, key).items():
+            group = [records[i] for i in indices]
             metrics = accuracy_metrics(group)
             result[key][value] = {"n": metrics["problems"], "accuracy": metrics.get("accuracy", 0.0),
                                   "accuracy_stderr": metrics.get("accuracy_stderr", 0.0),
