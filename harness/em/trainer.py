@@ -60,12 +60,14 @@ class EMTrainer:
     def __init__(self, config: EMConfig, accelerator=None) -> None:
         from harness.em.rollout_backend import RolloutBackend
         from harness.models.hf import HFBackend
+        from harness.training.layout import accelerator_layout
         from harness.training.policy import load_policy, make_accelerator
         from harness.training.training_task import load_training_task
 
         self.config = config
         self.out = Path(config.output_dir)
         self.accelerator = accelerator or make_accelerator(config.device, config.dtype)
+        self.layout = accelerator_layout(config, self.accelerator)  # what the trainer refuses fails here, before any loading
         if self.accelerator.is_main_process:
             self.out.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(config.seed)
@@ -76,8 +78,6 @@ class EMTrainer:
         self.generation_copy = self._generation_copy()
         generator = self.generation_copy.model if self.generation_copy else self.accelerator.unwrap_model(self.model)
         self.backend = HFBackend.from_loaded(generator, self.tokenizer, Path(config.model).name)
-        if config.rollout_backend == "vllm" and self.generation_copy:
-            raise ValueError("rollout_backend vllm runs under one process or DDP; under FSDP use rollout_backend hf")
         self.rollout_backend = RolloutBackend(config, self.accelerator.unwrap_model(self.model), self.tokenizer, self.backend, self.out)
         self.task, self.samples, self.method, self.task_record = load_training_task(config)
         self.prefix_ids = {"cot": self.backend.encode(config.cot_prefix), "code": self.backend.encode(config.code_prefix)}
@@ -148,11 +148,10 @@ class EMTrainer:
         from transformers import AutoConfig
 
         from harness.training.generation_copy import GenerationCopy
-        from harness.training.policy import mixed_precision, sharded
 
-        if not sharded(self.accelerator):
+        if self.layout.strategy != "fsdp":
             return None
-        dtype = torch.bfloat16 if mixed_precision(self.config.dtype, self.accelerator.device.type) == "bf16" else torch.float32
+        dtype = getattr(torch, self.layout.compute_dtype)
         return GenerationCopy(AutoConfig.from_pretrained(self.config.model), dtype, self.accelerator.device)
 
     def _estep_hash(self, iteration: int) -> str:

@@ -19,21 +19,22 @@ import json
 from pathlib import Path
 
 from harness.rl.config import RLConfig
-from harness.training.distributed import rank_and_world
 
 
 def on_cpu(config: RLConfig) -> bool:
-    import torch
+    from harness.training.policy import uses_cuda
 
-    return config.device == "cpu" or (config.device == "auto" and not torch.cuda.is_available())
+    return not uses_cuda(config.device)
 
 
-def grpo_arguments(config: RLConfig, processes: int):
-    """GRPOConfig for this RLConfig on ``processes`` processes: one optimiser step per prompts_per_step ×
-    group_size sequences, in micro-batches of micro_batch_size per process."""
+def grpo_arguments(config: RLConfig, layout):
+    """GRPOConfig for this RLConfig laid out as ``layout`` (training/layout.py): one optimiser step per
+    prompts_per_step × group_size sequences, in micro-batches of micro_batch_size per process; bf16 autocast
+    over float32 weights when the layout computes in bf16."""
     from trl import GRPOConfig
 
-    _, accumulation = config.batch_rows(processes)
+    _, accumulation = config.batch_rows(layout.processes)
+    autocast = layout.compute_dtype == "bfloat16" and layout.weight_dtype == "float32"
     vllm = {"use_vllm": True, "vllm_mode": config.vllm_mode, "vllm_importance_sampling_correction": False,
             **config.vllm_args} if config.vllm_mode != "off" else {"use_vllm": False}
     return GRPOConfig(
@@ -44,7 +45,7 @@ def grpo_arguments(config: RLConfig, processes: int):
         temperature=config.temperature, top_p=config.top_p, learning_rate=config.learning_rate,
         weight_decay=config.weight_decay, max_grad_norm=config.max_grad_norm, loss_type=config.loss_type,
         epsilon=config.clip_low, epsilon_high=config.clip_high, scale_rewards=config.advantage_scale, beta=config.kl_weight,
-        bf16=config.dtype == "auto" and not on_cpu(config), use_cpu=on_cpu(config),
+        bf16=autocast, use_cpu=on_cpu(config),
         report_to="none", logging_steps=1,
         save_strategy="steps", save_steps=config.save_every, disable_tqdm=True, **vllm,
         **({"gradient_checkpointing": True} if config.gradient_checkpointing else {}), **config.grpo_args)
@@ -58,18 +59,18 @@ class RLTrainer:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         from harness.rl.strategies import build_strategy
-        from harness.training.policy import refuse_deepspeed
+        from harness.training.layout import launched_layout
         from harness.training.training_task import load_training_task
 
-        refuse_deepspeed()
         self.config = config
         self.out = Path(config.output_dir)
-        self.args = grpo_arguments(config, rank_and_world()[1])  # a batch that does not split fails before any loading
-        self.strategy = build_strategy(config)  # and so does a strategy the config cannot carry
+        self.layout = launched_layout(config)  # what the trainer refuses fails here, before any loading
+        self.args = grpo_arguments(config, self.layout)
+        self.strategy = build_strategy(config)
         torch.manual_seed(config.seed)
         self.task, self.samples, self.method, self.task_record = load_training_task(config)
-        # float32 master weights unless bfloat16 weights are asked for; autocast comes from GRPOConfig.bf16.
-        dtype = torch.bfloat16 if config.dtype == "bfloat16" else torch.float32
+        # float32 master weights unless the layout says bfloat16; autocast comes from GRPOConfig.bf16.
+        dtype = getattr(torch, self.layout.weight_dtype)
         self.model = AutoModelForCausalLM.from_pretrained(config.model, dtype=dtype)
         self.tokenizer = AutoTokenizer.from_pretrained(config.model)
         if self.tokenizer.pad_token is None:

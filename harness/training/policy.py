@@ -24,9 +24,11 @@ PRECISIONS = ("auto", "float32", "bfloat16")
 
 
 def uses_cuda(device: str) -> bool:
+    if device != "auto":
+        return device == "cuda"
     import torch
 
-    return device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    return torch.cuda.is_available()
 
 
 def mixed_precision(dtype: str, device: str) -> str:

@@ -126,11 +126,12 @@ def test_bad_vllm_settings_are_refused():
     assert "vllm_tensor_parallel (default 1)" in EMConfig.help_text()
 
 
-def test_vllm_args_may_not_repeat_a_field(monkeypatch):
-    monkeypatch.setattr(rollout_backend, "vllm_installed", lambda: True)
+def test_vllm_args_may_not_repeat_a_field():
+    from harness.training.layout import refuse_unsupported
+
     settings = EMConfig.from_dict({"rollout_backend": "vllm", "vllm_args": {"tensor_parallel_size": 2}})
     with pytest.raises(ValueError, match="vllm_args: set tensor_parallel_size with the vllm_tensor_parallel field"):
-        rollout_backend.RolloutBackend(settings, None, None, None, "out")
+        refuse_unsupported(settings, "single", 1)
 
 
 @pytest.mark.parametrize("rank", [0, 1])
@@ -155,5 +156,8 @@ def test_under_two_ranks_only_the_main_one_saves_and_each_engine_gets_its_own_gp
     # Rank 0 has written the folder when it reaches the barrier; rank 1 (no folder here: nobody is rank 0) never writes.
     assert events == [("barrier", rank == 0), ("start", "45"[rank])]
     assert os.environ["CUDA_VISIBLE_DEVICES"] == "4,5"
+    from harness.training.layout import refuse_unsupported
+
+    refuse_unsupported(settings.updated(vllm_tensor_parallel=2), "single", 1)  # one process: tensor parallel is fine
     with pytest.raises(ValueError, match="vllm_tensor_parallel: must be 1 under a multi-process launch"):
-        rollout_backend.RolloutBackend(settings.updated(vllm_tensor_parallel=2), model, tokenizer, None, tmp_path)
+        refuse_unsupported(settings.updated(vllm_tensor_parallel=2), "ddp", 2)

@@ -91,16 +91,20 @@ def test_config_yaml_presets_and_errors(tmp_path):
 
 def test_rlconfig_maps_onto_grpoconfig():
     from harness.rl.trainer import grpo_arguments
+    from harness.training.layout import run_layout
 
     config = RLConfig(prompts_per_step=8, group_size=4, micro_batch_size=2, steps_per_generation=2, updates_per_batch=3,
                       loss_type="grpo", clip_low=0.1, clip_high=0.3, advantage_scale="none", kl_weight=0.05,
                       gradient_checkpointing=True, device="cpu", grpo_args={"mask_truncated_completions": True})
-    one, two = grpo_arguments(config, 1), grpo_arguments(config, 2)
+    one, two = (grpo_arguments(config, run_layout(config, strategy, n, gpu=False)) for strategy, n in (("single", 1), ("ddp", 2)))
     assert (one.per_device_train_batch_size, one.gradient_accumulation_steps, one.steps_per_generation) == (2, 16, 32)
     assert (two.per_device_train_batch_size, two.gradient_accumulation_steps, two.steps_per_generation) == (2, 8, 16)
     assert (one.num_generations, one.num_iterations, one.loss_type, one.epsilon, one.epsilon_high) == (4, 3, "grpo", 0.1, 0.3)
     assert (one.scale_rewards, one.beta, one.gradient_checkpointing, one.mask_truncated_completions) == ("none", 0.05, True, True)
     assert not one.bf16 and not one.use_vllm  # float32 on the CPU; the policy generates
+    on_gpu = {dtype: grpo_arguments(config, run_layout(config.updated(dtype=dtype), "single", 1, gpu=True)).bf16
+              for dtype in ("auto", "bfloat16", "float32")}
+    assert on_gpu == {"auto": True, "bfloat16": False, "float32": False}  # bfloat16 weights need no autocast
 
 
 def test_an_over_long_prompt_in_the_rl_rollouts_is_refused_as_eval_refuses_it(tiny_model_dir, task_file, tmp_path, monkeypatch):

@@ -95,7 +95,9 @@ def test_rollouts_generate_through_trls_engine_when_it_runs_one(fake_vllm):
 def test_vllm_mode_reaches_grpoconfig():
     from harness.rl.config import RLConfig
     from harness.rl.trainer import grpo_arguments
+    from harness.training.layout import run_layout
 
-    args = grpo_arguments(RLConfig(vllm_mode="server", vllm_args={"vllm_server_port": 8123}, device="cpu"), 1)
+    config = RLConfig(vllm_mode="server", vllm_args={"vllm_server_port": 8123}, device="cpu")
+    args = grpo_arguments(config, run_layout(config, "single", 1, gpu=False))
     assert (args.use_vllm, args.vllm_mode, args.vllm_server_port) == (True, "server", 8123)
     assert args.vllm_importance_sampling_correction is False  # the rollouts return no vLLM log-probs

@@ -41,16 +41,23 @@ class Shaping:
     correct_advantage_floor: float | None = None
 
 
-def build_strategy(config):
-    """The configured strategy, or None for plain GRPO; ValueError when the config cannot carry it."""
+def refuse_unshapeable(config) -> None:
+    """ValueError when the config cannot carry its strategy (one of training/layout.refuse_unsupported's rules)."""
     if config.strategy == "none":
-        return None
+        return
     if config.format_reward or config.tool_reward:
         raise ValueError(f"strategy: {config.strategy} shapes the outcome reward; set format_reward and tool_reward to 0")
+    if config.strategy == "roc" and config.group_size % 2:
+        raise ValueError(f"strategy: roc keeps half of each oversampled group; group_size must be even (got {config.group_size})")
+
+
+def build_strategy(config):
+    """The configured strategy, or None for plain GRPO; ValueError when the config cannot carry it."""
+    refuse_unshapeable(config)
+    if config.strategy == "none":
+        return None
     from harness.rl.strategies.adatir import AdaTIR
     from harness.rl.strategies.otc import OTC
     from harness.rl.strategies.roc import ResampleOnCorrect
 
-    if config.strategy == "roc" and config.group_size % 2:
-        raise ValueError(f"strategy: roc keeps half of each oversampled group; group_size must be even (got {config.group_size})")
     return {"otc": OTC, "adatir": AdaTIR, "roc": ResampleOnCorrect}[config.strategy]()
