@@ -1,21 +1,37 @@
 """`harness plan`: what a training run will need per GPU and how long an iteration takes, before it runs.
 
-The arithmetic, per GPU, for N GPUs and a model of P parameters (all byte counts):
+The run is the trainer's own: its config is resolved as ``train-em`` / ``train-rl`` resolve theirs
+(preset, ``--config`` file, then ``--set`` fields; the same validation) and laid out by the same function
+(harness/training/layout.py: strategy, rollout backend, dtypes, vLLM's share), which refuses, with the
+trainer's words, what the trainer refuses.
 
-* **Training states**, fp32 master weights, fp32 gradients and AdamW's two fp32 moments: 16·P bytes in
-  all, divided by N under FSDP full shard and replicated under DDP. Under FSDP,
-  one layer's parameters are gathered in bf16 at a time, with the next one prefetched: 2 x 2 bytes x
-  the largest layer.
-* **Activations** of one micro-batch of T tokens (micro-batch rows x (prompt + response budget), capped
-  by the trainer's ``micro_batch_tokens`` budget but never below one whole row). With gradient checkpointing, each layer keeps only its
-  bf16 input (2·T·h) and one layer at a time is recomputed (its working set taken as T·(16·h + 6·i)
-  bytes in bf16: attention projections, scores through a fused kernel, the MLP's gate, up and product);
-  without it every layer holds that working set. The logits of the micro-batch are computed in bf16 and
-  log-softmaxed in fp32 (6·T·V bytes).
-* **vLLM** (rollouts): its bf16 weights (2·P, divided by the tensor-parallel size) and a KV cache of
-  2 (K and V) x layers x KV heads x head dim x 2 bytes per token, sized for the concurrent sequences
-  (prompt plus the response budget each). Colocated with training, both live on the GPU at once (no
-  sleep mode assumed), so the peak is their sum.
+The arithmetic, per GPU, for N processes (one per GPU) and a model of P parameters (byte counts; w = 4
+for fp32 weights, 2 for bf16; c likewise for the compute dtype; phase in brackets):
+
+* **Training states** [held]: weights, gradients (w each) and AdamW's two moments (2w) per parameter,
+  4w·P in all (16·P for fp32 masters), divided by N under FSDP full shard, replicated otherwise.
+* **FSDP** [update]: two layers gathered at a time (the one computing, the next prefetched):
+  2·c·layer parameters; and the **root unit**, the parameters outside the decoder layers (embeddings,
+  lm_head unless tied, final norm: V·h·(1 if tied else 2) + h), which full_shard gathers at the start
+  of the forward and keeps unsharded through the backward: c·(V·h·(1 or 2) + h).
+* **Activations** [update] of one micro-batch of T tokens (micro-batch rows x (prompt + response
+  budget), capped by ``micro_batch_tokens`` but never below one whole row). With gradient checkpointing,
+  each layer keeps only its input (c·T·h) and one layer at a time is recomputed (its working set taken
+  as c·T·(8·h + 3·i): attention projections, scores through a fused kernel, the MLP's gate, up and
+  product); without it every layer holds that working set. The logits are computed in the compute dtype
+  and log-softmaxed in fp32: (c + 4)·T·V.
+* **Rollouts.** A colocated vLLM engine takes ``vllm_gpu_memory_utilization`` x the GPU's memory
+  (weights and KV cache inside that share; its weights must fit there): train-em's during the E-step
+  only [rollouts] (released before the M-step), train-rl's throughout [held] (TRL keeps it, no sleep
+  mode). vLLM in server mode takes nothing on the training GPUs. Generating on the policy (``hf``) holds
+  a KV cache of 2 (K and V) x layers x KV heads x head dim x c bytes per token for the concurrent
+  sequences (prompt plus the response budget each) [rollouts].
+* **E-step weight refresh under FSDP** [rollouts]. train-em generates on an unsharded generation copy
+  in the compute dtype, c·P [held], refreshed before each E-step from the full state gathered on every
+  process in the weights' dtype: a transient of w·P. train-rl's TRL pushes the weights into vLLM one
+  gathered tensor at a time: w x the largest tensor (V·h, the embeddings).
+
+The peak is what is held plus the larger of the two phases (the rollouts and the update do not run at once).
 
 Time per EM iteration (or per RL step): E-step generated tokens = rollouts x the response budget x
 the mean fill (assumed 0.5 of the budget unless told) over the decode throughput; M-step FLOPs =
@@ -33,7 +49,11 @@ from typing import Annotated
 
 import typer
 
+from harness.training.layout import RunLayout
+
 GIB = 1024**3
+BYTES = {"float32": 4, "bfloat16": 2}
+HELD, ROLLOUTS, UPDATE = "held", "rollouts", "update"
 
 
 @dataclass(frozen=True)
@@ -58,9 +78,20 @@ class ModelShape:
         return attention + 3 * self.hidden * self.intermediate + 2 * self.hidden
 
     @property
+    def root_params(self) -> int:
+        """The parameters outside the decoder layers: embeddings, lm_head unless tied, the final norm."""
+        return self.vocab * self.hidden * (1 if self.tied_embeddings else 2) + self.hidden
+
+    @property
     def params(self) -> int:
-        embeddings = self.vocab * self.hidden * (1 if self.tied_embeddings else 2)
-        return self.layers * self.layer_params + embeddings + self.hidden
+        return self.layers * self.layer_params + self.root_params
+
+    @property
+    def largest_tensor(self) -> int:
+        return max(self.vocab * self.hidden, self.hidden * self.intermediate)
+
+    def kv_bytes_per_token(self, dtype_bytes: int) -> int:
+        return 2 * self.layers * self.kv_heads * self.head_dim * dtype_bytes
 
     @classmethod
     def from_config(cls, path: Path) -> ModelShape:
@@ -105,77 +136,112 @@ class Workload:
 
 @dataclass(frozen=True)
 class Hardware:
-    gpus: int
     gpu_memory_gib: float
     accelerator: str = "h100"
-    strategy: str = "fsdp"
-    tensor_parallel: int = 1
-    concurrent_sequences: int = 256
+    concurrent_sequences: int = 64  # sequences each process generates at once on the hf path
 
 
 @dataclass
 class Plan:
-    memory_gib: dict[str, float]
+    memory: dict[str, tuple[float, str]]  # name -> (GiB per GPU, phase)
     seconds: dict[str, float]
     assumptions: list[str]
 
     @property
+    def memory_gib(self) -> dict[str, float]:
+        return {name: value for name, (value, _) in self.memory.items()}
+
+    def phase_gib(self, phase: str) -> float:
+        return sum(value for value, held_in in self.memory.values() if held_in == phase)
+
+    @property
     def peak_gib(self) -> float:
-        return sum(self.memory_gib.values())
+        return self.phase_gib(HELD) + max(self.phase_gib(ROLLOUTS), self.phase_gib(UPDATE))
 
 
-def memory_per_gpu(shape: ModelShape, work: Workload, hw: Hardware) -> dict[str, float]:
-    sharded = hw.strategy == "fsdp"
-    shards = hw.gpus if sharded else 1
+def memory_per_gpu(shape: ModelShape, work: Workload, hw: Hardware, layout: RunLayout) -> dict[str, tuple[float, str]]:
+    """Each figure of the module docstring that applies to ``layout``: name -> (GiB per GPU, phase)."""
+    sharded = layout.strategy == "fsdp"
+    shards = layout.processes if sharded else 1
+    weight, compute = BYTES[layout.weight_dtype], BYTES[layout.compute_dtype]
     tokens = work.micro_batch_token_count
-    layer_working_set = tokens * (16 * shape.hidden + 6 * shape.intermediate)
+    layer_working_set = tokens * (8 * shape.hidden + 3 * shape.intermediate) * compute
     if work.gradient_checkpointing:
-        activations = shape.layers * 2 * tokens * shape.hidden + layer_working_set
+        activations = shape.layers * tokens * shape.hidden * compute + layer_working_set
     else:
         activations = shape.layers * layer_working_set
-    kv_per_token = 2 * shape.layers * shape.kv_heads * shape.head_dim * 2
-    kv_tokens = hw.concurrent_sequences * (work.prompt_tokens + work.response_tokens)
     figures = {
-        "weights (fp32 master)": 4 * shape.params / shards,
-        "gradients (fp32)": 4 * shape.params / shards,
-        "optimiser (AdamW, fp32)": 8 * shape.params / shards,
-        "gathered layers (bf16)": 4 * shape.layer_params if sharded else 0,
-        "activations (micro-batch)": activations,
-        "logits (micro-batch)": 6 * tokens * shape.vocab,
-        "vLLM weights (bf16)": 2 * shape.params / hw.tensor_parallel,
-        "vLLM KV cache": kv_per_token * kv_tokens / hw.tensor_parallel,
+        f"weights ({layout.weight_dtype})": (weight * shape.params / shards, HELD),
+        f"gradients ({layout.weight_dtype})": (weight * shape.params / shards, HELD),
+        f"optimiser (AdamW, {layout.weight_dtype})": (2 * weight * shape.params / shards, HELD),
+        "activations (micro-batch)": (activations, UPDATE),
+        "logits (micro-batch)": ((compute + 4) * tokens * shape.vocab, UPDATE),
     }
-    return {name: value / GIB for name, value in figures.items()}
+    if sharded:
+        figures["gathered layers"] = (2 * compute * shape.layer_params, UPDATE)
+        figures["FSDP root unit (embeddings, head)"] = (compute * shape.root_params, UPDATE)
+    sequence_tokens = work.prompt_tokens + work.response_tokens
+    if layout.rollout == "vllm-colocate":
+        # train-em's engine runs only during the E-step; train-rl's stays beside training (no sleep mode).
+        figures[f"vLLM ({layout.vllm_memory_share:g} of the GPU)"] = (
+            layout.vllm_memory_share * hw.gpu_memory_gib * GIB, ROLLOUTS if layout.trainer == "train-em" else HELD)
+    elif layout.rollout == "hf":
+        figures["KV cache (HF generation)"] = (hw.concurrent_sequences * sequence_tokens * shape.kv_bytes_per_token(compute),
+                                               ROLLOUTS)
+    if sharded and layout.rollout == "hf" and layout.trainer == "train-em":
+        figures[f"generation copy ({layout.compute_dtype})"] = (compute * shape.params, HELD)
+        figures["E-step refresh (gathered state)"] = (weight * shape.params, ROLLOUTS)
+    elif sharded and layout.rollout.startswith("vllm"):
+        figures["weight sync (one gathered tensor)"] = (weight * shape.largest_tensor, ROLLOUTS)
+    return {name: (value / GIB, phase) for name, (value, phase) in figures.items()}
 
 
-def seconds_per_iteration(shape: ModelShape, work: Workload, hw: Hardware, rollout_tokens_per_s: float | None,
+def seconds_per_iteration(shape: ModelShape, work: Workload, hw: Hardware, layout: RunLayout, rollout_tokens_per_s: float | None,
                           mfu: float, response_fill: float) -> tuple[dict[str, float], list[str]]:
     assumptions = [f"responses fill {response_fill:.0%} of the {work.response_tokens}-token budget on average",
                    f"M-step MFU {mfu:.0%} of {PEAK_FLOPS[hw.accelerator] / 1e12:.0f} TFLOP/s bf16 peak ({hw.accelerator})"]
     if rollout_tokens_per_s is None:
         rollout_tokens_per_s = next(rate for limit, rate in ASSUMED_DECODE_TOKENS_PER_S if shape.params <= limit)
-        assumptions.append(f"vLLM decode {rollout_tokens_per_s:,.0f} tokens/s per GPU (assumed for this size; not measured here)")
+        slower = "; the hf backend decodes slower" if layout.rollout == "hf" else ""
+        assumptions.append(f"decode {rollout_tokens_per_s:,.0f} tokens/s per GPU (vLLM's, assumed for this size; not measured "
+                           f"here{slower})")
     else:
-        assumptions.append(f"vLLM decode {rollout_tokens_per_s:,.0f} tokens/s per GPU (given)")
+        assumptions.append(f"decode {rollout_tokens_per_s:,.0f} tokens/s per GPU (given)")
     response = work.response_tokens * response_fill
     generated = work.rollouts * response
     trained_tokens = work.train_sequences * (work.prompt_tokens + response)
     flops_per_token = (6 + (2 if work.gradient_checkpointing else 0) + 2) * shape.params
     return {
-        "rollouts": generated / (rollout_tokens_per_s * hw.gpus),
-        "update": trained_tokens * flops_per_token / (hw.gpus * PEAK_FLOPS[hw.accelerator] * mfu),
+        "rollouts": generated / (rollout_tokens_per_s * layout.processes),
+        "update": trained_tokens * flops_per_token / (layout.processes * PEAK_FLOPS[hw.accelerator] * mfu),
     }, assumptions
 
 
-def make_plan(shape: ModelShape, work: Workload, hw: Hardware, rollout_tokens_per_s: float | None = None,
+def vllm_room(shape: ModelShape, work: Workload, hw: Hardware, layout: RunLayout) -> str:
+    """What a colocated engine's share holds beyond its weights, in whole sequences; ValueError when the share
+    cannot hold the weights (train-em's engine loads the weights in their training dtype, TRL's in bf16)."""
+    share = layout.vllm_memory_share * hw.gpu_memory_gib * GIB
+    engine_bytes = BYTES[layout.weight_dtype] if layout.trainer == "train-em" else 2
+    weights = engine_bytes * shape.params / layout.vllm_tensor_parallel
+    if weights >= share:
+        raise ValueError(f"vLLM's share ({layout.vllm_memory_share:g} x {hw.gpu_memory_gib:g} GiB = {share / GIB:.1f} GiB) cannot "
+                         f"hold its {weights / GIB:.1f} GiB of weights: raise vllm_gpu_memory_utilization")
+    per_sequence = shape.kv_bytes_per_token(engine_bytes) / layout.vllm_tensor_parallel * (work.prompt_tokens + work.response_tokens)
+    return (f"vLLM's share holds {weights / GIB:.1f} GiB of weights and KV cache for about "
+            f"{int((share - weights) // per_sequence)} sequences at once (activations not counted)")
+
+
+def make_plan(shape: ModelShape, work: Workload, hw: Hardware, layout: RunLayout, rollout_tokens_per_s: float | None = None,
               mfu: float = 0.4, response_fill: float = 0.5) -> Plan:
-    seconds, assumptions = seconds_per_iteration(shape, work, hw, rollout_tokens_per_s, mfu, response_fill)
-    return Plan(memory_per_gpu(shape, work, hw), seconds, assumptions)
+    seconds, assumptions = seconds_per_iteration(shape, work, hw, layout, rollout_tokens_per_s, mfu, response_fill)
+    if layout.rollout == "vllm-colocate":
+        assumptions.append(vllm_room(shape, work, hw, layout))
+    return Plan(memory_per_gpu(shape, work, hw, layout), seconds, assumptions)
 
 
 def workload_from_config(config, prompt_tokens: int) -> Workload:
     """An EM iteration (``EMConfig``) or an RL step (``RLConfig``) as rollouts and trained sequences."""
-    if hasattr(config, "queries_per_iteration"):
+    if config.COMMAND == "train-em":
         rollouts = config.queries_per_iteration * (2 * config.k + config.free_rollouts)
         train_sequences = config.queries_per_iteration * config.samples_per_query
     else:
@@ -183,65 +249,117 @@ def workload_from_config(config, prompt_tokens: int) -> Workload:
         train_sequences *= config.updates_per_batch
     return Workload(rollouts=rollouts, response_tokens=config.max_tokens, prompt_tokens=prompt_tokens,
                     train_sequences=train_sequences, micro_batch_size=config.micro_batch_size,
-                    gradient_checkpointing=bool(getattr(config, "gradient_checkpointing", False)),
+                    gradient_checkpointing=config.gradient_checkpointing,
                     micro_batch_tokens=getattr(config, "micro_batch_tokens", 0))
 
 
-def render(plan: Plan, shape: ModelShape, hw: Hardware, unit: str) -> str:
-    lines = [f"model {shape.name}: {shape.params / 1e9:.2f}B parameters; {hw.gpus} x {hw.accelerator} "
-             f"({hw.gpu_memory_gib:g} GiB), {hw.strategy}, vLLM tensor parallel {hw.tensor_parallel}", "",
-             "memory per GPU                    GiB"]
-    lines += [f"  {name:<30} {value:8.2f}" for name, value in plan.memory_gib.items()]
-    lines += [f"  {'peak (colocated)':<30} {plan.peak_gib:8.2f}", "", f"time per {unit}"]
-    lines += [f"  {name:<30} {value / 60:8.1f} min" for name, value in plan.seconds.items()]
-    lines += [f"  {'total':<30} {sum(plan.seconds.values()) / 60:8.1f} min", "", "assumptions:"]
+def render(plan: Plan, shape: ModelShape, hw: Hardware, layout: RunLayout) -> str:
+    unit = "EM iteration" if layout.trainer == "train-em" else "RL step"
+    lines = [f"{layout.trainer}, model {shape.name}: {shape.params / 1e9:.2f}B parameters; {layout.processes} x "
+             f"{hw.accelerator} ({hw.gpu_memory_gib:g} GiB), {layout.strategy}, rollouts {layout.rollout}, compute "
+             f"{layout.compute_dtype}, weights {layout.weight_dtype}", "",
+             f"{'memory per GPU':<40} {'GiB':>8}  held"]
+    lines += [f"  {name:<38} {value:8.2f}  {phase}" for name, (value, phase) in plan.memory.items()]
+    lines += [f"  {'peak (held + the larger phase)':<38} {plan.peak_gib:8.2f}", "", f"time per {unit}"]
+    lines += [f"  {name:<38} {value / 60:8.1f} min" for name, value in plan.seconds.items()]
+    lines += [f"  {'total':<38} {sum(plan.seconds.values()) / 60:8.1f} min", "", "assumptions:"]
     lines += [f"  - {text}" for text in plan.assumptions]
     return "\n".join(lines)
 
 
-def plan_command(
-    preset: Annotated[str, typer.Option(help="a train-em preset (e.g. paper-7b) or a train-rl preset (e.g. qwen2.5-7b)")],
-    gpus: Annotated[int, typer.Option(min=1, help="GPUs the run will use")] = 8,
-    gpu_memory: Annotated[float, typer.Option(min=1, help="GiB of memory per GPU")] = 80.0,
-    shape: Annotated[str, typer.Option(help=f"model shape: {', '.join(SHAPES)}, or a folder/config.json")] = "qwen2.5-7b",
-    accelerator: Annotated[str, typer.Option(help=f"for the FLOP/s peak: {', '.join(PEAK_FLOPS)}")] = "h100",
-    strategy: Annotated[str, typer.Option(help="fsdp (full shard) or ddp (replicated states)")] = "fsdp",
-    tensor_parallel: Annotated[int, typer.Option(min=1, help="vLLM tensor-parallel size")] = 1,
-    concurrent_sequences: Annotated[int, typer.Option(min=1, help="sequences vLLM decodes at once (KV cache size)")] = 256,
-    prompt_tokens: Annotated[int, typer.Option(min=0, help="mean prompt length in tokens")] = 256,
-    rollout_tokens_per_s: Annotated[float | None, typer.Option(help="measured vLLM decode tokens/s per GPU")] = None,
-    mfu: Annotated[float, typer.Option(min=0.01, max=1.0, help="M-step model FLOP utilisation")] = 0.4,
-    response_fill: Annotated[float, typer.Option(min=0.01, max=1.0, help="mean response length / budget")] = 0.5,
-) -> None:
-    """Per-GPU memory and time per EM iteration (or RL step) of a preset; exits 1 when it does not fit."""
+def trainer_config(trainer: str | None, preset: str | None, config_file: Path | None, settings: list[str]):
+    """The config ``harness <trainer>`` would run with: its preset, YAML file and fields, through the trainers'
+    own TrainerConfig.resolve; ValueError(one line) for what it refuses."""
+    import yaml
+
     from harness.em.config import EMConfig
     from harness.rl.config import RLConfig
 
-    def fail(message: str) -> None:
-        typer.echo(f"error: {message}", err=True)
-        raise typer.Exit(1)
-
-    trainer = next((cls for cls in (EMConfig, RLConfig) if preset in cls.PRESETS), None)
+    trainers = {cls.COMMAND: cls for cls in (EMConfig, RLConfig)}
     if trainer is None:
-        fail(f"unknown preset {preset!r}; train-em has {', '.join(EMConfig.PRESETS)}, train-rl has {', '.join(RLConfig.PRESETS)}")
+        having = [name for name, cls in trainers.items() if preset in cls.PRESETS]
+        if len(having) != 1:
+            named = f"preset {preset!r} is both train-em's and train-rl's" if having else f"unknown preset {preset!r}"
+            raise ValueError(f"{named}: name the trainer with --trainer train-em or train-rl (train-em has "
+                             f"{', '.join(EMConfig.PRESETS)}; train-rl has {', '.join(RLConfig.PRESETS)})")
+        trainer = having[0]
+    if trainer not in trainers:
+        raise ValueError(f"--trainer: must be train-em or train-rl (got {trainer!r})")
+    fields = {}
+    for setting in settings:
+        name, equals, text = setting.partition("=")
+        if not equals:
+            raise ValueError(f"--set {setting}: give FIELD=VALUE")
+        fields[name.strip()] = yaml.safe_load(text)
+    config_class = trainers[trainer]
+    config = config_class.resolve(preset, config_file)
+    try:
+        return config_class.from_dict({**config.to_dict(), **fields})
+    except ValueError as exc:
+        raise ValueError(f"--set: {exc}") from None
+
+
+def generation_batch(config, processes: int) -> int:
+    """Sequences each process generates at once on the hf path: an E-step round (train-em), or the rows TRL
+    hands this process's rollout function per generation (train-rl)."""
+    if config.COMMAND == "train-em":
+        from harness.em.trainer import ESTEP_ROUND
+
+        return ESTEP_ROUND
+    return config.batch_rows(processes)[0] * config.steps_per_generation
+
+
+def model_shape(shape: str) -> ModelShape:
+    if shape in SHAPES:
+        return SHAPES[shape]
+    config_path = Path(shape) / "config.json" if Path(shape).is_dir() else Path(shape)
+    if not config_path.is_file():
+        raise ValueError(f"unknown shape {shape!r}: not one of {', '.join(SHAPES)} and no config.json there")
+    try:
+        return ModelShape.from_config(config_path)
+    except (KeyError, ValueError) as exc:
+        raise ValueError(f"{config_path}: not a Llama/Qwen2-style config ({exc})") from None
+
+
+def plan_command(
+    preset: Annotated[str | None, typer.Option(help="a train-em preset (e.g. paper-7b) or a train-rl preset (e.g. qwen2.5-7b)")] = None,
+    trainer: Annotated[str | None, typer.Option(help="train-em or train-rl; needed when the preset does not say (tiny is both)")] = None,
+    config_file: Annotated[Path | None, typer.Option("--config", help="YAML file of the trainer's config fields, over the preset")] = None,
+    settings: Annotated[list[str] | None, typer.Option("--set", help="FIELD=VALUE (YAML) over the preset and --config; repeatable")] = None,
+    gpus: Annotated[int, typer.Option(min=1, help="GPUs the run will use, one process each")] = 8,
+    gpu_memory: Annotated[float, typer.Option(min=1, help="GiB of memory per GPU")] = 80.0,
+    shape: Annotated[str, typer.Option(help=f"model shape: {', '.join(SHAPES)}, or a folder/config.json")] = "qwen2.5-7b",
+    accelerator: Annotated[str, typer.Option(help=f"for the FLOP/s peak: {', '.join(PEAK_FLOPS)}")] = "h100",
+    strategy: Annotated[str, typer.Option(help="the launch config's: fsdp (full shard) or ddp (replicated states)")] = "fsdp",
+    concurrent_sequences: Annotated[int | None, typer.Option(
+        min=1, help="sequences each process generates at once on the hf backend (KV cache); default: the trainer's")] = None,
+    prompt_tokens: Annotated[int, typer.Option(min=0, help="mean prompt length in tokens")] = 256,
+    rollout_tokens_per_s: Annotated[float | None, typer.Option(help="measured decode tokens/s per GPU")] = None,
+    mfu: Annotated[float, typer.Option(min=0.01, max=1.0, help="M-step model FLOP utilisation")] = 0.4,
+    response_fill: Annotated[float, typer.Option(min=0.01, max=1.0, help="mean response length / budget")] = 0.5,
+) -> None:
+    """Per-GPU memory and time per EM iteration (or RL step) of a trainer config, laid out as the trainer lays it
+    out; refuses what the trainer refuses (exit 2) and exits 1 when it does not fit."""
+    from harness.io import fail
+    from harness.training.layout import run_layout, strategy_for
+
+    if preset is None and config_file is None:
+        fail("give --preset, --config or both (with --trainer when the preset does not name it)")
     if accelerator not in PEAK_FLOPS:
         fail(f"unknown accelerator {accelerator!r}; choose one of {', '.join(PEAK_FLOPS)}")
     if strategy not in ("fsdp", "ddp"):
         fail(f"unknown strategy {strategy!r}; choose fsdp or ddp")
-    if shape in SHAPES:
-        model = SHAPES[shape]
-    else:
-        config_path = Path(shape) / "config.json" if Path(shape).is_dir() else Path(shape)
-        if not config_path.is_file():
-            fail(f"unknown shape {shape!r}: not one of {', '.join(SHAPES)} and no config.json there")
-        try:
-            model = ModelShape.from_config(config_path)
-        except (KeyError, ValueError) as exc:
-            fail(f"{config_path}: not a Llama/Qwen2-style config ({exc})")
-    hw = Hardware(gpus, gpu_memory, accelerator, strategy, tensor_parallel, concurrent_sequences)
-    plan = make_plan(model, workload_from_config(trainer.preset(preset), prompt_tokens), hw, rollout_tokens_per_s, mfu,
-                     response_fill)
-    typer.echo(render(plan, model, hw, "EM iteration" if trainer is EMConfig else "RL step"))
+    try:
+        config = trainer_config(trainer, preset, config_file, settings or [])
+        layout = run_layout(config, strategy_for(strategy == "fsdp", gpus), gpus, gpu=True)
+        model = model_shape(shape)
+        hw = Hardware(gpu_memory, accelerator, concurrent_sequences or generation_batch(config, gpus))
+        plan = make_plan(model, workload_from_config(config, prompt_tokens), hw, layout, rollout_tokens_per_s, mfu,
+                         response_fill)
+    except (ValueError, OSError) as exc:
+        fail(str(exc))
+    typer.echo(render(plan, model, hw, layout))
     if plan.peak_gib > gpu_memory:
-        fail(f"the plan needs {plan.peak_gib:.1f} GiB per GPU, more than the {gpu_memory:g} GiB there: use more GPUs, "
-             "a smaller micro-batch or fewer concurrent sequences")
+        typer.echo(f"error: the plan needs {plan.peak_gib:.1f} GiB per GPU, more than the {gpu_memory:g} GiB there: use more "
+                   "GPUs, a smaller micro-batch or fewer concurrent sequences", err=True)
+        raise typer.Exit(1)

@@ -8,7 +8,8 @@ import pytest
 from typer.testing import CliRunner
 
 from harness.cli import app
-from harness.plan import GIB, PEAK_FLOPS, Hardware, ModelShape, Workload, make_plan
+from harness.plan import GIB, PEAK_FLOPS, SHAPES, Hardware, ModelShape, Workload, make_plan
+from harness.training.layout import RunLayout
 
 # 2 layers, hidden 8, MLP 16, 2 heads of dim 4, 1 KV head, vocabulary 10, untied embeddings. By hand:
 # attention 2·8·8 (q, o) + 8 (q bias) + 2·(8·4 + 4) (k, v with bias) = 208; MLP 3·8·16 = 384; norms 16
@@ -23,40 +24,92 @@ def test_parameter_count_by_hand():
     assert SMALL.params == 1384
 
 
+def layout(strategy="fsdp", processes=2, rollout="hf", trainer="train-em", share=0.0, weights="float32") -> RunLayout:
+    return RunLayout(trainer, strategy, processes, rollout, compute_dtype="bfloat16", weight_dtype=weights,
+                     vllm_memory_share=share, vllm_tensor_parallel=1)
+
+
 def test_memory_and_time_by_hand():
-    hw = Hardware(gpus=2, gpu_memory_gib=80, accelerator="h100", strategy="fsdp", concurrent_sequences=256)
-    plan = make_plan(SMALL, WORK, hw, rollout_tokens_per_s=50.0, mfu=0.4, response_fill=0.5)
+    hw = Hardware(gpu_memory_gib=80, accelerator="h100", concurrent_sequences=64)
+    plan = make_plan(SMALL, WORK, hw, layout(), rollout_tokens_per_s=50.0, mfu=0.4, response_fill=0.5)
     tokens = 2 * 120  # micro-batch x (prompt + response budget)
     expected_bytes = {
-        "weights (fp32 master)": 4 * 1384 / 2,
-        "gradients (fp32)": 4 * 1384 / 2,
-        "optimiser (AdamW, fp32)": 8 * 1384 / 2,
-        "gathered layers (bf16)": 4 * 608,
-        "activations (micro-batch)": 2 * 2 * tokens * 8 + tokens * (16 * 8 + 6 * 16),
-        "logits (micro-batch)": 6 * tokens * 10,
-        "vLLM weights (bf16)": 2 * 1384,
-        "vLLM KV cache": (2 * 2 * 1 * 4 * 2) * 256 * 120,
+        "weights (float32)": (4 * 1384 / 2, "held"),
+        "gradients (float32)": (4 * 1384 / 2, "held"),
+        "optimiser (AdamW, float32)": (8 * 1384 / 2, "held"),
+        "activations (micro-batch)": (2 * 2 * tokens * 8 + tokens * (16 * 8 + 6 * 16), "update"),
+        "logits (micro-batch)": (6 * tokens * 10, "update"),
+        "gathered layers": (2 * 2 * 608, "update"),
+        "FSDP root unit (embeddings, head)": (2 * (2 * 10 * 8 + 8), "update"),  # embeddings + lm_head + final norm, bf16
+        "KV cache (HF generation)": ((2 * 2 * 1 * 4 * 2) * 64 * 120, "rollouts"),
+        "generation copy (bfloat16)": (2 * 1384, "held"),
+        "E-step refresh (gathered state)": (4 * 1384, "rollouts"),  # the fp32 masters gathered whole
     }
-    assert plan.memory_gib == pytest.approx({k: v / GIB for k, v in expected_bytes.items()})
+    assert plan.memory == {k: (pytest.approx(v / GIB), phase) for k, (v, phase) in expected_bytes.items()}
+    held = 16 * 1384 / 2 + 2 * 1384
+    rollouts = 32 * 64 * 120 + 4 * 1384
+    update = 2 * 2 * 240 * 8 + 240 * 224 + 6 * 240 * 10 + 4 * 608 + 336
+    assert rollouts > update
+    assert plan.peak_gib == pytest.approx((held + rollouts) / GIB)  # the phases do not add: held + the larger one
     # 10 rollouts x 50 tokens (half the budget) at 50 tokens/s on each of 2 GPUs; 4 sequences x 70 tokens trained
     # at (6 + 2 recompute + 2 for π_old) x 1384 FLOPs per token.
     assert plan.seconds["rollouts"] == pytest.approx(5.0)
     assert plan.seconds["update"] == pytest.approx(4 * 70 * 10 * 1384 / (2 * PEAK_FLOPS["h100"] * 0.4))
 
 
+def test_the_fsdp_root_unit_counts_a_tied_head_once():
+    tied = ModelShape("tied", layers=2, hidden=8, intermediate=16, heads=2, kv_heads=1, vocab=10, tied_embeddings=True)
+    plan = make_plan(tied, WORK, Hardware(80), layout(), rollout_tokens_per_s=1.0)
+    assert plan.memory_gib["FSDP root unit (embeddings, head)"] == pytest.approx(2 * (10 * 8 + 8) / GIB)
+
+
+def test_vllm_takes_its_configured_share_of_the_gpu():
+    hw = Hardware(gpu_memory_gib=1 / 1024)  # 1 MiB: the small model's engine fits with room to count
+    em = make_plan(SMALL, WORK, hw, layout("ddp", rollout="vllm-colocate", share=0.5), rollout_tokens_per_s=1.0)
+    assert em.memory["vLLM (0.5 of the GPU)"] == (pytest.approx(0.5 / 1024), "rollouts")  # released before the M-step
+    # The engine holds the fp32 weights (4·1384 bytes); the rest of 512 KiB is KV cache at 2·2·1·4·4 bytes x 120 tokens
+    # per sequence: (524288 - 5536) // 7680 = 67 sequences.
+    assert any("KV cache for about 67 sequences" in line for line in em.assumptions)
+    rl = make_plan(SMALL, WORK, hw, layout("ddp", rollout="vllm-colocate", trainer="train-rl", share=0.3), rollout_tokens_per_s=1.0)
+    assert rl.memory["vLLM (0.3 of the GPU)"] == (pytest.approx(0.3 / 1024), "held")  # TRL keeps its engine
+    server = make_plan(SMALL, WORK, hw, layout("ddp", rollout="vllm-server", trainer="train-rl"), rollout_tokens_per_s=1.0)
+    assert not [name for name in server.memory if "vLLM" in name or "KV" in name]
+
+
+def test_a_share_too_small_for_the_engine_weights_is_refused():
+    # qwen2.5-7b: 7.62e9 parameters; train-em's engine holds them in fp32 (28.4 GiB), TRL's in bf16 (14.2 GiB).
+    seven_b, hw = SHAPES["qwen2.5-7b"], Hardware(gpu_memory_gib=80)
+    with pytest.raises(ValueError, match=r"vLLM's share \(0.3 x 80 GiB = 24.0 GiB\) cannot hold its 28.4 GiB of weights"):
+        make_plan(seven_b, WORK, hw, layout("ddp", rollout="vllm-colocate", share=0.3), rollout_tokens_per_s=1.0)
+    make_plan(seven_b, WORK, hw, layout("ddp", rollout="vllm-colocate", trainer="train-rl", share=0.3), rollout_tokens_per_s=1.0)
+
+
+def test_weights_pushed_into_vllm_under_fsdp_are_gathered_one_tensor_at_a_time():
+    plan = make_plan(SMALL, WORK, Hardware(80), layout(rollout="vllm-colocate", trainer="train-rl", share=0.3),
+                     rollout_tokens_per_s=1.0)
+    # the largest tensor: an MLP matrix, 8 x 16, larger than the 10 x 8 embeddings; fp32
+    assert plan.memory["weight sync (one gathered tensor)"] == (pytest.approx(4 * 128 / GIB), "rollouts")
+    assert "generation copy (bfloat16)" not in plan.memory
+
+
 def test_ddp_replicates_states_and_no_checkpointing_keeps_every_layer():
     plain = Workload(**{**WORK.__dict__, "gradient_checkpointing": False})
-    plan = make_plan(SMALL, plain, Hardware(gpus=4, gpu_memory_gib=80, strategy="ddp"), rollout_tokens_per_s=1.0)
-    assert plan.memory_gib["optimiser (AdamW, fp32)"] == pytest.approx(8 * 1384 / GIB)
-    assert plan.memory_gib["gathered layers (bf16)"] == 0
+    plan = make_plan(SMALL, plain, Hardware(80), layout("ddp", 4), rollout_tokens_per_s=1.0)
+    assert plan.memory_gib["optimiser (AdamW, float32)"] == pytest.approx(8 * 1384 / GIB)
+    assert not {"gathered layers", "FSDP root unit (embeddings, head)", "E-step refresh (gathered state)"} & set(plan.memory)
     assert plan.memory_gib["activations (micro-batch)"] == pytest.approx(2 * 240 * (16 * 8 + 6 * 16) / GIB)
 
 
+def test_bf16_weights_halve_the_training_states():
+    plan = make_plan(SMALL, WORK, Hardware(80), layout("ddp", trainer="train-rl", weights="bfloat16"), rollout_tokens_per_s=1.0)
+    assert plan.memory_gib["optimiser (AdamW, bfloat16)"] == pytest.approx(4 * 1384 / GIB)
+
+
 def test_a_token_budget_caps_the_micro_batch_but_never_below_one_row():
-    hw = Hardware(gpus=2, gpu_memory_gib=80)
-    capped = make_plan(SMALL, Workload(**{**WORK.__dict__, "micro_batch_tokens": 150}), hw, rollout_tokens_per_s=1.0)
+    hw = Hardware(gpu_memory_gib=80)
+    capped = make_plan(SMALL, Workload(**{**WORK.__dict__, "micro_batch_tokens": 150}), hw, layout(), rollout_tokens_per_s=1.0)
     assert capped.memory_gib["logits (micro-batch)"] == pytest.approx(6 * 150 * 10 / GIB)  # 150 of 2 x 120 tokens
-    one_row = make_plan(SMALL, Workload(**{**WORK.__dict__, "micro_batch_tokens": 50}), hw, rollout_tokens_per_s=1.0)
+    one_row = make_plan(SMALL, Workload(**{**WORK.__dict__, "micro_batch_tokens": 50}), hw, layout(), rollout_tokens_per_s=1.0)
     assert one_row.memory_gib["logits (micro-batch)"] == pytest.approx(6 * 120 * 10 / GIB)  # a 120-token row is never cut
 
 
@@ -71,15 +124,33 @@ def test_cli_prints_a_plan_that_fits_and_refuses_one_that_does_not():
     runner = CliRunner()
     fits = runner.invoke(app, ["plan", "--preset", "paper-7b", "--gpus", "8", "--gpu-memory", "141"])
     assert fits.exit_code == 0, fits.output
-    assert "peak (colocated)" in fits.output and "time per EM iteration" in fits.output
+    assert "peak (held + the larger phase)" in fits.output and "time per EM iteration" in fits.output
     too_small = runner.invoke(app, ["plan", "--preset", "qwen2.5-7b", "--gpus", "1", "--gpu-memory", "80"])
     assert too_small.exit_code == 1
     assert "error: the plan needs" in too_small.output and "Traceback" not in too_small.output
 
 
-@pytest.mark.parametrize("args", [["--preset", "nope"], ["--preset", "paper-7b", "--shape", "/nonexistent"],
-                                  ["--preset", "paper-7b", "--strategy", "zero9"]])
-def test_cli_bad_input_is_one_error_line(args):
+def test_cli_resolves_the_config_as_the_trainer_does(tmp_path):
+    """Preset, then the --config file, then --set: the vLLM share the plan prints is the one they leave."""
+    (tmp_path / "em.yaml").write_text("rollout_backend: vllm\nvllm_gpu_memory_utilization: 0.7\n")
+    args = ["plan", "--preset", "paper-7b", "--strategy", "ddp", "--gpu-memory", "1000", "--config", str(tmp_path / "em.yaml")]
+    from_file = CliRunner().invoke(app, args)
+    assert from_file.exit_code == 0, from_file.output
+    assert "vLLM (0.7 of the GPU)" in from_file.output and "700.00" in from_file.output
+    from_flag = CliRunner().invoke(app, [*args, "--set", "vllm_gpu_memory_utilization=0.4"])
+    assert "vLLM (0.4 of the GPU)" in from_flag.output
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--preset", "nope"], "unknown preset 'nope'"),
+    (["--preset", "tiny"], "preset 'tiny' is both train-em's and train-rl's: name the trainer with --trainer"),
+    (["--preset", "paper-7b", "--shape", "/nonexistent"], "unknown shape"),
+    (["--preset", "paper-7b", "--strategy", "zero9"], "unknown strategy"),
+    (["--preset", "paper-7b", "--set", "micro_batch_size=0"], "--set: micro_batch_size: must be at least 1"),
+    (["--preset", "paper-7b", "--set", "no_such_field=1"], "--set: unknown config keys: no_such_field"),
+    (["--trainer", "train-rl", "--preset", "paper-7b"], "unknown preset 'paper-7b'; choose one of"),
+])
+def test_cli_bad_input_is_one_error_line(args, message):
     result = CliRunner().invoke(app, ["plan", *args])
-    assert result.exit_code == 1
-    assert result.output.strip().startswith("error:") and "Traceback" not in result.output
+    assert result.exit_code == 2
+    assert result.output.strip().startswith(f"error: {message}") and "Traceback" not in result.output
