@@ -24,7 +24,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from harness.training.policy import mixed_precision, refuse_deepspeed, sharded, uses_cuda
+from harness.training.policy import mixed_precision, refuse_deepspeed, uses_cuda
 
 # GRPOConfig's vllm_gpu_memory_utilization default (trl==1.16.0, pinned): train-rl's colocated engine takes it
 # unless vllm_args sets one.
@@ -110,5 +110,7 @@ def launched_layout(config) -> RunLayout:
 
 def accelerator_layout(config, accelerator) -> RunLayout:
     """The layout under ``accelerator`` (train-em builds its own, make_accelerator)."""
+    from harness.training.policy import sharded  # looked up at call time: a test stands in for FSDP by replacing it
+
     processes = accelerator.num_processes
     return run_layout(config, strategy_for(sharded(accelerator), processes), processes, uses_cuda(config.device))
