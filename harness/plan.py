@@ -26,10 +26,11 @@ for fp32 weights, 2 for bf16; c likewise for the compute dtype; phase in bracket
   mode). vLLM in server mode takes nothing on the training GPUs. Generating on the policy (``hf``) holds
   a KV cache of 2 (K and V) x layers x KV heads x head dim x c bytes per token for the concurrent
   sequences (prompt plus the response budget each) [rollouts].
-* **E-step weight refresh under FSDP** [rollouts]. train-em generates on an unsharded generation copy
-  in the compute dtype, c·P [held], refreshed before each E-step from the full state gathered on every
-  process in the weights' dtype: a transient of w·P. train-rl's TRL pushes the weights into vLLM one
-  gathered tensor at a time: w x the largest tensor (V·h, the embeddings).
+* **E-step weight refresh under FSDP** [rollouts]. On the hf path the trainers generate on an unsharded
+  generation copy in the compute dtype, c·P [held], refreshed before each E-step (train-rl: each
+  rollout batch) from the full state gathered on every process in the weights' dtype: a transient of
+  w·P. train-rl's TRL pushes the weights into vLLM one gathered tensor at a time: w x the largest
+  tensor (the embeddings, V·h, or an MLP matrix, h·i).
 
 The peak is what is held plus the larger of the two phases (the rollouts and the update do not run at once).
 
@@ -188,7 +189,7 @@ def memory_per_gpu(shape: ModelShape, work: Workload, hw: Hardware, layout: RunL
     elif layout.rollout == "hf":
         figures["KV cache (HF generation)"] = (hw.concurrent_sequences * sequence_tokens * shape.kv_bytes_per_token(compute),
                                                ROLLOUTS)
-    if sharded and layout.rollout == "hf" and layout.trainer == "train-em":
+    if sharded and layout.rollout == "hf":
         figures[f"generation copy ({layout.compute_dtype})"] = (compute * shape.params, HELD)
         figures["E-step refresh (gathered state)"] = (weight * shape.params, ROLLOUTS)
     elif sharded and layout.rollout.startswith("vllm"):

@@ -54,11 +54,14 @@ class RolloutFunc:
     def generation_copy(self, trainer):
         import torch
 
+        from harness.rl.trainer import on_cpu
         from harness.training.generation_copy import GenerationCopy
+        from harness.training.layout import precisions
 
         if self.copy is None:
             module = trainer.accelerator.unwrap_model(trainer.model_wrapped)
-            self.copy = GenerationCopy(module.config, torch.bfloat16 if trainer.args.bf16 else torch.float32, trainer.accelerator.device)
+            compute, _ = precisions(self.config, gpu=not on_cpu(self.config))
+            self.copy = GenerationCopy(module.config, getattr(torch, compute), trainer.accelerator.device)
         self.copy.refresh(trainer.accelerator, trainer.model_wrapped)
         return self.copy.model
 

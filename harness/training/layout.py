@@ -73,6 +73,12 @@ def vllm_memory_share(config) -> float:
     return float(config.vllm_args.get("vllm_gpu_memory_utilization", TRL_VLLM_GPU_MEMORY_UTILIZATION))
 
 
+def precisions(config, gpu: bool) -> tuple[str, str]:
+    """(compute dtype, weight dtype) of ``config`` on GPUs or not."""
+    compute = "bfloat16" if mixed_precision(config.dtype, "cuda" if gpu else "cpu") == "bf16" else "float32"
+    return compute, "bfloat16" if config.COMMAND == "train-rl" and config.dtype == "bfloat16" else "float32"
+
+
 def refuse_unsupported(config, strategy: str, processes: int) -> None:
     """ValueError (one line) for a combination the trainer cannot run."""
     if config.COMMAND == "train-em" and config.rollout_backend == "vllm":
@@ -95,8 +101,7 @@ def run_layout(config, strategy: str, processes: int, gpu: bool) -> RunLayout:
     """The layout of ``config`` launched as ``strategy`` on ``processes`` processes (on GPUs or not), or
     ValueError for a combination the trainer refuses."""
     refuse_unsupported(config, strategy, processes)
-    compute = "bfloat16" if mixed_precision(config.dtype, "cuda" if gpu else "cpu") == "bf16" else "float32"
-    weights = "bfloat16" if config.COMMAND == "train-rl" and config.dtype == "bfloat16" else "float32"
+    compute, weights = precisions(config, gpu)
     tensor_parallel = (config.vllm_tensor_parallel if config.COMMAND == "train-em"
                        else config.vllm_args.get("vllm_tensor_parallel_size", 1))
     return RunLayout(config.COMMAND, strategy, processes, rollout_of(config), compute, weights, vllm_memory_share(config), tensor_parallel)

@@ -90,6 +90,9 @@ def test_weights_pushed_into_vllm_under_fsdp_are_gathered_one_tensor_at_a_time()
     # the largest tensor: an MLP matrix, 8 x 16, larger than the 10 x 8 embeddings; fp32
     assert plan.memory["weight sync (one gathered tensor)"] == (pytest.approx(4 * 128 / GIB), "rollouts")
     assert "generation copy (bfloat16)" not in plan.memory
+    on_policy = make_plan(SMALL, WORK, Hardware(80), layout(trainer="train-rl"), rollout_tokens_per_s=1.0)
+    assert on_policy.memory["generation copy (bfloat16)"] == (pytest.approx(2 * 1384 / GIB), "held")  # as train-em's E-step
+    assert on_policy.memory["E-step refresh (gathered state)"] == (pytest.approx(4 * 1384 / GIB), "rollouts")
 
 
 def test_ddp_replicates_states_and_no_checkpointing_keeps_every_layer():
