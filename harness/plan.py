@@ -43,72 +43,19 @@ figures are given (``--rollout-tokens-per-s``, ``--mfu``).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from harness.model_shape import SHAPES, ModelShape, model_shape
 from harness.training.layout import RunLayout
 
 GIB = 1024**3
 BYTES = {"float32": 4, "bfloat16": 2}
 HELD, ROLLOUTS, UPDATE = "held", "rollouts", "update"
 
-
-@dataclass(frozen=True)
-class ModelShape:
-    name: str
-    layers: int
-    hidden: int
-    intermediate: int
-    heads: int
-    kv_heads: int
-    vocab: int
-    tied_embeddings: bool
-
-    @property
-    def head_dim(self) -> int:
-        return self.hidden // self.heads
-
-    @property
-    def layer_params(self) -> int:
-        kv_width = self.kv_heads * self.head_dim
-        attention = 2 * self.hidden * self.hidden + self.hidden + 2 * (self.hidden * kv_width + kv_width)
-        return attention + 3 * self.hidden * self.intermediate + 2 * self.hidden
-
-    @property
-    def root_params(self) -> int:
-        """The parameters outside the decoder layers: embeddings, lm_head unless tied, the final norm."""
-        return self.vocab * self.hidden * (1 if self.tied_embeddings else 2) + self.hidden
-
-    @property
-    def params(self) -> int:
-        return self.layers * self.layer_params + self.root_params
-
-    @property
-    def largest_tensor(self) -> int:
-        return max(self.vocab * self.hidden, self.hidden * self.intermediate)
-
-    def kv_bytes_per_token(self, dtype_bytes: int) -> int:
-        return 2 * self.layers * self.kv_heads * self.head_dim * dtype_bytes
-
-    @classmethod
-    def from_config(cls, path: Path) -> ModelShape:
-        """A Hugging Face ``config.json`` (Llama/Qwen2 field names)."""
-        config = json.loads(path.read_text(encoding="utf-8"))
-        return cls(name=path.parent.name, layers=config["num_hidden_layers"], hidden=config["hidden_size"],
-                   intermediate=config["intermediate_size"], heads=config["num_attention_heads"],
-                   kv_heads=config.get("num_key_value_heads", config["num_attention_heads"]), vocab=config["vocab_size"],
-                   tied_embeddings=bool(config.get("tie_word_embeddings", False)))
-
-
-SHAPES = {
-    "qwen2.5-0.5b": ModelShape("qwen2.5-0.5b", 24, 896, 4864, 14, 2, 151936, True),
-    "qwen2.5-1.5b": ModelShape("qwen2.5-1.5b", 28, 1536, 8960, 12, 2, 151936, True),
-    "qwen2.5-7b": ModelShape("qwen2.5-7b", 28, 3584, 18944, 28, 4, 152064, False),
-}
 
 # Dense bf16 peak FLOP/s of the accelerators a plan can name.
 PEAK_FLOPS = {"h100": 989e12, "h200": 989e12, "a100": 312e12}
@@ -138,8 +85,8 @@ class Workload:
 @dataclass(frozen=True)
 class Hardware:
     gpu_memory_gib: float
+    concurrent_sequences: int  # sequences each process generates at once on the hf path
     accelerator: str = "h100"
-    concurrent_sequences: int = 64  # sequences each process generates at once on the hf path
 
 
 @dataclass
@@ -269,8 +216,9 @@ def render(plan: Plan, shape: ModelShape, hw: Hardware, layout: RunLayout) -> st
 
 
 def trainer_config(trainer: str | None, preset: str | None, config_file: Path | None, settings: list[str]):
-    """The config ``harness <trainer>`` would run with: its preset, YAML file and fields, through the trainers'
-    own TrainerConfig.resolve; ValueError(one line) for what it refuses."""
+    """The config ``harness <trainer>`` would run with: preset and YAML file through the trainers' own
+    TrainerConfig.resolve, then the ``--set`` fields as one more YAML layer (from_dict over the config, as
+    from_yaml lays a file over a preset: unknown fields and bad values refused alike); ValueError(one line)."""
     import yaml
 
     from harness.em.config import EMConfig
@@ -310,18 +258,6 @@ def generation_batch(config, processes: int) -> int:
     return config.batch_rows(processes)[0] * config.steps_per_generation
 
 
-def model_shape(shape: str) -> ModelShape:
-    if shape in SHAPES:
-        return SHAPES[shape]
-    config_path = Path(shape) / "config.json" if Path(shape).is_dir() else Path(shape)
-    if not config_path.is_file():
-        raise ValueError(f"unknown shape {shape!r}: not one of {', '.join(SHAPES)} and no config.json there")
-    try:
-        return ModelShape.from_config(config_path)
-    except (KeyError, ValueError) as exc:
-        raise ValueError(f"{config_path}: not a Llama/Qwen2-style config ({exc})") from None
-
-
 def plan_command(
     preset: Annotated[str | None, typer.Option(help="a train-em preset (e.g. paper-7b) or a train-rl preset (e.g. qwen2.5-7b)")] = None,
     trainer: Annotated[str | None, typer.Option(help="train-em or train-rl; needed when the preset does not say (tiny is both)")] = None,
@@ -354,7 +290,7 @@ def plan_command(
         config = trainer_config(trainer, preset, config_file, settings or [])
         layout = run_layout(config, strategy_for(strategy == "fsdp", gpus), gpus, gpu=True)
         model = model_shape(shape)
-        hw = Hardware(gpu_memory, accelerator, concurrent_sequences or generation_batch(config, gpus))
+        hw = Hardware(gpu_memory, concurrent_sequences or generation_batch(config, gpus), accelerator)
         plan = make_plan(model, workload_from_config(config, prompt_tokens), hw, layout, rollout_tokens_per_s, mfu,
                          response_fill)
     except (ValueError, OSError) as exc:

@@ -8,7 +8,8 @@ import pytest
 from typer.testing import CliRunner
 
 from harness.cli import app
-from harness.plan import GIB, PEAK_FLOPS, SHAPES, Hardware, ModelShape, Workload, make_plan
+from harness.model_shape import SHAPES, ModelShape
+from harness.plan import GIB, PEAK_FLOPS, Hardware, Workload, generation_batch, make_plan
 from harness.training.layout import RunLayout
 
 # 2 layers, hidden 8, MLP 16, 2 heads of dim 4, 1 KV head, vocabulary 10, untied embeddings. By hand:
@@ -30,7 +31,7 @@ def layout(strategy="fsdp", processes=2, rollout="hf", trainer="train-em", share
 
 
 def test_memory_and_time_by_hand():
-    hw = Hardware(gpu_memory_gib=80, accelerator="h100", concurrent_sequences=64)
+    hw = Hardware(gpu_memory_gib=80, concurrent_sequences=64, accelerator="h100")
     plan = make_plan(SMALL, WORK, hw, layout(), rollout_tokens_per_s=50.0, mfu=0.4, response_fill=0.5)
     tokens = 2 * 120  # micro-batch x (prompt + response budget)
     expected_bytes = {
@@ -59,12 +60,12 @@ def test_memory_and_time_by_hand():
 
 def test_the_fsdp_root_unit_counts_a_tied_head_once():
     tied = ModelShape("tied", layers=2, hidden=8, intermediate=16, heads=2, kv_heads=1, vocab=10, tied_embeddings=True)
-    plan = make_plan(tied, WORK, Hardware(80), layout(), rollout_tokens_per_s=1.0)
+    plan = make_plan(tied, WORK, Hardware(80, 64), layout(), rollout_tokens_per_s=1.0)
     assert plan.memory_gib["FSDP root unit (embeddings, head)"] == pytest.approx(2 * (10 * 8 + 8) / GIB)
 
 
 def test_vllm_takes_its_configured_share_of_the_gpu():
-    hw = Hardware(gpu_memory_gib=1 / 1024)  # 1 MiB: the small model's engine fits with room to count
+    hw = Hardware(gpu_memory_gib=1 / 1024, concurrent_sequences=64)  # 1 MiB: the small model's engine fits with room to count
     em = make_plan(SMALL, WORK, hw, layout("ddp", rollout="vllm-colocate", share=0.5), rollout_tokens_per_s=1.0)
     assert em.memory["vLLM (0.5 of the GPU)"] == (pytest.approx(0.5 / 1024), "rollouts")  # released before the M-step
     # The engine holds the fp32 weights (4·1384 bytes); the rest of 512 KiB is KV cache at 2·2·1·4·4 bytes x 120 tokens
@@ -78,38 +79,38 @@ def test_vllm_takes_its_configured_share_of_the_gpu():
 
 def test_a_share_too_small_for_the_engine_weights_is_refused():
     # qwen2.5-7b: 7.62e9 parameters; train-em's engine holds them in fp32 (28.4 GiB), TRL's in bf16 (14.2 GiB).
-    seven_b, hw = SHAPES["qwen2.5-7b"], Hardware(gpu_memory_gib=80)
+    seven_b, hw = SHAPES["qwen2.5-7b"], Hardware(gpu_memory_gib=80, concurrent_sequences=64)
     with pytest.raises(ValueError, match=r"vLLM's share \(0.3 x 80 GiB = 24.0 GiB\) cannot hold its 28.4 GiB of weights"):
         make_plan(seven_b, WORK, hw, layout("ddp", rollout="vllm-colocate", share=0.3), rollout_tokens_per_s=1.0)
     make_plan(seven_b, WORK, hw, layout("ddp", rollout="vllm-colocate", trainer="train-rl", share=0.3), rollout_tokens_per_s=1.0)
 
 
 def test_weights_pushed_into_vllm_under_fsdp_are_gathered_one_tensor_at_a_time():
-    plan = make_plan(SMALL, WORK, Hardware(80), layout(rollout="vllm-colocate", trainer="train-rl", share=0.3),
+    plan = make_plan(SMALL, WORK, Hardware(80, 64), layout(rollout="vllm-colocate", trainer="train-rl", share=0.3),
                      rollout_tokens_per_s=1.0)
     # the largest tensor: an MLP matrix, 8 x 16, larger than the 10 x 8 embeddings; fp32
     assert plan.memory["weight sync (one gathered tensor)"] == (pytest.approx(4 * 128 / GIB), "rollouts")
     assert "generation copy (bfloat16)" not in plan.memory
-    on_policy = make_plan(SMALL, WORK, Hardware(80), layout(trainer="train-rl"), rollout_tokens_per_s=1.0)
+    on_policy = make_plan(SMALL, WORK, Hardware(80, 64), layout(trainer="train-rl"), rollout_tokens_per_s=1.0)
     assert on_policy.memory["generation copy (bfloat16)"] == (pytest.approx(2 * 1384 / GIB), "held")  # as train-em's E-step
     assert on_policy.memory["E-step refresh (gathered state)"] == (pytest.approx(4 * 1384 / GIB), "rollouts")
 
 
 def test_ddp_replicates_states_and_no_checkpointing_keeps_every_layer():
     plain = Workload(**{**WORK.__dict__, "gradient_checkpointing": False})
-    plan = make_plan(SMALL, plain, Hardware(80), layout("ddp", 4), rollout_tokens_per_s=1.0)
+    plan = make_plan(SMALL, plain, Hardware(80, 64), layout("ddp", 4), rollout_tokens_per_s=1.0)
     assert plan.memory_gib["optimiser (AdamW, float32)"] == pytest.approx(8 * 1384 / GIB)
     assert not {"gathered layers", "FSDP root unit (embeddings, head)", "E-step refresh (gathered state)"} & set(plan.memory)
     assert plan.memory_gib["activations (micro-batch)"] == pytest.approx(2 * 240 * (16 * 8 + 6 * 16) / GIB)
 
 
 def test_bf16_weights_halve_the_training_states():
-    plan = make_plan(SMALL, WORK, Hardware(80), layout("ddp", trainer="train-rl", weights="bfloat16"), rollout_tokens_per_s=1.0)
+    plan = make_plan(SMALL, WORK, Hardware(80, 64), layout("ddp", trainer="train-rl", weights="bfloat16"), rollout_tokens_per_s=1.0)
     assert plan.memory_gib["optimiser (AdamW, bfloat16)"] == pytest.approx(4 * 1384 / GIB)
 
 
 def test_a_token_budget_caps_the_micro_batch_but_never_below_one_row():
-    hw = Hardware(gpu_memory_gib=80)
+    hw = Hardware(gpu_memory_gib=80, concurrent_sequences=64)
     capped = make_plan(SMALL, Workload(**{**WORK.__dict__, "micro_batch_tokens": 150}), hw, layout(), rollout_tokens_per_s=1.0)
     assert capped.memory_gib["logits (micro-batch)"] == pytest.approx(6 * 150 * 10 / GIB)  # 150 of 2 x 120 tokens
     one_row = make_plan(SMALL, Workload(**{**WORK.__dict__, "micro_batch_tokens": 50}), hw, layout(), rollout_tokens_per_s=1.0)
@@ -142,6 +143,16 @@ def test_cli_resolves_the_config_as_the_trainer_does(tmp_path):
     assert "vLLM (0.7 of the GPU)" in from_file.output and "700.00" in from_file.output
     from_flag = CliRunner().invoke(app, [*args, "--set", "vllm_gpu_memory_utilization=0.4"])
     assert "vLLM (0.4 of the GPU)" in from_flag.output
+
+
+def test_the_hf_path_generates_the_trainers_batch_at_once():
+    from harness.em.config import EMConfig
+    from harness.em.trainer import ESTEP_ROUND
+    from harness.rl.config import RLConfig
+
+    assert generation_batch(EMConfig.preset("paper-7b"), 8) == ESTEP_ROUND  # an E-step round per process
+    # 8 prompts x 8 rollouts over 2 processes, two optimiser steps per generation: 64 rows per process at once
+    assert generation_batch(RLConfig(prompts_per_step=8, group_size=8, micro_batch_size=4, steps_per_generation=2), 2) == 64
 
 
 @pytest.mark.parametrize(("args", "message"), [
