@@ -228,7 +228,8 @@ def trainer_config(trainer: str | None, preset: str | None, config_file: Path | 
     if trainer is None:
         having = [name for name, cls in trainers.items() if preset in cls.PRESETS]
         if len(having) != 1:
-            named = f"preset {preset!r} is both train-em's and train-rl's" if having else f"unknown preset {preset!r}"
+            named = ("no preset says which trainer" if preset is None else f"unknown preset {preset!r}" if not having
+                     else f"preset {preset!r} is both train-em's and train-rl's")
             raise ValueError(f"{named}: name the trainer with --trainer train-em or train-rl (train-em has "
                              f"{', '.join(EMConfig.PRESETS)}; train-rl has {', '.join(RLConfig.PRESETS)})")
         trainer = having[0]
@@ -298,5 +299,6 @@ def plan_command(
     typer.echo(render(plan, model, hw, layout))
     if plan.peak_gib > gpu_memory:
         typer.echo(f"error: the plan needs {plan.peak_gib:.1f} GiB per GPU, more than the {gpu_memory:g} GiB there: use more "
-                   "GPUs, a smaller micro-batch or fewer concurrent sequences", err=True)
+                   "GPUs (or FSDP), a smaller micro-batch, or less for the rollouts (vllm_gpu_memory_utilization, "
+                   "--concurrent-sequences)", err=True)
         raise typer.Exit(1)

@@ -157,6 +157,7 @@ def test_the_hf_path_generates_the_trainers_batch_at_once():
 
 @pytest.mark.parametrize(("args", "message"), [
     (["--preset", "nope"], "unknown preset 'nope'"),
+    (["--config", "em.yaml"], "no preset says which trainer: name the trainer with --trainer"),
     (["--preset", "tiny"], "preset 'tiny' is both train-em's and train-rl's: name the trainer with --trainer"),
     (["--preset", "paper-7b", "--shape", "/nonexistent"], "unknown shape"),
     (["--preset", "paper-7b", "--strategy", "zero9"], "unknown strategy"),
