@@ -94,7 +94,7 @@ def main() -> int:
 
     EMTrainer.mstep = mstep
     reports = trainer.train()
-    records = [[json.loads(line) for line in (work / "out" / f"iter-{i}" / "samples.jsonl").read_text().splitlines()] for i in range(2)]
+    records = [[json.loads(line) for line in (work / "out" / f"iter-{i + 1}" / "samples.jsonl").read_text().splitlines()] for i in range(2)]
     planned = config.queries_per_iteration * (2 * config.k + config.free_rollouts)
     checks = {
         "one_engine_per_iteration": len(engines) == 2,

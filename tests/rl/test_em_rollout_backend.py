@@ -57,7 +57,7 @@ def fake_vllm(monkeypatch):
 def samples(out, iteration: int) -> list[dict]:
     """The E-step's records without the run's config hash (the two runs' configs differ in rollout_backend) and
     the time each took."""
-    records = [json.loads(line) for line in (out / f"iter-{iteration}" / "samples.jsonl").read_text().splitlines()]
+    records = [json.loads(line) for line in (out / f"iter-{iteration + 1}" / "samples.jsonl").read_text().splitlines()]
     return [{k: v for k, v in record.items() if k not in ("config_hash", "seconds")} for record in records]
 
 

@@ -23,13 +23,16 @@ def length_grader(monkeypatch):
     graded against another query's gold is seen. (The real grader's wiring is tested in test_wiring.py, with a
     scripted sampler.)"""
     import harness.grading
+
+    monkeypatch.setattr(harness.grading, "grade_batch", length_grade_batch)
+
+
+def length_grade_batch(items):
+    """The verdicts of ``length_grader``."""
     from harness.grading.scorer import Grade
 
-    def grade_batch(items):
-        verdicts = [(len(response) + int(gold) // 2) % 2 == 0 for response, gold, *_ in items]
-        return [Grade(right, None, "correct" if right else "incorrect") for right in verdicts]
-
-    monkeypatch.setattr(harness.grading, "grade_batch", grade_batch)
+    verdicts = [(len(response) + int(gold) // 2) % 2 == 0 for response, gold, *_ in items]
+    return [Grade(right, None, "correct" if right else "incorrect") for right in verdicts]
 
 
 def config(model_dir, task, out, **overrides) -> EMConfig:
@@ -43,12 +46,12 @@ def config(model_dir, task, out, **overrides) -> EMConfig:
 def test_one_iteration_writes_samples_policy_and_report(tiny_model_dir, task_file, tmp_path):  # noqa: F811
     trainer = EMTrainer(config(tiny_model_dir, task_file, tmp_path))
     [report] = trainer.train()
-    records = [json.loads(line) for line in (tmp_path / "iter-0" / "samples.jsonl").read_text().splitlines()]
+    records = [json.loads(line) for line in (tmp_path / "iter-1" / "samples.jsonl").read_text().splitlines()]
     assert len(records) == 3 * (2 + 2 + 1)
     assert {r["decision"] for r in records} == {"cot", "code", "free"}
     forced_code = [r for r in records if r["decision"] == "code"]
     assert all(r["response"].startswith("Let's write a program.") for r in forced_code)
-    policy = json.loads((tmp_path / "iter-0" / "policy.json").read_text())
+    policy = json.loads((tmp_path / "iter-1" / "policy.json").read_text())
     assert all(abs(sum(p.values()) - 1) < 1e-6 for p in policy.values())
     for key in ("step", "reward", "reward_std", "completions/mean_length", "code_rate", "loss", "em/accuracy/all",
                 "em/code_rate/all", "em/q_hat/cot", "em/q_hat/code", "em/dropped_share", "em/selection_accuracy",
@@ -66,7 +69,7 @@ def test_harness_score_reads_an_e_step_folder(tiny_model_dir, task_file, tmp_pat
     from harness.cli import app
 
     EMTrainer(config(tiny_model_dir, task_file, tmp_path)).train()
-    folder = tmp_path / "iter-0"
+    folder = tmp_path / "iter-1"
     stored = [json.loads(line) for line in (folder / "samples.jsonl").read_text().splitlines()]
     scored = CliRunner().invoke(app, ["score", str(folder)])
     assert scored.exit_code == 0, scored.output
