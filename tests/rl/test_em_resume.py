@@ -7,11 +7,10 @@ import json
 import pytest
 
 from harness.em.config import EMConfig
-from harness.em.mstep import MStep
 from harness.em.trainer import EMTrainer, estep_hash
 
 from .em_records import em_record
-from .test_em_trainer import config, length_grader  # noqa: F401 - shared fixture
+from .test_em_trainer import config, length_grader, optimiser_learning_rates, stop_at_optimiser_step  # noqa: F401 - shared fixture
 from .test_trainer import task_file, tiny_model_dir  # noqa: F401 - shared fixtures
 
 CONSTANT = dict(lr_schedule="constant", warmup_ratio=0.0, batch_size=2, micro_batch_size=2, subsample="sample",
@@ -32,34 +31,10 @@ def test_the_e_step_hash_covers_what_shapes_the_e_step_and_nothing_else():
     assert estep_hash(base, 1) != estep_hash(base, 0)
 
 
-def interrupt_in_the_m_step(trainer: EMTrainer, monkeypatch) -> None:
-    """Run ``trainer`` until its second optimiser step, as a kill would stop it (the E-step and one checkpoint done)."""
-    real_step = MStep.optimiser_step
-    calls = {"n": 0}
-
-    def stop_at_second(self, *args):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-        return real_step(self, *args)
-
-    monkeypatch.setattr(MStep, "optimiser_step", stop_at_second)
-    with pytest.raises(KeyboardInterrupt):
-        trainer.train()
-    monkeypatch.setattr(MStep, "optimiser_step", real_step)
-
-
 def test_resume_with_a_new_learning_rate_and_device_keeps_the_e_step(tiny_model_dir, task_file, tmp_path, monkeypatch):  # noqa: F811
-    interrupt_in_the_m_step(EMTrainer(config(tiny_model_dir, task_file, tmp_path, **CONSTANT)), monkeypatch)
+    stop_at_optimiser_step(monkeypatch, 2, EMTrainer(config(tiny_model_dir, task_file, tmp_path, **CONSTANT)).train)
     samples = (tmp_path / "iter-1" / "samples.jsonl").read_text()
-    rates = []
-    real_step = MStep.optimiser_step
-
-    def record_rate(self, items, old_rows, strategies, optimizer):
-        rates.append(optimizer.param_groups[0]["lr"])
-        return real_step(self, items, old_rows, strategies, optimizer)
-
-    monkeypatch.setattr(MStep, "optimiser_step", record_rate)
+    rates = optimiser_learning_rates(monkeypatch)
     resumed = EMTrainer(config(tiny_model_dir, task_file, tmp_path, **{**CONSTANT, "learning_rate": 4e-3, "device": "auto"}))
     resumed.train(resume=True, allow_config_change=True)
     assert rates and all(rate == pytest.approx(4e-3) for rate in rates)
@@ -69,7 +44,7 @@ def test_resume_with_a_new_learning_rate_and_device_keeps_the_e_step(tiny_model_
 
 
 def test_a_resume_that_changes_the_e_step_is_one_clear_error(tiny_model_dir, task_file, tmp_path, monkeypatch):  # noqa: F811
-    interrupt_in_the_m_step(EMTrainer(config(tiny_model_dir, task_file, tmp_path, **CONSTANT)), monkeypatch)
+    stop_at_optimiser_step(monkeypatch, 2, EMTrainer(config(tiny_model_dir, task_file, tmp_path, **CONSTANT)).train)
     resumed = EMTrainer(config(tiny_model_dir, task_file, tmp_path, **{**CONSTANT, "temperature": 0.5}))
     with pytest.raises(ValueError, match=r"iter-1: iteration 1's E-step was made with other temperature; resume with") as error:
         resumed.train(resume=True, allow_config_change=True)

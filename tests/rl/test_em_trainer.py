@@ -125,6 +125,35 @@ def test_presets_and_unknowns():
         EMConfig.from_dict({"alfa": 1})
 
 
+def stop_at_optimiser_step(monkeypatch, number: int, run) -> None:
+    """``run()`` stopped at its ``number``-th optimiser step, as a kill would stop it (the steps before it taken
+    and checkpointed); the real optimiser step is back afterwards."""
+    real_step, calls = MStep.optimiser_step, {"n": 0}
+
+    def stop(self, *args):
+        calls["n"] += 1
+        if calls["n"] == number:
+            raise KeyboardInterrupt
+        return real_step(self, *args)
+
+    monkeypatch.setattr(MStep, "optimiser_step", stop)
+    with pytest.raises(KeyboardInterrupt):
+        run()
+    monkeypatch.setattr(MStep, "optimiser_step", real_step)
+
+
+def optimiser_learning_rates(monkeypatch) -> list[float]:
+    """The learning rate each later M-step optimiser step is taken with, appended as it is taken."""
+    used, real_step = [], MStep.optimiser_step
+
+    def recorded_step(self, items, old_rows, strategies, optimizer):
+        used.append(optimizer.param_groups[0]["lr"])
+        return real_step(self, items, old_rows, strategies, optimizer)
+
+    monkeypatch.setattr(MStep, "optimiser_step", recorded_step)
+    return used
+
+
 def test_resume_in_the_middle_of_an_m_step_matches_an_uninterrupted_run(tiny_model_dir, task_file, tmp_path, monkeypatch):  # noqa: F811
     overrides = dict(batch_size=2, micro_batch_size=2, subsample="sample", samples_per_query=2, alpha=float("inf"))
     straight = EMTrainer(config(tiny_model_dir, task_file, tmp_path / "straight", **overrides))
@@ -133,19 +162,7 @@ def test_resume_in_the_middle_of_an_m_step_matches_an_uninterrupted_run(tiny_mod
     assert steps_done >= 2
 
     interrupted = EMTrainer(config(tiny_model_dir, task_file, tmp_path / "resumed", **overrides))
-    real_step = MStep.optimiser_step
-    calls = {"n": 0}
-
-    def stop_after_first(self, *args):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-        return real_step(self, *args)
-
-    monkeypatch.setattr(MStep, "optimiser_step", stop_after_first)
-    with pytest.raises(KeyboardInterrupt):
-        interrupted.train()
-    monkeypatch.setattr(MStep, "optimiser_step", real_step)
+    stop_at_optimiser_step(monkeypatch, 2, interrupted.train)
     resumed = EMTrainer(config(tiny_model_dir, task_file, tmp_path / "resumed", **overrides))
     resumed.train(resume=True)
     for (name, a), (_, b) in zip(straight.model.named_parameters(), resumed.model.named_parameters()):

@@ -16,12 +16,12 @@ import math
 import pytest
 import torch
 
-from harness.em.mstep import MStep
 from harness.em.trainer import EMTrainer
 from harness.training.batch import batch_logprobs
 
 from .em_records import em_record
 from .test_em_trainer import config as em_config
+from .test_em_trainer import stop_at_optimiser_step
 from .test_trainer import task_file, tiny_model_dir  # noqa: F401 - shared fixtures
 
 PROMPT = "What is 2 + 2?"
@@ -176,18 +176,7 @@ def test_em_resume_mid_m_step_restores_the_optimiser_state(tiny_model_dir, task_
 
     interrupted = em_trainer(tiny_model_dir, task_file, tmp_path / "resumed", **settings)
     (tmp_path / "resumed" / "iter-1").mkdir()
-    real_step, calls = MStep.optimiser_step, {"n": 0}
-
-    def stop_at_the_third(self, *args):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt
-        return real_step(self, *args)
-
-    monkeypatch.setattr(MStep, "optimiser_step", stop_at_the_third)
-    with pytest.raises(KeyboardInterrupt):
-        interrupted.mstep.run(0, estep(interrupted))
-    monkeypatch.setattr(MStep, "optimiser_step", real_step)
+    stop_at_optimiser_step(monkeypatch, 3, lambda: interrupted.mstep.run(0, estep(interrupted)))
     resumed = em_trainer(tiny_model_dir, task_file, tmp_path / "resumed", **settings)
     load_weights(latest_checkpoint(tmp_path / "resumed"), resumed.model)
     resumed.mstep.run(0, estep(resumed), start_step=2)

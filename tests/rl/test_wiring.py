@@ -19,7 +19,6 @@ import pytest
 import torch
 
 from harness.em.config import EMConfig
-from harness.em.mstep import MStep
 from harness.em.trainer import EMTrainer
 from harness.eval.attempts import response_ids
 from harness.eval.rollout import RolloutEngine
@@ -28,6 +27,7 @@ from harness.models.types import ModelBackend
 from harness.rl.trainer import RLTrainer
 
 from .em_records import em_record
+from .test_em_trainer import optimiser_learning_rates
 from .test_trainer import config as rl_config
 from .test_trainer import task_file, tiny_model_dir  # noqa: F401 - shared fixtures
 
@@ -195,14 +195,7 @@ def test_em_learning_rate_schedule_is_the_one_the_optimiser_steps_with(tiny_mode
         model=str(tiny_model_dir), task=str(task_file), advantage="sign", kl_weight=0.0, decision_weight=0.0,
         learning_rate=peak, lr_schedule="cosine", warmup_ratio=0.25, batch_size=1, micro_batch_size=1, save_every=100,
         output_dir=str(tmp_path), device="cpu")))
-    used = []
-    step = MStep.optimiser_step
-
-    def recorded_step(self, items, old_rows, strategies, optimizer):
-        used.append(optimizer.param_groups[0]["lr"])
-        return step(self, items, old_rows, strategies, optimizer)
-
-    monkeypatch.setattr(MStep, "optimiser_step", recorded_step)
+    used = optimiser_learning_rates(monkeypatch)
     prompt = trainer.backend.encode("What is 2 + 2?")
     training = [(em_record("q", prompt, trainer.backend.encode(f"It is {n}."), correct=n == 4), 1.0) for n in range(8)]
     expected = [peak / 2, peak] + [peak * 0.5 * (1 + math.cos(math.pi * s / 6)) for s in range(6)]
