@@ -98,6 +98,32 @@ def save_checkpoint_everywhere(accelerator, output, step: int, model, tokenizer,
     accelerator.wait_for_everyone()
 
 
+def save_model_folder(accelerator, model, tokenizer, folder, dtype=None) -> None:
+    """A prepared model written whole to ``folder`` as a loadable model (weights, config, tokenizer): gathered
+    (a collective under FSDP: every process calls it) and written by the main process under a temporary name,
+    then renamed into place, so the folder never holds half a model. ``dtype`` casts the floating weights (an
+    inference engine's bf16) and records it in config.json. Every process returns once the folder is complete."""
+    import json
+    import shutil
+    from pathlib import Path
+
+    weights = full_state_to_save(accelerator, model)
+    if accelerator.is_main_process:
+        if dtype is not None:
+            weights = {name: tensor.to(dtype) if tensor.is_floating_point() else tensor for name, tensor in weights.items()}
+        folder = Path(folder)
+        partial = folder.with_name(folder.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        accelerator.unwrap_model(model).save_pretrained(str(partial), state_dict=weights)
+        if dtype is not None:  # save_pretrained records the module's own dtype, not that of the weights it was given
+            config = json.loads((partial / "config.json").read_text())
+            (partial / "config.json").write_text(json.dumps({**config, "dtype": str(dtype).removeprefix("torch.")}, indent=2))
+        tokenizer.save_pretrained(str(partial))
+        shutil.rmtree(folder, ignore_errors=True)
+        partial.rename(folder)
+    accelerator.wait_for_everyone()
+
+
 def full_state_to_save(accelerator, model) -> dict:
     """The weights ``save_pretrained`` should write for a prepared model, on the main process (a collective
     under FSDP: every process calls it). A gathered state dict holds a tied tensor (embeddings and

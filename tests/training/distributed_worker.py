@@ -1,6 +1,6 @@
 """One process of the gloo checks in test_distributed_sft_em.py: SFT, an EM E-step and M-step, or one step's gradients.
 
-Run as ``python -m tests.training.distributed_worker sft|sft_resume|em|gradients MODEL DATA OUT`` with RANK / WORLD_SIZE /
+Run as ``python -m tests.training.distributed_worker sft|sft_resume|em|em_vllm|gradients MODEL DATA OUT`` with RANK / WORLD_SIZE /
 MASTER_ADDR / MASTER_PORT set (WORLD_SIZE=1: the one-process reference), and ``HARNESS_TEST_SHARDING=fsdp2`` for
 FSDP2 instead of DDP (tests/sharding_on_cpu.py). The main process writes the final weights; every process writes
 what it saw of the E-step to ``OUT/estep-rankN.json`` and how its model was held to ``OUT/held-rankN.json``.
@@ -25,22 +25,49 @@ def sft_resume(model: str, data: str, out: Path) -> None:
     sft(model, data, out, resume=True)
 
 
-def em(model: str, data: str, out: Path) -> None:
-    import torch
-
+def em_estep(model: str, data: str, out: Path, **settings):
+    """A tiny EM trainer and its first E-step (3 queries x 3 rollouts = 9, over 2 processes: 5 and 4); every
+    process writes what it saw of it to ``OUT/estep-rankN.json``."""
     from harness.em.config import EMConfig
     from harness.em.trainer import EMTrainer
     from harness.sandbox import SandboxLimits, get_sandbox
-    from tests.rl.em_records import em_record
 
     config = EMConfig(model=model, task=data, iterations=1, queries_per_iteration=3, k=1, free_rollouts=1, max_tokens=6,
                       max_tool_calls=1, batch_size=4, micro_batch_size=1, learning_rate=1e-2, kl_weight=0.5, decision_weight=1.0,
-                      advantage="sign", save_every=1, output_dir=str(out), device="cpu", sandbox_timeout=2.0)
+                      advantage="sign", save_every=1, output_dir=str(out), device="cpu", sandbox_timeout=2.0, **settings)
     trainer = EMTrainer(config)
     with get_sandbox("local", limits=SandboxLimits(timeout_s=2.0)) as sandbox:
-        estep = trainer.estep(0, sandbox)  # 3 queries x 3 rollouts = 9 over 2 processes: 5 and 4
+        estep = trainer.estep(0, sandbox)
     seen = sorted((r["doc_id"], r["decision"], r["attempt"]) for r in estep["records"])
     (out / f"estep-rank{trainer.accelerator.process_index}.json").write_text(json.dumps(seen))
+    return trainer
+
+
+def em_vllm(model: str, data: str, out: Path) -> None:
+    """The E-step on (fake) vLLM engines, one per process, each on the folder the trainer wrote; every process
+    writes what its engine got to ``OUT/engine-rankN.json``."""
+    import harness.em.rollout_backend as rollout_backend
+    from tests.rl.fake_vllm import FakeEngine
+
+    engines, real = [], (rollout_backend.vllm_installed, rollout_backend.start_vllm_engine)
+    rollout_backend.vllm_installed = lambda: True
+    rollout_backend.start_vllm_engine = lambda folder, args: engines.append(FakeEngine(folder, args)) or engines[-1]
+    try:  # the one-process reference runs inside pytest's process: put the real functions back
+        trainer = em_estep(model, data, out, rollout_backend="vllm")
+    finally:
+        rollout_backend.vllm_installed, rollout_backend.start_vllm_engine = real
+    report = {"engines": [{"folder": e.folder, "dtype": e.engine_args["dtype"], "closed": e.closed,
+                           "weight_dtypes": sorted({str(w.dtype) for w in e.weights.values()})} for e in engines],
+              "generation_copy": trainer.generation_copy is not None}
+    (out / f"engine-rank{trainer.accelerator.process_index}.json").write_text(json.dumps(report))
+
+
+def em(model: str, data: str, out: Path) -> None:
+    import torch
+
+    from tests.rl.em_records import em_record
+
+    trainer = em_estep(model, data, out)
     encode = trainer.backend.encode
     texts = ["We compute 2 + 2 = 4. The answer is 4.", "The answer is 5.", "It is 4.", "2 + 2 = 4", "Four."]
     training = [(em_record(f"q{i % 3}", encode("What is 2 + 2?")[: 4 + i], encode(text), correct=i % 2 == 0), 1.0)
@@ -111,4 +138,4 @@ if __name__ == "__main__":
 
     install_if_asked()
     mode, model_dir, data_file, out_dir = sys.argv[1:5]
-    {"sft": sft, "sft_resume": sft_resume, "em": em, "gradients": gradients}[mode](model_dir, data_file, Path(out_dir))
+    {"sft": sft, "sft_resume": sft_resume, "em": em, "em_vllm": em_vllm, "gradients": gradients}[mode](model_dir, data_file, Path(out_dir))
