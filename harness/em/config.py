@@ -71,6 +71,9 @@ class EMConfig(shared.RolloutTrainerFields):
                                                 above=0, maximum=1)
     vllm_max_model_len: int = option(0, "rollout_backend vllm: tokens per sequence the engine allocates for (prompt, "
                                      "response and tool output); 0 = the model's own context", minimum=0)
+    vllm_dtype: str = option("bfloat16", "rollout_backend vllm: the engine's weights, saved in this dtype each E-step (float32 "
+                             "where the engine supports it, for rollouts at the training precision)",
+                             choices=("bfloat16", "float16", "float32"))
     vllm_args: dict = option({}, "rollout_backend vllm: further vllm.LLM arguments (enforce_eager, kv_cache_dtype, ...)")
 
     def __post_init__(self) -> None:

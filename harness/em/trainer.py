@@ -81,9 +81,7 @@ class EMTrainer:
         self.generation_copy = self._generation_copy()
         generator = self.generation_copy.model if self.generation_copy else self.accelerator.unwrap_model(self.model)
         self.backend = HFBackend.from_loaded(generator, self.tokenizer, Path(config.model).name)
-        if config.rollout_backend == "vllm" and self.generation_copy:
-            raise ValueError("rollout_backend vllm runs under one process or DDP; under FSDP use rollout_backend hf")
-        self.rollout_backend = RolloutBackend(config, self.accelerator.unwrap_model(self.model), self.tokenizer, self.backend, self.out)
+        self.rollout_backend = RolloutBackend(config, self.accelerator, self.model, self.tokenizer, self.backend, self.out)
         self.task, self.samples, self.method, self.task_record = load_training_task(config)
         self.prefix_ids = {"cot": self.backend.encode(config.cot_prefix), "code": self.backend.encode(config.code_prefix)}
         self.mstep = MStep(config, self.accelerator, self.model, optimizer, self.tokenizer, self.backend.pad_token_id,
@@ -148,13 +146,14 @@ class EMTrainer:
     def _generation_copy(self):
         """What the in-process E-step generates with when the trained module is sharded (FSDP): an
         unsharded copy in the compute dtype, refreshed before each E-step (training/generation_copy.py); None
-        when every process holds the module whole (one process, DDP) and generates on it directly."""
+        when every process holds the module whole (one process, DDP) and generates on it directly, or when a
+        vLLM engine generates (rollout_backend.py)."""
         from transformers import AutoConfig
 
         from harness.training.generation_copy import GenerationCopy
         from harness.training.policy import mixed_precision, sharded
 
-        if not sharded(self.accelerator):
+        if not sharded(self.accelerator) or self.config.rollout_backend == "vllm":
             return None
         dtype = torch.bfloat16 if mixed_precision(self.config.dtype, self.accelerator.device.type) == "bf16" else torch.float32
         return GenerationCopy(AutoConfig.from_pretrained(self.config.model), dtype, self.accelerator.device)

@@ -65,16 +65,16 @@ def save_checkpoint(output: Path, step: int, model, tokenizer, optimizer, schedu
     return final
 
 
-def save_model(folder: Path, model, tokenizer, state_dict: dict | None = None) -> None:
-    """The model (``state_dict``: its full weights, when ``model`` holds a shard) as a bf16 safetensors model
-    folder with its tokenizer and chat template, loadable on its own (``harness eval --model hf:FOLDER``);
+def save_model(folder: Path, model, tokenizer, state_dict: dict | None = None, dtype: str = "bfloat16") -> None:
+    """The model (``state_dict``: its full weights, when ``model`` holds a shard) as a safetensors model folder
+    in ``dtype`` with its tokenizer and chat template, loadable on its own (``harness eval --model hf:FOLDER``);
     files the folder already holds under other names stay. Written beside it first and moved in with
     ``config.json`` last, so a folder with ``config.json`` holds a whole model."""
     import torch
 
     folder = Path(folder)
     weights = state_dict if state_dict is not None else model.state_dict()
-    weights = {name: tensor.to(torch.bfloat16) if tensor.is_floating_point() else tensor for name, tensor in weights.items()}
+    weights = {name: tensor.to(getattr(torch, dtype)) if tensor.is_floating_point() else tensor for name, tensor in weights.items()}
     partial = folder.with_name(folder.name + ".model-partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
@@ -83,7 +83,7 @@ def save_model(folder: Path, model, tokenizer, state_dict: dict | None = None) -
     config = json.loads((partial / "config.json").read_text())
     # save_pretrained names the module's own dtype (float32 while training), not the weights written.
     for key in {"torch_dtype", "dtype"} & set(config) or {"torch_dtype"}:
-        config[key] = "bfloat16"
+        config[key] = dtype
     (partial / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     folder.mkdir(parents=True, exist_ok=True)
     for path in sorted(partial.iterdir(), key=lambda p: p.name == "config.json"):

@@ -96,14 +96,14 @@ def decided_by_main(accelerator, decide):
     return value
 
 
-def save_model_everywhere(accelerator, folder, model, tokenizer) -> None:
-    """A prepared model's weights as a bf16 model folder (``checkpoint.save_model``): gathered from every
+def save_model_everywhere(accelerator, folder, model, tokenizer, dtype: str = "bfloat16") -> None:
+    """A prepared model's weights as a model folder in ``dtype`` (``checkpoint.save_model``): gathered from every
     process (a collective under FSDP) and written by the main process; everyone waits for the folder."""
     from harness.training.checkpoint import save_model
 
     weights = full_state_to_save(accelerator, model)
     if accelerator.is_main_process:
-        save_model(folder, accelerator.unwrap_model(model), tokenizer, weights)
+        save_model(folder, accelerator.unwrap_model(model), tokenizer, weights, dtype)
     accelerator.wait_for_everyone()
 
 

@@ -35,18 +35,45 @@ def em_config(model: str, data: str, out: Path, **overrides):
                               sandbox_timeout=2.0), **overrides})
 
 
+def em_estep(model: str, data: str, out: Path, **settings):
+    """A tiny EM trainer and its first E-step (3 queries x 3 rollouts = 9, over 2 processes: 5 and 4); every
+    process writes what it saw of it to ``OUT/estep-rankN.json``."""
+    from harness.em.trainer import EMTrainer
+    from harness.sandbox import SandboxLimits, get_sandbox
+
+    trainer = EMTrainer(em_config(model, data, out, **settings))
+    with get_sandbox("local", limits=SandboxLimits(timeout_s=2.0)) as sandbox:
+        estep = trainer.estep(0, sandbox)
+    seen = sorted((r["doc_id"], r["decision"], r["attempt"]) for r in estep["records"])
+    (out / f"estep-rank{trainer.accelerator.process_index}.json").write_text(json.dumps(seen))
+    return trainer
+
+
+def em_vllm(model: str, data: str, out: Path) -> None:
+    """The E-step on (fake) vLLM engines, one per process, each on the folder the trainer wrote; every process
+    writes what its engine got to ``OUT/engine-rankN.json``."""
+    import harness.em.rollout_backend as rollout_backend
+    from tests.rl.fake_vllm import FakeEngine
+
+    engines, real = [], (rollout_backend.vllm_installed, rollout_backend.start_vllm_engine)
+    rollout_backend.vllm_installed = lambda: True
+    rollout_backend.start_vllm_engine = lambda folder, args: engines.append(FakeEngine(folder, args)) or engines[-1]
+    try:  # the one-process reference runs inside pytest's process: put the real functions back
+        trainer = em_estep(model, data, out, rollout_backend="vllm")
+    finally:
+        rollout_backend.vllm_installed, rollout_backend.start_vllm_engine = real
+    report = {"engines": [{"folder": e.folder, "dtype": e.engine_args["dtype"], "closed": e.closed,
+                           "weight_dtypes": sorted({str(w.dtype) for w in e.weights.values()})} for e in engines],
+              "generation_copy": trainer.generation_copy is not None}
+    (out / f"engine-rank{trainer.accelerator.process_index}.json").write_text(json.dumps(report))
+
+
 def em(model: str, data: str, out: Path) -> None:
     import torch
 
-    from harness.em.trainer import EMTrainer
-    from harness.sandbox import SandboxLimits, get_sandbox
     from tests.rl.em_records import em_record
 
-    trainer = EMTrainer(em_config(model, data, out))
-    with get_sandbox("local", limits=SandboxLimits(timeout_s=2.0)) as sandbox:
-        estep = trainer.estep(0, sandbox)  # 3 queries x 3 rollouts = 9 over 2 processes: 5 and 4
-    seen = sorted((r["doc_id"], r["decision"], r["attempt"]) for r in estep["records"])
-    (out / f"estep-rank{trainer.accelerator.process_index}.json").write_text(json.dumps(seen))
+    trainer = em_estep(model, data, out)
     encode = trainer.backend.encode
     texts = ["We compute 2 + 2 = 4. The answer is 4.", "The answer is 5.", "It is 4.", "2 + 2 = 4", "Four."]
     training = [(em_record(f"q{i % 3}", encode("What is 2 + 2?")[: 4 + i], encode(text), correct=i % 2 == 0), 1.0)
@@ -166,6 +193,7 @@ if __name__ == "__main__":
 
     install_if_asked()
     mode, model_dir, data_file, out_dir = sys.argv[1:5]
-    modes = {"sft": sft, "sft_resume": sft_resume, "em": em, "gradients": gradients, "em_stopped_in_m_step": em_stopped_in_m_step,
-             "em_resume_other_temperature": em_resume_other_temperature, "em_policy": em_policy}
+    modes = {"sft": sft, "sft_resume": sft_resume, "em": em, "em_vllm": em_vllm, "gradients": gradients,
+             "em_stopped_in_m_step": em_stopped_in_m_step, "em_resume_other_temperature": em_resume_other_temperature,
+             "em_policy": em_policy}
     modes[mode](model_dir, data_file, Path(out_dir))

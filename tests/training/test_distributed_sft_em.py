@@ -148,6 +148,35 @@ def test_every_process_uses_the_main_process_pi(tmp_path):
     assert seen[0] == seen[1] and len(seen[0]["strategies"]) == 3
 
 
+def test_two_fsdp2_processes_roll_out_on_engines_fed_the_gathered_weights_in_bf16(tmp_path):
+    """The 7B E-step's path: vLLM under FSDP. The shards are gathered (a collective), the main process writes the
+    folder in bf16, and each process's engine (a fake: an hf backend on that folder, tests/rl/fake_vllm.py)
+    rolls out its share; no unsharded generation copy is made beside the engine. The records equal those of
+    one process with one engine."""
+    from safetensors.torch import load_file
+
+    task = tiny_model_and_sums(tmp_path)
+    for world in (1, 2):
+        launch("em_vllm", world, tmp_path / "model", task, tmp_path / f"world{world}", "fsdp2")
+    folder = tmp_path / "world2" / "rollout-model"
+    reports = [json.loads((tmp_path / "world2" / f"engine-rank{r}.json").read_text()) for r in (0, 1)]
+    for report in reports:
+        assert report["generation_copy"] is False
+        assert report["engines"] == [{"folder": str(folder), "dtype": "bfloat16", "closed": True, "weight_dtypes": ["torch.bfloat16"]}]
+    initial = load_file(tmp_path / "model" / "model.safetensors")
+    saved = load_file(folder / "model.safetensors")
+    assert saved.keys() == initial.keys()
+    assert all(torch.equal(saved[name], tensor.to(torch.bfloat16)) for name, tensor in initial.items())
+    seen = [json.loads((tmp_path / f"world{w}" / f"estep-rank{r}.json").read_text()) for w, r in ((1, 0), (2, 0), (2, 1))]
+    assert len(seen[0]) == 9 and seen[0] == seen[1] == seen[2]
+
+    def records(world: int) -> list:
+        rows = [json.loads(line) for line in (tmp_path / f"world{world}" / "iter-0" / "samples.jsonl").read_text().splitlines()]
+        return sorted(({k: v for k, v in row.items() if k not in ("seconds", "config_hash")} for row in rows), key=json.dumps)
+
+    assert records(1) == records(2)
+
+
 def test_two_processes_hand_the_optimiser_the_one_process_gradient(tmp_path):
     """Each process scales its loss by the process count so that DDP's average is the one-process gradient of
     the step's mean. Compared before the optimiser (AdamW's normalisation hides a constant factor, which the
