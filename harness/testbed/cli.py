@@ -129,9 +129,7 @@ def miniature_command(
 
     settings, variants, command = _board_settings("miniature", model, base, seeds, iterations, queries, test_size, em_variants,
                                                   workers, threads, out)
-    with _progress_bar() as bar:
-        task = bar.add_task("miniature jobs", total=None)
-        seconds = write_board(settings, variants, out, command, lambda done, total: bar.update(task, completed=done, total=total))
+    seconds = _with_progress("miniature jobs", lambda progress: write_board(settings, variants, out, command, progress))
     typer.echo(f"wrote {out} and {out.with_suffix('.png')} in {seconds:.0f} s")
 
 
@@ -161,10 +159,7 @@ def arena_command(
     settings, variants, command = _board_settings("arena", model, base, seeds, iterations, queries, test_size, em_variants,
                                                   workers, threads, out)
     command = command.replace(" --seeds", f" --strategies {strategies} --seeds", 1)
-    with _progress_bar() as bar:
-        task = bar.add_task("arena jobs", total=None)
-        seconds = write_board(settings, variants, rows, out, command,
-                              lambda done, total: bar.update(task, completed=done, total=total))
+    seconds = _with_progress("arena jobs", lambda progress: write_board(settings, variants, rows, out, command, progress))
     typer.echo(f"wrote {out}, {out.with_suffix('.png')} and {out.with_suffix('.json')} in {seconds:.0f} s")
 
 
@@ -191,8 +186,11 @@ def _board_settings(name: str, model: Path, base: Path | None, seeds: str, itera
     return Settings(str(model), str(base), seed_list, iterations, test_size, workers, threads, queries), variants, command
 
 
-def _progress_bar():
+def _with_progress(label: str, run):
+    """``run(progress)`` under a progress bar over the jobs; ``progress(done, total)`` moves it. Returns what run returns."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("eta"),
-                    TimeRemainingColumn())
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("eta"),
+                  TimeRemainingColumn()) as bar:
+        task = bar.add_task(label, total=None)
+        return run(lambda done, total: bar.update(task, completed=done, total=total))
