@@ -1,16 +1,17 @@
 """The miniature reproduction: SFT-only, RL from the warmed-up and from the base model, and EM variants, equal rollout budget.
 
     harness testbed miniature --model WARMED_UP/sft [--base WARMED_UP/init] [--seeds 0,1,2,3,4]
-        [--iterations 2] [--em-variants q_argmax,pi_q_free,pi_q_prefix_mean] [--workers 2] [--threads 1]
+        [--iterations 2] [--queries 32] [--em-variants q_argmax,pi_q_free,pi_q_prefix_mean] [--workers 2] [--threads 1]
         [--out leaderboards/miniature.md]
 
-(the command is in harness/testbed/cli.py; this module runs it.)
+(the command is in harness/testbed/cli.py; this module runs it, and `harness testbed arena`'s more rows,
+harness/testbed/arena.py.)
 
 Rows, per seed: "SFT+RL" (``train-rl``'s tiny preset from the warmed-up model), "Base+RL" (the same
 from the un-warmed init model the warm-up writes, as the paper reports both), and one EM row per
 variant (``train-em``'s tiny preset plus the variant's overrides). Each EM iteration spends
-queries x (2K + free) rollouts; RL's steps per iteration are chosen to spend the same. The schedules
-match: RL samples with EM's temperature and top_p, at EM's learning rate, and, as each M-step starts
+queries x (2K + free) rollouts (``--queries``, default train-em's tiny preset); RL's steps per iteration
+are chosen to spend the same. The schedules match: RL samples with EM's temperature and top_p, at EM's learning rate, and, as each M-step starts
 a fresh AdamW with a linear warm-up (``warmup_ratio``) then cosine decay, RL restarts the same
 schedule and optimiser every iteration (a new trainer from the previous iteration's weights).
 
