@@ -146,6 +146,8 @@ def plot(summary: dict, path) -> None:
     ys = [100 * summary[row]["metrics"]["acc/all"].mean for row in front]
     axis.plot(xs, ys, "k--", linewidth=1, drawstyle="steps-post", label="Pareto front")
     axis.scatter(xs, ys, s=160, facecolors="none", edgecolors="k")
+    axis.set_xlim(left=-0.05)  # calls are never negative; the default margins around one column of points suggest otherwise
+    axis.set_ylim(-5, 105)
     axis.set_xlabel("tool calls per problem")
     axis.set_ylabel("accuracy, all kinds (%)")
     axis.set_title("arena: accuracy against tool calls (mean ± 95% t-interval over seeds)")

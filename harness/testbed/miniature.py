@@ -11,9 +11,10 @@ Rows, per seed: "SFT+RL" (``train-rl``'s tiny preset from the warmed-up model), 
 from the un-warmed init model the warm-up writes, as the paper reports both), and one EM row per
 variant (``train-em``'s tiny preset plus the variant's overrides). Each EM iteration spends
 queries x (2K + free) rollouts (``--queries``, default train-em's tiny preset); RL's steps per iteration
-are chosen to spend the same. The schedules match: RL samples with EM's temperature and top_p, at EM's learning rate, and, as each M-step starts
-a fresh AdamW with a linear warm-up (``warmup_ratio``) then cosine decay, RL restarts the same
-schedule and optimiser every iteration (a new trainer from the previous iteration's weights).
+are chosen to spend the same. The schedules match: RL samples with EM's temperature and top_p, at EM's
+learning rate, and, as each M-step starts a fresh AdamW with a linear warm-up (``warmup_ratio``) then
+cosine decay, RL restarts the same schedule and optimiser every iteration (a new trainer from the
+previous iteration's weights).
 
 Every row is evaluated greedily with `auto` (the model decides) on the same held-out `arith`
 problems after each iteration, through eval's rollout-to-record path and the task's own grader; at the
