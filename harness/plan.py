@@ -21,16 +21,17 @@ for fp32 weights, 2 for bf16; c likewise for the compute dtype; phase in bracket
   product); without it every layer holds that working set. The logits are computed in the compute dtype
   and log-softmaxed in fp32: (c + 4)·T·V.
 * **Rollouts.** A colocated vLLM engine takes ``vllm_gpu_memory_utilization`` x the GPU's memory
-  (weights and KV cache inside that share; its weights must fit there): train-em's during the E-step
-  only [rollouts] (released before the M-step), train-rl's throughout [held] (TRL keeps it, no sleep
-  mode). vLLM in server mode takes nothing on the training GPUs. Generating on the policy (``hf``) holds
-  a KV cache of 2 (K and V) x layers x KV heads x head dim x c bytes per token for the concurrent
-  sequences (prompt plus the response budget each) [rollouts].
+  (weights, in the engine's dtype, and KV cache inside that share; its weights must fit there):
+  train-em's during the E-step only [rollouts] (released before the M-step), train-rl's throughout
+  [held] unless TRL's sleep mode is on [rollouts]. vLLM in server mode takes nothing on the training
+  GPUs. Generating on the policy (``hf``) holds a KV cache of 2 (K and V) x layers x KV heads x head
+  dim x c bytes per token for the concurrent sequences (prompt plus the response budget each) [rollouts].
 * **E-step weight refresh under FSDP** [rollouts]. On the hf path the trainers generate on an unsharded
   generation copy in the compute dtype, c·P [held], refreshed before each E-step (train-rl: each
   rollout batch) from the full state gathered on every process in the weights' dtype: a transient of
-  w·P. train-rl's TRL pushes the weights into vLLM one gathered tensor at a time: w x the largest
-  tensor (the embeddings, V·h, or an MLP matrix, h·i).
+  w·P. Weights bound for vLLM are gathered one tensor at a time (train-em's save: accelerate moves each
+  to the CPU; train-rl: TRL pushes each into the engine): w x the largest tensor (the embeddings, V·h,
+  or an MLP matrix, h·i).
 
 The peak is what is held plus the larger of the two phases (the rollouts and the update do not run at once).
 
@@ -130,9 +131,8 @@ def memory_per_gpu(shape: ModelShape, work: Workload, hw: Hardware, layout: RunL
         figures["FSDP root unit (embeddings, head)"] = (compute * shape.root_params, UPDATE)
     sequence_tokens = work.prompt_tokens + work.response_tokens
     if layout.rollout == "vllm-colocate":
-        # train-em's engine runs only during the E-step; train-rl's stays beside training (no sleep mode).
         figures[f"vLLM ({layout.vllm_memory_share:g} of the GPU)"] = (
-            layout.vllm_memory_share * hw.gpu_memory_gib * GIB, ROLLOUTS if layout.trainer == "train-em" else HELD)
+            layout.vllm_memory_share * hw.gpu_memory_gib * GIB, HELD if layout.vllm_held_in_update else ROLLOUTS)
     elif layout.rollout == "hf":
         figures["KV cache (HF generation)"] = (hw.concurrent_sequences * sequence_tokens * shape.kv_bytes_per_token(compute),
                                                ROLLOUTS)
@@ -167,9 +167,9 @@ def seconds_per_iteration(shape: ModelShape, work: Workload, hw: Hardware, layou
 
 def vllm_room(shape: ModelShape, work: Workload, hw: Hardware, layout: RunLayout) -> str:
     """What a colocated engine's share holds beyond its weights, in whole sequences; ValueError when the share
-    cannot hold the weights (train-em's engine loads the weights in their training dtype, TRL's in bf16)."""
+    cannot hold the weights (in the engine's dtype)."""
     share = layout.vllm_memory_share * hw.gpu_memory_gib * GIB
-    engine_bytes = BYTES[layout.weight_dtype] if layout.trainer == "train-em" else 2
+    engine_bytes = BYTES[layout.vllm_dtype]
     weights = engine_bytes * shape.params / layout.vllm_tensor_parallel
     if weights >= share:
         raise ValueError(f"vLLM's share ({layout.vllm_memory_share:g} x {hw.gpu_memory_gib:g} GiB = {share / GIB:.1f} GiB) cannot "

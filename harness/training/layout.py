@@ -14,6 +14,9 @@ build their run from it and `harness plan` sizes the same run from it, so the tw
   ``vllm_gpu_memory_utilization``; train-rl's ``vllm_args.vllm_gpu_memory_utilization``, TRL's default
   otherwise); 0 when no engine runs on the training GPUs. **vllm_tensor_parallel**: GPUs per engine
   (train-em's ``vllm_tensor_parallel``; train-rl's ``vllm_args.vllm_tensor_parallel_size``, default 1).
+  **vllm_dtype**: the engine's weights (train-em's ``vllm_dtype``; train-rl: bf16). **vllm_held_in_update**:
+  train-em releases its engine before the M-step; train-rl's stays unless ``vllm_args`` turns on TRL's
+  sleep mode (``vllm_enable_sleep_mode``).
 
 ``refuse_unsupported`` holds every combination the trainers refuse; they and `harness plan` call it
 through ``run_layout``, before any model is loaded.
@@ -29,9 +32,11 @@ from harness.training.policy import mixed_precision, refuse_deepspeed, uses_cuda
 # GRPOConfig's vllm_gpu_memory_utilization default (trl==1.16.0, pinned): train-rl's colocated engine takes it
 # unless vllm_args sets one.
 TRL_VLLM_GPU_MEMORY_UTILIZATION = 0.3
+# TRL starts its engine with vLLM's dtype "auto", the model folder's: bf16 for the Qwen2.5 models.
+TRL_VLLM_DTYPE = "bfloat16"
 # vllm.LLM arguments train-em sets with fields of its own; setting them in vllm_args too would be ambiguous.
 EM_VLLM_OWN_FIELDS = {"tensor_parallel_size": "vllm_tensor_parallel", "gpu_memory_utilization": "vllm_gpu_memory_utilization",
-                      "max_model_len": "vllm_max_model_len", "model": "model"}
+                      "max_model_len": "vllm_max_model_len", "dtype": "vllm_dtype", "model": "model"}
 
 
 @dataclass(frozen=True)
@@ -44,6 +49,8 @@ class RunLayout:
     weight_dtype: str  # float32 (masters) or bfloat16
     vllm_memory_share: float
     vllm_tensor_parallel: int
+    vllm_dtype: str  # the engine's weights
+    vllm_held_in_update: bool  # the engine keeps its memory through the update (no release, no sleep)
 
 
 def strategy_for(fsdp: bool, processes: int) -> str:
@@ -82,8 +89,6 @@ def precisions(config, gpu: bool) -> tuple[str, str]:
 def refuse_unsupported(config, strategy: str, processes: int) -> None:
     """ValueError (one line) for a combination the trainer cannot run."""
     if config.COMMAND == "train-em" and config.rollout_backend == "vllm":
-        if strategy == "fsdp":
-            raise ValueError("rollout_backend vllm runs under one process or DDP; under FSDP use rollout_backend hf")
         if processes > 1 and config.vllm_tensor_parallel > 1:
             raise ValueError("vllm_tensor_parallel: must be 1 under a multi-process launch (each rank runs its own "
                              "engine on its own GPU); for tensor parallelism launch one process")
@@ -102,9 +107,12 @@ def run_layout(config, strategy: str, processes: int, gpu: bool) -> RunLayout:
     ValueError for a combination the trainer refuses."""
     refuse_unsupported(config, strategy, processes)
     compute, weights = precisions(config, gpu)
-    tensor_parallel = (config.vllm_tensor_parallel if config.COMMAND == "train-em"
-                       else config.vllm_args.get("vllm_tensor_parallel_size", 1))
-    return RunLayout(config.COMMAND, strategy, processes, rollout_of(config), compute, weights, vllm_memory_share(config), tensor_parallel)
+    if config.COMMAND == "train-em":
+        engine = (config.vllm_tensor_parallel, config.vllm_dtype, False)
+    else:
+        engine = (config.vllm_args.get("vllm_tensor_parallel_size", 1), TRL_VLLM_DTYPE,
+                  not config.vllm_args.get("vllm_enable_sleep_mode", False))
+    return RunLayout(config.COMMAND, strategy, processes, rollout_of(config), compute, weights, vllm_memory_share(config), *engine)
 
 
 def launched_layout(config) -> RunLayout:

@@ -8,9 +8,11 @@ import pytest
 from typer.testing import CliRunner
 
 from harness.cli import app
+from harness.em.config import EMConfig
 from harness.model_shape import SHAPES, ModelShape
 from harness.plan import GIB, PEAK_FLOPS, Hardware, Workload, generation_batch, make_plan
-from harness.training.layout import RunLayout
+from harness.rl.config import RLConfig
+from harness.training.layout import RunLayout, run_layout
 
 # 2 layers, hidden 8, MLP 16, 2 heads of dim 4, 1 KV head, vocabulary 10, untied embeddings. By hand:
 # attention 2·8·8 (q, o) + 8 (q bias) + 2·(8·4 + 4) (k, v with bias) = 208; MLP 3·8·16 = 384; norms 16
@@ -25,9 +27,11 @@ def test_parameter_count_by_hand():
     assert SMALL.params == 1384
 
 
-def layout(strategy="fsdp", processes=2, rollout="hf", trainer="train-em", share=0.0, weights="float32") -> RunLayout:
+def layout(strategy="fsdp", processes=2, rollout="hf", trainer="train-em", share=0.0, weights="float32",
+           engine="float32") -> RunLayout:
     return RunLayout(trainer, strategy, processes, rollout, compute_dtype="bfloat16", weight_dtype=weights,
-                     vllm_memory_share=share, vllm_tensor_parallel=1)
+                     vllm_memory_share=share, vllm_tensor_parallel=1, vllm_dtype=engine,
+                     vllm_held_in_update=trainer == "train-rl")
 
 
 def test_memory_and_time_by_hand():
@@ -78,11 +82,23 @@ def test_vllm_takes_its_configured_share_of_the_gpu():
 
 
 def test_a_share_too_small_for_the_engine_weights_is_refused():
-    # qwen2.5-7b: 7.62e9 parameters; train-em's engine holds them in fp32 (28.4 GiB), TRL's in bf16 (14.2 GiB).
+    # qwen2.5-7b: 7.62e9 parameters, 28.4 GiB in fp32 (train-em's vllm_dtype float32), 14.2 GiB in bf16.
     seven_b, hw = SHAPES["qwen2.5-7b"], Hardware(gpu_memory_gib=80, concurrent_sequences=64)
     with pytest.raises(ValueError, match=r"vLLM's share \(0.3 x 80 GiB = 24.0 GiB\) cannot hold its 28.4 GiB of weights"):
         make_plan(seven_b, WORK, hw, layout("ddp", rollout="vllm-colocate", share=0.3), rollout_tokens_per_s=1.0)
-    make_plan(seven_b, WORK, hw, layout("ddp", rollout="vllm-colocate", trainer="train-rl", share=0.3), rollout_tokens_per_s=1.0)
+    make_plan(seven_b, WORK, hw, layout("ddp", rollout="vllm-colocate", share=0.3, engine="bfloat16"), rollout_tokens_per_s=1.0)
+
+
+def test_the_layout_reads_the_engine_from_the_trainer_config():
+    em = run_layout(EMConfig(rollout_backend="vllm", vllm_gpu_memory_utilization=0.6, vllm_dtype="float32"), "fsdp", 8, gpu=True)
+    assert (em.rollout, em.vllm_memory_share, em.vllm_dtype, em.vllm_held_in_update) == ("vllm-colocate", 0.6, "float32", False)
+    rl = run_layout(RLConfig(vllm_mode="colocate"), "fsdp", 8, gpu=True)
+    assert (rl.rollout, rl.vllm_memory_share, rl.vllm_dtype, rl.vllm_held_in_update) == ("vllm-colocate", 0.3, "bfloat16", True)
+    sleeping = run_layout(RLConfig(vllm_mode="colocate", vllm_args={"vllm_gpu_memory_utilization": 0.45,
+                                                                    "vllm_enable_sleep_mode": True}), "ddp", 8, gpu=True)
+    assert (sleeping.vllm_memory_share, sleeping.vllm_held_in_update) == (0.45, False)
+    server = run_layout(RLConfig(vllm_mode="server"), "ddp", 8, gpu=True)
+    assert (server.rollout, server.vllm_memory_share) == ("vllm-server", 0.0)
 
 
 def test_weights_pushed_into_vllm_under_fsdp_are_gathered_one_tensor_at_a_time():

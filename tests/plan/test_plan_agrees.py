@@ -63,20 +63,28 @@ def test_plan_lays_out_every_preset_as_its_trainer_does(config_class, name, on_g
         assert layout.strategy == ("single" if (strategy, gpus) == ("ddp", 1) else strategy)  # accelerate's rule
 
 
-def test_plan_and_train_em_refuse_vllm_under_fsdp_with_one_line(on_gpus, monkeypatch, tmp_path):
-    """The run the plan used to size for paper-7b's 8-GPU launch: train-em refuses it, before any loading (the
-    model folder does not exist, which would be another error), and the plan refuses it with the same line."""
+def test_plan_and_train_em_refuse_tensor_parallel_engines_under_several_processes(on_gpus, tmp_path):
+    """train-em refuses before any loading (the model folder does not exist, which would be another error),
+    and the plan refuses with the same line."""
     from accelerate.utils import DistributedType
 
     from harness.em.trainer import EMTrainer
 
-    config = EMConfig.preset("paper-7b").updated(rollout_backend="vllm", model=str(tmp_path / "none"))
-    fsdp = SimpleNamespace(distributed_type=DistributedType.FSDP, num_processes=8)
+    config = EMConfig.preset("paper-7b").updated(rollout_backend="vllm", vllm_tensor_parallel=2, model=str(tmp_path / "none"))
+    ddp = SimpleNamespace(distributed_type=DistributedType.MULTI_GPU, num_processes=8)
     with pytest.raises(ValueError) as refusal:
-        EMTrainer(config, accelerator=fsdp)
-    assert str(refusal.value) == "rollout_backend vllm runs under one process or DDP; under FSDP use rollout_backend hf"
-    result = planned(EMConfig, "paper-7b", "fsdp", 8, "--set", "rollout_backend=vllm")
+        EMTrainer(config, accelerator=ddp)
+    assert str(refusal.value).startswith("vllm_tensor_parallel: must be 1 under a multi-process launch")
+    result = planned(EMConfig, "paper-7b", "ddp", 8, "--set", "rollout_backend=vllm", "--set", "vllm_tensor_parallel=2")
     assert result.exit_code == 2 and result.output.strip() == f"error: {refusal.value}"
+
+
+def test_the_vllm_e_step_under_fsdp_is_planned_as_train_em_runs_it():
+    """An engine per process in its share of the GPU, no generation copy, the weights gathered one tensor at a time."""
+    result = planned(EMConfig, "paper-7b", "fsdp", 8, "--set", "rollout_backend=vllm")
+    assert result.exit_code == 0, result.output
+    assert "vLLM (0.5 of the GPU)" in result.output and "weight sync (one gathered tensor)" in result.output
+    assert "generation copy" not in result.output and "E-step refresh" not in result.output
 
 
 def test_train_rl_refuses_a_batch_its_launch_cannot_split_before_loading(on_gpus, monkeypatch, tmp_path):
