@@ -59,6 +59,7 @@ class Source:
     hub: str
     columns: tuple[str, ...]
     to_query: Callable[[dict], tuple[str, str | None] | None]  # (question, gold or None); None: skip the row
+    paper_count: int  # unique queries v1's seed data took from it
 
 
 def _metamath(row: dict):
@@ -81,10 +82,10 @@ def _openmath(row: dict):
 
 
 SOURCES = (
-    Source("metamath", "meta-math/MetaMathQA", ("query", "response"), _metamath),
-    Source("mathinstruct", "TIGER-Lab/MathInstruct", ("source", "instruction", "output"), _mathinstruct),
-    Source("mmos", "cyzhh/MMOS", ("prompt", "completion"), _mmos),
-    Source("openmath", "nvidia/OpenMathInstruct-1", ("question", "expected_answer"), _openmath),
+    Source("metamath", "meta-math/MetaMathQA", ("query", "response"), _metamath, 90_823),
+    Source("mathinstruct", "TIGER-Lab/MathInstruct", ("source", "instruction", "output"), _mathinstruct, 24_246),
+    Source("mmos", "cyzhh/MMOS", ("prompt", "completion"), _mmos, 2_720),
+    Source("openmath", "nvidia/OpenMathInstruct-1", ("question", "expected_answer"), _openmath, 1_485),
 )
 
 
@@ -159,8 +160,7 @@ def generate(split: str = "train", sources_dir: str | None = None, data_dir: str
     if split != "train":
         raise TaskError(f"paper-pool: only a train split exists (got {split!r})")
     pool, counts = build_pool(source_rows(sources_dir, data_dir), data_dir)
-    kept = ", ".join(f"{name} {tally['kept']:,}" for name, tally in counts.items())
+    kept = ", ".join(f"{s.name} {counts[s.name]['kept']:,} (paper {s.paper_count:,})" for s in SOURCES)
     dropped = sum(tally["benchmark"] for tally in counts.values())
-    print(f"paper-pool: {len(pool):,} unique queries ({kept}; paper: 90,823 / 24,246 / 2,720 / 1,485); "
-          f"{dropped:,} dropped for a benchmark question", file=sys.stderr)
+    print(f"paper-pool: {len(pool):,} unique queries: {kept}; {dropped:,} dropped for a benchmark question", file=sys.stderr)
     return pool
