@@ -33,7 +33,7 @@ import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 from harness.eval.tasks import TaskError, read_rows, task_data_dir
 from harness.grading.extract import last_boxed
@@ -104,17 +104,18 @@ def _local_file(folder: Path, source: Source, data_dir) -> Path:
     raise TaskError(f"paper-pool: {folder} has no {source.name}.jsonl or .parquet ({source.hub}); {_how_to_fix(data_dir)}")
 
 
-def _hub_rows(source: Source, data_dir) -> list[dict]:
+def _hub_rows(source: Source, data_dir) -> Iterable[dict]:
+    """The source's rows, read as the pool is built: OpenMathInstruct-1 alone has 1.8M (many per question)."""
     try:
         import datasets
 
-        return list(datasets.load_dataset(source.hub, split="train").select_columns(list(source.columns)))
+        return datasets.load_dataset(source.hub, split="train").select_columns(list(source.columns))
     except Exception as exc:  # noqa: BLE001 - offline, missing, renamed: the same advice
         raise TaskError(f"paper-pool: could not load {source.name} ({source.hub}) from the Hugging Face hub "
                         f"({type(exc).__name__}); {_how_to_fix(data_dir)}") from None
 
 
-def source_rows(sources_dir: str | None, data_dir) -> dict[str, list[dict]]:
+def source_rows(sources_dir: str | None, data_dir) -> dict[str, Iterable[dict]]:
     """Each source's raw rows: from ``sources_dir``, else DATA_DIR/paper-pool/ when it exists, else the hub."""
     folder = Path(sources_dir) if sources_dir else None
     if folder is None and (data := task_data_dir(data_dir)) is not None and (data / LOCAL_FOLDER).is_dir():
@@ -126,7 +127,7 @@ def source_rows(sources_dir: str | None, data_dir) -> dict[str, list[dict]]:
     return {source.name: read_rows(_local_file(folder, source, data_dir)) for source in SOURCES}
 
 
-def build_pool(rows_by_source: dict[str, list[dict]], data_dir) -> tuple[list[dict], dict[str, dict[str, int]]]:
+def build_pool(rows_by_source: dict[str, Iterable[dict]], data_dir) -> tuple[list[dict], dict[str, dict[str, int]]]:
     """(pool rows: id, question, answer, source; per source: rows read, kept, no gold, duplicates, benchmark)."""
     benchmarks, unchecked = benchmark_fingerprints(data_dir)
     if unchecked:
@@ -138,7 +139,11 @@ def build_pool(rows_by_source: dict[str, list[dict]], data_dir) -> tuple[list[di
         tally = counts[source.name] = {"rows": 0, "kept": 0, "no_gold": 0, "duplicate": 0, "benchmark": 0}
         for index, row in enumerate(rows_by_source[source.name]):
             tally["rows"] += 1
-            query = source.to_query(row)
+            try:
+                query = source.to_query(row)
+            except KeyError as exc:
+                raise TaskError(f"paper-pool: {source.name} row {index + 1} has no column {exc} (the hub's columns: "
+                                f"{', '.join(source.columns)})") from None
             if query is None or query[1] is None or not query[0].strip():
                 tally["no_gold"] += 1
                 continue

@@ -94,6 +94,14 @@ def test_a_local_folder_missing_a_source_is_refused(data_dir, tmp_path):
         load_samples(task, data_dir)
 
 
+def test_a_local_source_without_the_hubs_columns_is_refused(data_dir, tmp_path):
+    folder = write_sources(tmp_path / "sources", "unused")
+    write_jsonl(folder / "openmath.jsonl", [{"question": "How many sides has a hexagon?", "answer": "6"}])
+    with pytest.raises(TaskError, match=r"openmath row 1 has no column 'expected_answer' \(the hub's columns: question, "
+                                        r"expected_answer\)"):
+        paper_pool.build_pool(paper_pool.source_rows(str(folder), data_dir), data_dir)
+
+
 def test_without_the_hub_or_local_copies_it_refuses_in_one_line(data_dir, tmp_path):
     """Offline (HF_HUB_OFFLINE, an empty cache) and no DATA_DIR/paper-pool: a one-line error naming the four
     sources and both local overrides; nothing else is loaded in their place."""
