@@ -21,6 +21,14 @@ from harness.training.config import option
 class EMConfig(shared.RolloutTrainerFields):
     COMMAND: ClassVar[str] = "train-em"
     RESUME_MAY_CHANGE: ClassVar[frozenset[str]] = frozenset({"iterations", "save_every", "output_dir", "report_to", "device"})
+    # The fields that do not shape what an E-step stores (its rollouts, π, training set and π_old): how the
+    # M-step optimises, and where and how fast the run computes. Every other field does, and the E-step's hash
+    # (trainer.estep_hash) covers it, so a resume that changes only these (--allow-config-change for those
+    # beyond RESUME_MAY_CHANGE) carries on with the iteration's stored E-step.
+    OUTSIDE_ESTEP: ClassVar[frozenset[str]] = RESUME_MAY_CHANGE | frozenset({
+        "learning_rate", "lr_schedule", "warmup_ratio", "batch_size", "micro_batch_size", "micro_batch_tokens",
+        "gradient_checkpointing", "rho_cap", "kl_weight", "kl_discount", "decision_weight", "vllm_tensor_parallel",
+        "vllm_gpu_memory_utilization"})
 
     method: str = option("auto", "prompt the policy is trained under (the paper: the bare query)")
     iterations: int = option(2, "EM iterations (E-step then M-step); unknown in the paper, v1 shows 2", minimum=1)
@@ -63,6 +71,9 @@ class EMConfig(shared.RolloutTrainerFields):
                                                 above=0, maximum=1)
     vllm_max_model_len: int = option(0, "rollout_backend vllm: tokens per sequence the engine allocates for (prompt, "
                                      "response and tool output); 0 = the model's own context", minimum=0)
+    vllm_dtype: str = option("bfloat16", "rollout_backend vllm: the engine's weights, saved in this dtype each E-step (float32 "
+                             "where the engine supports it, for rollouts at the training precision)",
+                             choices=("bfloat16", "float16", "float32"))
     vllm_args: dict = option({}, "rollout_backend vllm: further vllm.LLM arguments (enforce_eager, kv_cache_dtype, ...)")
 
     def __post_init__(self) -> None:

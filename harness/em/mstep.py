@@ -43,6 +43,12 @@ SHUFFLE_SALT = 99
 CHECKPOINTS_PER_ITERATION = 10_000
 
 
+def iteration_folder(out: Path, iteration: int) -> Path:
+    """``OUT/iter-N``, counted from 1 as metrics.jsonl's ``step`` counts iterations: iteration N's E-step
+    (its rollouts, π and π_old) and, once its M-step ends, the model it trained (trainer.py)."""
+    return Path(out) / f"iter-{iteration + 1}"
+
+
 class MStep:
     def __init__(self, config, accelerator, model, optimizer, tokenizer, pad_token_id: int, prefix_ids: dict[str, list[int]],
                  out: Path) -> None:
@@ -108,7 +114,7 @@ class MStep:
         """Per-token log-probs of every training sample under the E-step model, on the exact training tokens;
         computed before the first update (each process its share, then gathered) and saved by the main
         process, so a resumed M-step uses the same π_old."""
-        path = self.out / f"iter-{iteration}" / "pi_old.pt"
+        path = iteration_folder(self.out, iteration) / "pi_old.pt"
         if broadcast(self.accelerator, path.is_file()):  # the main process decides: the others may not see its disk
             return broadcast(self.accelerator, torch.load(path) if self.accelerator.is_main_process else None)
         self.model.eval()

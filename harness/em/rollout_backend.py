@@ -2,21 +2,29 @@
 
 ``hf`` wraps the policy in memory (``HFBackend.from_loaded``): no copy, the path the CPU tests take.
 
-``vllm`` gives the rollout engine an offline vLLM engine on the current weights. At each E-step the main
-process saves the policy (safetensors, config, generation config, tokenizer) to ``OUT/rollout-model/``,
-written under a temporary name and swapped in, so the folder always holds one whole model: the latest
-E-step's, kept after the run (``harness eval --model vllm:OUT/rollout-model`` replays it). The engine
-starts on the first generation (a resumed E-step with nothing left to do starts none) and ``release``
-shuts it down at the end of the E-step, so the M-step gets the GPU memory back. Each iteration thus
-starts a fresh engine on freshly saved weights: slower than pushing tensors into a live engine (RL does
-that), but the E-step is a long batch where a restart costs little, and nothing vLLM caches can outlive
-the weights it was computed with.
+``vllm`` gives the rollout engine an offline vLLM engine on the current weights. At each E-step the
+policy is gathered whole (a collective under FSDP: every process joins) and the main process writes it in
+the engine's dtype (``vllm_dtype``, bf16 by default) with its config, generation config and tokenizer to
+``OUT/rollout-model/`` (``checkpoint.save_model``: written beside it, moved in with config.json last): the
+latest E-step's model, kept after the run (``harness eval --model vllm:OUT/rollout-model`` replays it). The
+engine starts on the first generation (a resumed E-step with nothing left to do starts none) and
+``release`` shuts it down at the end of the E-step, so the M-step gets the GPU memory back. Each iteration
+thus starts a fresh engine on freshly saved weights: slower than pushing tensors into a live engine (RL
+does that), but the E-step is one long batch where a restart costs a minute, nothing vLLM caches can
+outlive the weights it was computed with, and between the E-step and the M-step the engine holds no GPU
+memory at all (what vLLM's sleep mode approximates). docs/training-at-scale.md gives the reasons for not
+building EM on TRL's weight sync.
 
-Multi-process launches (accelerate/torchrun): every rank rolls out its own share of queries on its own
-engine, pinned to its own GPU (``LOCAL_RANK``): data parallel with ranks sharing nothing, so
-``vllm_tensor_parallel`` must be 1 there. The main process alone writes the folder; the others wait at
-a barrier until it is complete. (vLLM's offline ``LLM`` refuses ``data_parallel_size > 1`` in one
-process, so data parallelism comes from the launch: one rank per GPU.)
+The engine samples in bf16 while the M-step recomputes π_old with the trainer's own forward (fp32 master
+weights, bf16 autocast on a GPU): the rollouts come from a bf16 rounding of π_old, the same mismatch every
+vLLM-backed RL trainer accepts (the importance ratio is taken against the recomputed π_old, never against
+the engine's log-probabilities). ``vllm_dtype: float32`` removes it where the engine supports fp32.
+
+Multi-process launches (accelerate/torchrun, DDP or FSDP): every rank rolls out its own share of queries on
+its own engine, pinned to its own GPU (``LOCAL_RANK``): data parallel with ranks sharing nothing, so
+``vllm_tensor_parallel`` must be 1 there. Under FSDP the engine replaces the unsharded generation copy (a
+7B engine in bf16 takes the ~15 GB that copy would). (vLLM's offline ``LLM`` refuses
+``data_parallel_size > 1`` in one process, so data parallelism comes from the launch: one rank per GPU.)
 """
 
 from __future__ import annotations
@@ -24,7 +32,6 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +41,7 @@ from harness.training.distributed import rank_and_world
 MODEL_FOLDER = "rollout-model"
 # vllm.LLM arguments that have their own config field; setting them in vllm_args too would be ambiguous.
 OWN_FIELDS = {"tensor_parallel_size": "vllm_tensor_parallel", "gpu_memory_utilization": "vllm_gpu_memory_utilization",
-              "max_model_len": "vllm_max_model_len", "model": "model"}
+              "max_model_len": "vllm_max_model_len", "dtype": "vllm_dtype", "model": "model"}
 
 
 def vllm_installed() -> bool:
@@ -50,17 +57,12 @@ def start_vllm_engine(folder: str, engine_args: dict[str, Any]) -> ModelBackend:
     return VLLMBackend(folder, engine_args)
 
 
-def wait_for_all_ranks() -> None:
-    import torch.distributed as dist
-
-    dist.barrier()
-
-
 class RolloutBackend:
     """Owns the E-step's generator; ``backend()`` at the start of an E-step, ``release()`` at its end."""
 
-    def __init__(self, config: Any, model: Any, tokenizer: Any, hf_backend: ModelBackend, out: Path) -> None:
-        self.config, self.model, self.tokenizer, self.hf_backend = config, model, tokenizer, hf_backend
+    def __init__(self, config: Any, accelerator: Any, model: Any, tokenizer: Any, hf_backend: ModelBackend, out: Path) -> None:
+        """``model`` as the accelerator prepared it (sharded under FSDP)."""
+        self.config, self.accelerator, self.model, self.tokenizer, self.hf_backend = config, accelerator, model, tokenizer, hf_backend
         self.folder = Path(out) / MODEL_FOLDER
         self.engine: ModelBackend | None = None
         if config.rollout_backend != "vllm":
@@ -76,14 +78,12 @@ class RolloutBackend:
                              "engine on its own GPU); for tensor parallelism launch one process")
 
     def backend(self) -> ModelBackend:
-        """The generator for this E-step. With vllm, every rank must call it (the save ends in a barrier)."""
+        """The generator for this E-step. With vllm, every rank must call it (the save gathers the weights)."""
+        from harness.training.distributed import save_model_everywhere
+
         if self.config.rollout_backend == "hf":
             return self.hf_backend
-        rank, world = rank_and_world()
-        if rank == 0:
-            self._save()
-        if world > 1:
-            wait_for_all_ranks()
+        save_model_everywhere(self.accelerator, self.folder, self.model, self.tokenizer, self.config.vllm_dtype)
         return _StartOnFirstUse(self)
 
     def release(self) -> None:
@@ -101,22 +101,11 @@ class RolloutBackend:
 
     def engine_args(self) -> dict[str, Any]:
         config = self.config
-        # The engine samples at the training precision, so π_old (recomputed by the trainer) is the
-        # distribution the rollouts came from, not a downcast of it.
-        dtype = str(next(self.model.parameters()).dtype).removeprefix("torch.")
-        args = {"dtype": dtype, "tensor_parallel_size": config.vllm_tensor_parallel,
+        args = {"dtype": config.vllm_dtype, "tensor_parallel_size": config.vllm_tensor_parallel,
                 "gpu_memory_utilization": config.vllm_gpu_memory_utilization, "seed": config.seed}
         if config.vllm_max_model_len:
             args["max_model_len"] = config.vllm_max_model_len
         return {**args, **config.vllm_args}
-
-    def _save(self) -> None:
-        partial = self.folder.with_name(self.folder.name + ".partial")
-        shutil.rmtree(partial, ignore_errors=True)
-        self.model.save_pretrained(str(partial))
-        self.tokenizer.save_pretrained(str(partial))
-        shutil.rmtree(self.folder, ignore_errors=True)
-        partial.rename(self.folder)
 
     def _start(self) -> ModelBackend:
         if self.engine is None:

@@ -3,7 +3,8 @@
 E-step (``estep``): pick ``queries_per_iteration`` queries; roll each out ``k`` times with the CoT
 prefix forced, ``k`` times with the code prefix forced, and ``free_rollouts`` times unforced, all
 through the shared rollout engine and sandbox, graded by the eval's scorer and appended to
-``OUT/iter-N/samples.jsonl`` (a resumed run skips what is there). Then labels by content, Q̂(x,c),
+``OUT/iter-N/samples.jsonl`` (N counted from 1; a resumed run skips what is there, and refuses a folder
+made under other values of the fields that shape the E-step, ``estep_hash``). Then labels by content, Q̂(x,c),
 π(c|x), s*(c|x) by ``decision_rule``, the dropped queries and the subsampled training set
 (harness/em/estep.py).
 
@@ -12,7 +13,9 @@ M-step (``mstep``): one pass over the training set in optimiser steps of ``batch
 recomputed on the exact training tokens; the forced prefix masked out) + the decision cross-entropy
 toward s*, AdamW with the shared warm-up and ``lr_schedule`` (harness/training/schedule.py).
 Checkpoints every ``save_every`` steps and at the end of each iteration; ``resume`` continues from the
-last one, mid-M-step included (the training set is saved with the samples, so it is not redrawn).
+last one, mid-M-step included (the training set is drawn again from the saved samples and π with the same
+seed, so it is the same). At each iteration's end the model is also written to ``OUT/iter-N`` as bf16
+safetensors, which checkpoint rotation never removes.
 The M-step is harness/em/mstep.py (its loss, harness/em/objective.py).
 
 Under ``accelerate launch`` each process rolls out its share of the E-step; the main process gathers
@@ -42,10 +45,10 @@ from harness.em.estep import (
     subsample,
     success_rates,
 )
-from harness.em.mstep import MStep
+from harness.em.mstep import MStep, iteration_folder
 from harness.eval.attempts import PROMPT_TOO_LONG, Attempt, loss_mask
 from harness.io import atomic_write_text
-from harness.training.distributed import broadcast, chunk_rounds, gather, share
+from harness.training.distributed import broadcast, chunk_rounds, decided_by_main, gather, share
 from harness.training.schedule import mix_seed
 
 # Attempts per process per round of the E-step: a round is one generation batch, appended to the run folder
@@ -54,6 +57,8 @@ ESTEP_ROUND = 64
 # Salt of the E-step's query draw in mix_seed(seed, iteration, salt): a stream apart from the M-step's
 # shuffle (mstep.SHUFFLE_SALT); fixed, since changing it changes every run's data.
 QUERY_DRAW_SALT = 17
+# Salt of the training set's draw from the rollouts (estep.subsample), a stream of its own for the same reason.
+SUBSAMPLE_SALT = 53
 
 
 class EMTrainer:
@@ -76,9 +81,7 @@ class EMTrainer:
         self.generation_copy = self._generation_copy()
         generator = self.generation_copy.model if self.generation_copy else self.accelerator.unwrap_model(self.model)
         self.backend = HFBackend.from_loaded(generator, self.tokenizer, Path(config.model).name)
-        if config.rollout_backend == "vllm" and self.generation_copy:
-            raise ValueError("rollout_backend vllm runs under one process or DDP; under FSDP use rollout_backend hf")
-        self.rollout_backend = RolloutBackend(config, self.accelerator.unwrap_model(self.model), self.tokenizer, self.backend, self.out)
+        self.rollout_backend = RolloutBackend(config, self.accelerator, self.model, self.tokenizer, self.backend, self.out)
         self.task, self.samples, self.method, self.task_record = load_training_task(config)
         self.prefix_ids = {"cot": self.backend.encode(config.cot_prefix), "code": self.backend.encode(config.code_prefix)}
         self.mstep = MStep(config, self.accelerator, self.model, optimizer, self.tokenizer, self.backend.pad_token_id,
@@ -99,13 +102,13 @@ class EMTrainer:
         chosen = draw.sample(range(len(self.samples)), min(config.queries_per_iteration, len(self.samples)))
         plan = self._attempts(iteration, chosen)
         prompts = encode_prompts(self.backend, self.method, {self.samples[i].id: self.samples[i].question for i in chosen})
-        store = RunStore(self.out / f"iter-{iteration}", key=RECORD_KEY, required=RECORD_FIELDS)
+        store = RunStore(iteration_folder(self.out, iteration), key=RECORD_KEY, required=RECORD_FIELDS)
         attempts_per_query = 2 * config.k + config.free_rollouts
-        description = run_description({**config.to_dict(), "samples": attempts_per_query}, self._estep_hash(iteration),
+        description = run_description({**config.to_dict(), "samples": attempts_per_query}, estep_hash(config, iteration),
                                       self.backend.name, self.task, self.method, self.task_record["data_fingerprint"], len(chosen))
-        # The main process owns the store (it locks its folder); the others learn what is done from it.
+        # The main process owns the store (it locks its folder); the others learn what is done, or its refusal, from it.
         identity = {**description, "iteration": iteration}
-        done = broadcast(accelerator, store.open(identity, overwrite=False) if accelerator.is_main_process else None)
+        done = decided_by_main(accelerator, lambda: open_estep(store, identity, iteration))
         have = {(r["doc_id"], r["attempt"]) for r in done}
         todo = [attempt for attempt in plan if (attempt.sample.id, attempt.attempt) not in have]
         mine = [todo[i] for i in share(len(todo), accelerator.process_index, accelerator.num_processes)]
@@ -124,8 +127,7 @@ class EMTrainer:
             if accelerator.is_main_process:
                 store.append(rows)
         self.rollout_backend.release()  # a vLLM engine hands its GPU memory back before the M-step
-        records = store.open(identity, overwrite=False) if todo and accelerator.is_main_process else done
-        records = broadcast(accelerator, records) if todo else records
+        records = decided_by_main(accelerator, lambda: store.open(identity, overwrite=False)) if todo else done
         return self._reference(iteration, records, time.perf_counter() - started)
 
     def _attempts(self, iteration: int, chosen: list[int]) -> list[Attempt]:
@@ -144,22 +146,27 @@ class EMTrainer:
     def _generation_copy(self):
         """What the in-process E-step generates with when the trained module is sharded (FSDP): an
         unsharded copy in the compute dtype, refreshed before each E-step (training/generation_copy.py); None
-        when every process holds the module whole (one process, DDP) and generates on it directly."""
+        when every process holds the module whole (one process, DDP) and generates on it directly, or when a
+        vLLM engine generates (rollout_backend.py)."""
         from transformers import AutoConfig
 
         from harness.training.generation_copy import GenerationCopy
         from harness.training.policy import mixed_precision, sharded
 
-        if not sharded(self.accelerator):
+        if not sharded(self.accelerator) or self.config.rollout_backend == "vllm":
             return None
         dtype = torch.bfloat16 if mixed_precision(self.config.dtype, self.accelerator.device.type) == "bf16" else torch.float32
         return GenerationCopy(AutoConfig.from_pretrained(self.config.model), dtype, self.accelerator.device)
 
-    def _estep_hash(self, iteration: int) -> str:
-        import hashlib
+    def _has_iteration_model(self, iteration: int) -> bool:
+        return (iteration_folder(self.out, iteration) / "config.json").is_file()
 
-        settings = {k: v for k, v in self.config.to_dict().items() if k not in ("output_dir", "iterations", "save_every")}
-        return hashlib.sha256(json.dumps([settings, iteration], sort_keys=True, default=str).encode()).hexdigest()[:16]
+    def _save_iteration_model(self, iteration: int) -> None:
+        """The model iteration's M-step ended with, as bf16 safetensors in ``OUT/iter-N`` beside its E-step:
+        kept for good (checkpoint rotation removes only ``OUT/checkpoints``), for per-iteration evaluation."""
+        from harness.training.distributed import save_model_everywhere
+
+        save_model_everywhere(self.accelerator, iteration_folder(self.out, iteration), self.model, self.tokenizer)
 
     def _reference(self, iteration: int, records: list[dict], estep_s: float) -> dict:
         """Q̂, π, s* and the training set, from the attempts that were generated (a refused prompt has no
@@ -169,12 +176,14 @@ class EMTrainer:
         generated = [r for r in records if r["status"] != PROMPT_TOO_LONG]
         forced = content_labels([r for r in generated if r["decision"] in DECISIONS], config.content_labels)
         values = success_rates(forced)
-        saved = self.out / f"iter-{iteration}" / "policy.json"
+        saved = iteration_folder(self.out, iteration) / "policy.json"
         # Decided once for all processes: under FSDP a process measuring π runs forwards the others must join.
         if broadcast(self.accelerator, saved.is_file()):
             policy = broadcast(self.accelerator, json.loads(saved.read_text()) if self.accelerator.is_main_process else None)
         else:
-            policy = self._decision_policy(generated)
+            # Every process measures (the forwards are collectives under FSDP), the main process's π is the one
+            # used: measured apart, π can differ in the last bits and turn a near-tie of s* the other way.
+            policy = broadcast(self.accelerator, self._decision_policy(generated))
             if self.accelerator.is_main_process:
                 atomic_write_text(saved, json.dumps(policy) + "\n")
         kept = {q: v for q, v in values.items() if keep_query(v)}
@@ -183,7 +192,7 @@ class EMTrainer:
         else:
             strategies = {q: reference_strategy(policy[q], v, config.alpha) for q, v in kept.items()}
         chosen = subsample(forced, strategies, config.subsample, config.samples_per_query,
-                           random.Random(mix_seed(config.seed, len(records))))
+                           random.Random(mix_seed(config.seed, iteration, SUBSAMPLE_SALT)))
         return {"records": records, "values": values, "policy": policy, "strategies": strategies, "training": chosen, "estep_s": estep_s}
 
     def _decision_policy(self, records: list[dict]) -> dict:
@@ -205,6 +214,9 @@ class EMTrainer:
         from harness.training.run_folder import open_run
 
         config = self.config
+        if resume and (self.out / "iter-0").is_dir():
+            raise ValueError(f"{self.out}: an EM run of an earlier harness (its E-steps counted from iter-0, under other "
+                             f"hashes); resume it with the harness that started it")
         with open_run(self.out, config.COMMAND, config.to_dict(), config.RESUME_MAY_CHANGE, resume=resume,
                       allow_config_change=allow_config_change, lock=self.accelerator.is_main_process) as run:
             return self._train(run)
@@ -228,6 +240,8 @@ class EMTrainer:
             start_iteration = state["iteration"] + 1 if finished else state["iteration"]
             start_step = 0 if finished else state["mstep_step"]
             load_weights_everywhere(accelerator, checkpoint, self.model)
+            if finished and not broadcast(accelerator, self._has_iteration_model(state["iteration"])):
+                self._save_iteration_model(state["iteration"])  # stopped between the last checkpoint and the model
         if main:
             run.record()
             run.rewind(METRICS_FILE, lambda row: row.get("step", 0) <= start_iteration)
@@ -239,6 +253,7 @@ class EMTrainer:
                 estep = self.estep(iteration, sandbox)
                 started = time.perf_counter()
                 mstep = self.mstep.run(iteration, estep, start_step if iteration == start_iteration else 0)
+                self._save_iteration_model(iteration)
                 report = iteration_metrics(iteration, estep, mstep, time.perf_counter() - started)
                 reports.append(report)
                 metrics.log(report, report["step"])
@@ -285,3 +300,27 @@ def iteration_metrics(iteration: int, estep: dict, mstep: dict, mstep_s: float) 
         "time/estep_s": round(estep["estep_s"], 2),
         "time/mstep_s": round(mstep_s, 2),
     }
+
+
+def estep_hash(config: EMConfig, iteration: int) -> str:
+    """The identity of an iteration's E-step: every field that shapes it (all but ``EMConfig.OUTSIDE_ESTEP``)."""
+    import hashlib
+
+    settings = {k: v for k, v in config.to_dict().items() if k not in config.OUTSIDE_ESTEP}
+    return hashlib.sha256(json.dumps([settings, iteration], sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def open_estep(store, identity: dict, iteration: int) -> list[dict]:
+    """The E-step's records done so far; a one-line ValueError naming the changed fields when the folder holds
+    this iteration's E-step under other values of the fields that shape it."""
+    from harness.eval.store import RunMismatchError
+
+    try:
+        return store.open(identity, overwrite=False)
+    except RunMismatchError:
+        before = json.loads(store.run_file.read_text(encoding="utf-8")).get("config", {}) if store.run_file.is_file() else {}
+        changed = sorted(k for k in identity["config"] if k in before and before[k] != identity["config"][k]
+                         and k not in EMConfig.OUTSIDE_ESTEP)
+        raise ValueError(f"{store.directory}: iteration {iteration + 1}'s E-step was made with other "
+                         f"{', '.join(changed) or 'settings'}; resume with the values it was made with "
+                         f"(only {', '.join(sorted(EMConfig.OUTSIDE_ESTEP))} may differ)") from None

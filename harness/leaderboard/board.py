@@ -7,7 +7,9 @@
 - ``metacognition``: the cot/tir/auto report of harness.eval.metacognition, computed from samples;
 - ``levels``: accuracy per difficulty level (MATH500) per run;
 - ``efficiency``: per run, and per difficulty bucket (MATH500 level, testbed kind), the efficiency and
-  tool-trust metrics of harness/eval/efficiency.py as results.json holds them.
+  tool-trust metrics of harness/eval/efficiency.py as results.json holds them;
+- ``iterations``: the main records of EM iteration models (a model named ``RUN/iter-N``,
+  harness.models.loading.local_model_name) as curves over N, one per EM run x method x task.
 
 Percentages are 0-100. A group of runs that does not fit together carries ``flags`` (reasons).
 """
@@ -33,6 +35,7 @@ class Board:
     metacognition: list[dict]
     levels: list[dict]
     efficiency: list[dict] = field(default_factory=list)
+    iterations: list[dict] = field(default_factory=list)
 
 
 def ordered_tasks(names) -> list[str]:
@@ -199,7 +202,20 @@ def _efficiency(runs: list[Run]) -> list[dict]:
     return records
 
 
+def _iterations(main: list[dict]) -> list[dict]:
+    from harness.models.loading import iteration_model
+
+    records = []
+    for record in main:
+        if record["kind"] == "measured" and (found := iteration_model(record["model"])):
+            records.append({"run": found[0], "iteration": found[1], **{key: record[key] for key in (
+                "kind", "method", "variant", "task", "accuracy", "stderr", "n", "code_rate", "flags")}})
+    return sorted(records, key=lambda r: (r["run"], r["method"], r["variant"], r["task"], r["iteration"]))
+
+
 def build_board(runs: list[Run], reported: list[ReportedRow]) -> Board:
     tasks = ordered_tasks(run.task for run in runs)
-    return Board(tasks=tasks, main=_measured(runs) + _reported(reported, tasks), adaptive=_adaptive(runs),
-                 metacognition=_metacognition(runs), levels=_levels(runs), efficiency=_efficiency(runs))
+    measured = _measured(runs)
+    return Board(tasks=tasks, main=measured + _reported(reported, tasks), adaptive=_adaptive(runs),
+                 metacognition=_metacognition(runs), levels=_levels(runs), efficiency=_efficiency(runs),
+                 iterations=_iterations(measured))

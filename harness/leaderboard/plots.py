@@ -1,4 +1,5 @@
-"""Leaderboard plots as PNG bytes: accuracy vs code rate per task, and accuracy by difficulty level.
+"""Leaderboard plots as PNG bytes: accuracy vs code rate per task, accuracy by difficulty level, and
+accuracy over EM iterations.
 
 Only measured runs are plotted (reported rows lack code rates and stderr for most cells).
 matplotlib is imported inside the functions so that `harness --help` does not pay for it.
@@ -108,6 +109,33 @@ def accuracy_by_level(board: Board, task: str) -> bytes | None:
     return _png(plt, figure)
 
 
+def accuracy_over_iterations(board: Board) -> bytes | None:
+    """One panel per task: accuracy ± stderr after each EM iteration, one line per EM run × method."""
+    if not board.iterations:
+        return None
+    tasks = [task for task in board.tasks if any(r["task"] == task for r in board.iterations)]
+    plt, figure, axes = _figure(len(tasks))
+    for axis, task in zip(axes[0], tasks):
+        records = [r for r in board.iterations if r["task"] == task]
+        series: dict[tuple, list[dict]] = {}
+        for record in records:
+            series.setdefault((record["run"], record["method"], record["variant"]), []).append(record)
+        for index, ((run, method, variant), points) in enumerate(sorted(series.items())):
+            label = f"{run} / {method}" + (f" #{variant + 1}" if variant else "")
+            axis.errorbar([r["iteration"] for r in points], [r["accuracy"] or 0.0 for r in points],
+                          yerr=[r["stderr"] or 0.0 for r in points], marker=MODEL_MARKERS[index % len(MODEL_MARKERS)],
+                          markersize=_size(index), color=_color(method), capsize=3, label=label)
+        axis.set_xticks(sorted({r["iteration"] for r in records}))
+        axis.set_title(task)
+        axis.set_xlabel("EM iteration")
+        axis.set_ylabel("accuracy %")
+        _ylim(axis, records)
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=8)
+    figure.suptitle("Accuracy over EM iterations")
+    return _png(plt, figure)
+
+
 def all_plots(board: Board) -> dict[str, tuple[str, bytes]]:
     """File-name suffix -> (caption, PNG bytes), for every plot this board has data for."""
     plots = {}
@@ -118,4 +146,7 @@ def all_plots(board: Board) -> dict[str, tuple[str, bytes]]:
         png = accuracy_by_level(board, task)
         if png:
             plots[f"{task}-levels"] = (f"{task} accuracy by level per method", png)
+    png = accuracy_over_iterations(board)
+    if png:
+        plots["iterations"] = ("Accuracy after each EM iteration, one line per EM run and method", png)
     return plots

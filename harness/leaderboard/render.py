@@ -26,6 +26,7 @@ CSV_COLUMNS = {
                       "oracle_accuracy", "auto_code_rate", "flags"],
     "levels": ["model", "method", "variant", "task", "level", "n", "accuracy", "stderr", "code_rate"],
     "efficiency": ["model", "method", "variant", "task", "bucket", *METRICS, "flags"],
+    "iterations": ["run", "iteration", "method", "variant", "task", "accuracy", "stderr", "n", "code_rate", "flags"],
 }
 
 

@@ -158,11 +158,27 @@ def efficiency_table(board: Board) -> Table:
     return table
 
 
+def iterations_table(board: Board) -> Table:
+    iterations = sorted({record["iteration"] for record in board.iterations})
+    table = Table("iterations", "Accuracy over EM iterations",
+                  "Runs of the models `harness train-em` keeps after each iteration (OUT/iter-N, N counted from 1), "
+                  "one row per EM run × method × task; accuracy % ± stderr (n).",
+                  ["EM run", "method", "task", *(f"iter-{n}" for n in iterations)])
+    rows: dict[tuple, dict[int, dict]] = {}
+    for record in board.iterations:
+        rows.setdefault((record["run"], record["method"], record["variant"], record["task"]), {})[record["iteration"]] = record
+    for (run, method, variant, task), by_iteration in rows.items():
+        table.add([run, method + (f" #{variant + 1}" if variant else ""), task,
+                   *(accuracy_cell(by_iteration[n]) + table.mark(by_iteration[n]["flags"]) if n in by_iteration else DASH
+                     for n in iterations)])
+    return table
+
+
 # Column sets `harness leaderboard --columns` can switch on, each a table of its own.
 COLUMN_SET_TABLES = {"efficiency": efficiency_table}
 
 
 def all_tables(board: Board, columns: tuple[str, ...] = ()) -> list[Table]:
-    tables = [main_table(board), adaptive_table(board), metacognition_table(board), *level_tables(board),
+    tables = [main_table(board), adaptive_table(board), metacognition_table(board), *level_tables(board), iterations_table(board),
               *(COLUMN_SET_TABLES[name](board) for name in columns)]
     return [table for table in tables if table.rows]

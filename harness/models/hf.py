@@ -23,6 +23,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from harness.models.loading import local_model_name
 from harness.models.stopping import FinishRules, eos_token_ids_of
 from harness.models.types import BackendError, Generation, GenerationRequest, ModelBackend, SamplingParams
 
@@ -78,7 +79,7 @@ class HFBackend(ModelBackend):
             from harness.models.fp16_weight_linear import use_fp16_weight_linears
 
             use_fp16_weight_linears(self.model)
-        self.name = name or Path(str(model_path).rstrip("/")).name
+        self.name = name or local_model_name(model_path)
         self.eos_token_ids = eos_token_ids_of(model.config, getattr(model, "generation_config", None), self.tokenizer)
         self.context_length = context_length_of(model.config)
         on_gpu = self.device.type == "cuda"

@@ -7,12 +7,29 @@ A string without a prefix that names an existing folder is taken as ``hf:``.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 from harness.models.types import BackendError, ModelBackend
 
 BACKENDS = ("hf", "vllm", "openai", "smollm2")
+# An EM iteration's model folder (harness/em/mstep.py iteration_folder): its name alone says nothing.
+ITERATION_MODEL = re.compile(r"(?P<run>.+)/iter-(?P<iteration>\d+)")
+
+
+def local_model_name(path: str | Path) -> str:
+    """A model folder's name in results and on boards: the folder's name, and for an EM iteration's model
+    (``OUT/iter-N``) the run's folder with it, ``OUT/iter-N``, so two runs' iterations stay apart."""
+    path = Path(str(path).rstrip("/"))
+    named = f"{path.parent.name}/{path.name}"
+    return named if ITERATION_MODEL.fullmatch(named) else path.name
+
+
+def iteration_model(name: str) -> tuple[str, int] | None:
+    """(run, N) for a model named ``RUN/iter-N`` (``local_model_name``), else None."""
+    match = ITERATION_MODEL.fullmatch(name)
+    return (match["run"], int(match["iteration"])) if match else None
 
 
 def parse_model_spec(spec: str) -> tuple[str, str]:

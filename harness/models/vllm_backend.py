@@ -24,6 +24,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterable
 
+from harness.models.loading import local_model_name
 from harness.models.stopping import eos_token_ids_of, finished_generation
 from harness.models.types import BackendError, Generation, GenerationRequest, ModelBackend, SamplingParams
 
@@ -65,7 +66,7 @@ class VLLMBackend(ModelBackend):
             raise BackendError(f"bad model_args for vllm.LLM: {error}") from None
         tokenizer_ref = engine_args.get("tokenizer") or model_ref
         self.tokenizer = AutoTokenizer.from_pretrained(tokenizer_ref, trust_remote_code=engine_args.get("trust_remote_code", False))
-        self.name = Path(model.rstrip("/")).name
+        self.name = local_model_name(model)
         self.eos_token_ids = eos_token_ids_of(None, None, self.tokenizer) | self._engine_eos_ids()
         try:
             self.context_length = int(self.llm.llm_engine.model_config.max_model_len)

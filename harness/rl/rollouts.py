@@ -42,9 +42,10 @@ class RolloutFunc:
         from harness.models.hf import HFBackend
 
         if trainer.use_vllm:
-            from harness.rl.trl_vllm import backend_from_trl
+            from harness.rl.trl_vllm import trl_engine
 
-            yield backend_from_trl(trainer.vllm_generation, trainer.processing_class)
+            with trl_engine(trainer.vllm_generation, trainer.processing_class, trainer.accelerator.is_main_process) as backend:
+                yield backend
             return
         if trainer.is_fsdp_enabled:
             yield HFBackend.from_loaded(self.generation_copy(trainer), trainer.processing_class, "policy")

@@ -1,5 +1,6 @@
-"""`harness model init`, `harness testbed demos`, `harness testbed warmup` (nothing to a warmed-up tiny model) and
-`harness testbed miniature` (the miniature reproduction, harness/testbed/miniature.py)."""
+"""`harness model init`, `harness testbed demos`, `harness testbed warmup` (nothing to a warmed-up tiny model),
+`harness testbed miniature` (the miniature reproduction, harness/testbed/miniature.py) and `harness testbed arena`
+(every strategy on one board, harness/testbed/arena.py)."""
 
 from __future__ import annotations
 
@@ -11,16 +12,30 @@ from typing import Annotated
 import typer
 
 from harness.io import fail
+from harness.testbed.arena import DEFAULT_STRATEGIES
 from harness.testbed.miniature import DEFAULT_VARIANTS
 from harness.training import options
 
 model_app = typer.Typer(help="Create small models for the testbed.", no_args_is_help=True)
-testbed_app = typer.Typer(help="The CPU testbed: arith demonstrations, the one-command warm-up and the miniature reproduction.",
+testbed_app = typer.Typer(help="The CPU testbed: arith demonstrations, the one-command warm-up, the miniature reproduction "
+                                "and the arena.",
                           no_args_is_help=True)
 
 CodeRatioOpt = Annotated[float, typer.Option(min=0.0, max=1.0, help="Share of free-choice (auto prompt) demonstrations that write code.")]
 ForcedShareOpt = Annotated[float, typer.Option(min=0.0, max=1.0, help="Share of demonstrations under an explicit method "
                                                                        "(cot, cot-trigger, code-trigger, tir).")]
+# The board commands' (miniature, arena) shared options.
+ModelOpt = Annotated[Path, typer.Option(help="The warmed-up model (OUT/sft of `harness testbed warmup`).")]
+BaseOpt = Annotated[Path | None, typer.Option(help="The un-warmed model for Base+RL (default: init/ beside --model).")]
+SeedsOpt = Annotated[str, typer.Option(help="Comma-separated integers; one (row, seed) job each.")]
+IterationsOpt = Annotated[int, typer.Option(min=1, help="EM iterations, and RL's equal rollout budget.")]
+QueriesOpt = Annotated[int | None, typer.Option(min=1, help="EM queries per iteration, which sets every row's rollout budget "
+                                                            "(RL: the same in whole steps); default train-em's tiny preset (32).")]
+TestSizeOpt = Annotated[int, typer.Option(min=3, help="Held-out arith problems, a third of each kind.")]
+EmVariantsOpt = Annotated[str, typer.Option(help="name or name:key=value;key=value, comma-separated.")]
+WorkersOpt = Annotated[int, typer.Option(min=1, help="Processes running (row, seed) jobs in parallel.")]
+ThreadsOpt = Annotated[int, typer.Option(min=1, help="torch threads per job, whatever --workers is (results may depend on it).")]
+OutOpt = Annotated[Path, typer.Option(help="The board (markdown); .png and .json beside it.")]
 
 
 @model_app.command("init")
@@ -98,42 +113,84 @@ def warmup_command(
 
 @testbed_app.command("miniature")
 def miniature_command(
-    model: Annotated[Path, typer.Option(help="The warmed-up model (OUT/sft of `harness testbed warmup`).")],
-    base: Annotated[Path | None, typer.Option(help="The un-warmed model for Base+RL (default: init/ beside --model).")] = None,
-    seeds: Annotated[str, typer.Option(help="Comma-separated integers; one (row, seed) job each.")] = "0,1,2,3,4",
-    iterations: Annotated[int, typer.Option(min=1, help="EM iterations, and RL's equal rollout budget.")] = 2,
-    test_size: Annotated[int, typer.Option(min=3, help="Held-out arith problems, a third of each kind.")] = 60,
-    em_variants: Annotated[str, typer.Option(help="name or name:key=value;key=value, comma-separated.")] = DEFAULT_VARIANTS,
-    workers: Annotated[int, typer.Option(min=1, help="Processes running (row, seed) jobs in parallel.")] = 1,
-    threads: Annotated[int, typer.Option(min=1, help="torch threads per job, whatever --workers is (results may depend on it).")] = 1,
-    out: Annotated[Path, typer.Option(help="The board (markdown); .png and .json beside it.")] = Path("leaderboards/miniature.md"),
+    model: ModelOpt,
+    base: BaseOpt = None,
+    seeds: SeedsOpt = "0,1,2,3,4",
+    iterations: IterationsOpt = 2,
+    queries: QueriesOpt = None,
+    test_size: TestSizeOpt = 60,
+    em_variants: EmVariantsOpt = DEFAULT_VARIANTS,
+    workers: WorkersOpt = 1,
+    threads: ThreadsOpt = 1,
+    out: OutOpt = Path("leaderboards/miniature.md"),
 ) -> None:
     """SFT only, SFT+RL, Base+RL and EM variants on arith at an equal rollout budget, over seeds: the board."""
-    from harness.testbed.miniature import Settings, parse_variants, write_board
+    from harness.testbed.miniature import write_board
+
+    settings, variants, command = _board_settings("miniature", model, base, seeds, iterations, queries, test_size, em_variants,
+                                                  workers, threads, out)
+    seconds = _with_progress("miniature jobs", lambda progress: write_board(settings, variants, out, command, progress))
+    typer.echo(f"wrote {out} and {out.with_suffix('.png')} in {seconds:.0f} s")
+
+
+@testbed_app.command("arena")
+def arena_command(
+    model: ModelOpt,
+    base: BaseOpt = None,
+    strategies: Annotated[str, typer.Option(help="RL strategies with a row each (otc, adatir, roc), comma-separated.")]
+    = DEFAULT_STRATEGIES,
+    seeds: SeedsOpt = "0,1,2,3,4",
+    iterations: IterationsOpt = 2,
+    queries: QueriesOpt = None,
+    test_size: TestSizeOpt = 60,
+    em_variants: EmVariantsOpt = DEFAULT_VARIANTS,
+    workers: WorkersOpt = 1,
+    threads: ThreadsOpt = 1,
+    out: OutOpt = Path("leaderboards/arena.md"),
+) -> None:
+    """Every strategy (SFT only, SFT+RL, Base+RL, EM variants, RL+OTC/AdaTIR/RoC) from the same warmed-up model at
+    an equal budget, with the efficiency and trust metrics and a Pareto plot: a benchmark, not a test."""
+    from harness.testbed.arena import parse_strategies, write_board
+
+    try:
+        rows = parse_strategies(strategies)
+    except ValueError as error:
+        fail(str(error))
+    settings, variants, command = _board_settings("arena", model, base, seeds, iterations, queries, test_size, em_variants,
+                                                  workers, threads, out)
+    command = command.replace(" --seeds", f" --strategies {strategies} --seeds", 1)
+    seconds = _with_progress("arena jobs", lambda progress: write_board(settings, variants, rows, out, command, progress))
+    typer.echo(f"wrote {out}, {out.with_suffix('.png')} and {out.with_suffix('.json')} in {seconds:.0f} s")
+
+
+def _board_settings(name: str, model: Path, base: Path | None, seeds: str, iterations: int, queries: int | None, test_size: int,
+                    em_variants: str, workers: int, threads: int, out: Path):
+    """The board commands' checked settings, EM variants and the command line that reproduces the board."""
+    from harness.testbed.miniature import Settings, parse_variants
 
     base = base or model.parent / "init"
     try:
         seed_list = [int(seed) for seed in seeds.split(",")]
     except ValueError:
         fail(f"--seeds must be comma-separated integers, not {seeds!r}")
-    for name, path in (("--model", model), ("--base", base)):
+    for option, path in (("--model", model), ("--base", base)):
         if not (path / "config.json").is_file():
-            fail(f"{name} {path} is not a model folder (no config.json)")
+            fail(f"{option} {path} is not a model folder (no config.json)")
     try:
         variants = parse_variants(em_variants)
     except (ValueError, TypeError) as error:
         fail(str(error))
-    settings = Settings(str(model), str(base), seed_list, iterations, test_size, workers, threads)
-    command = (f"harness testbed miniature --model {model} --base {base} --seeds {seeds} --iterations {iterations} "
+    budget = f" --queries {queries}" if queries else ""
+    command = (f"harness testbed {name} --model {model} --base {base} --seeds {seeds} --iterations {iterations}{budget} "
                f"--test-size {test_size} --em-variants {em_variants} --workers {workers} --threads {threads} --out {out}")
-    with _progress_bar() as bar:
-        task = bar.add_task("miniature jobs", total=None)
-        seconds = write_board(settings, variants, out, command, lambda done, total: bar.update(task, completed=done, total=total))
-    typer.echo(f"wrote {out} and {out.with_suffix('.png')} in {seconds:.0f} s")
+    return Settings(str(model), str(base), seed_list, iterations, test_size, workers, threads, queries), variants, command
 
 
-def _progress_bar():
+def _with_progress(label: str, run):
+    """``run(progress)`` under a progress bar over the jobs; ``progress(done, total)`` moves it. Returns what run returns."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("eta"),
-                    TimeRemainingColumn())
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("eta"),
+                  TimeRemainingColumn()) as bar:
+        task = bar.add_task(label, total=None)
+        return run(lambda done, total: bar.update(task, completed=done, total=total))

@@ -1,18 +1,20 @@
 """The miniature reproduction: SFT-only, RL from the warmed-up and from the base model, and EM variants, equal rollout budget.
 
     harness testbed miniature --model WARMED_UP/sft [--base WARMED_UP/init] [--seeds 0,1,2,3,4]
-        [--iterations 2] [--em-variants q_argmax,pi_q_free,pi_q_prefix_mean] [--workers 2] [--threads 1]
+        [--iterations 2] [--queries 32] [--em-variants q_argmax,pi_q_free,pi_q_prefix_mean] [--workers 2] [--threads 1]
         [--out leaderboards/miniature.md]
 
-(the command is in harness/testbed/cli.py; this module runs it.)
+(the command is in harness/testbed/cli.py; this module runs it, and `harness testbed arena`'s more rows,
+harness/testbed/arena.py.)
 
 Rows, per seed: "SFT+RL" (``train-rl``'s tiny preset from the warmed-up model), "Base+RL" (the same
 from the un-warmed init model the warm-up writes, as the paper reports both), and one EM row per
 variant (``train-em``'s tiny preset plus the variant's overrides). Each EM iteration spends
-queries x (2K + free) rollouts; RL's steps per iteration are chosen to spend the same. The schedules
-match: RL samples with EM's temperature and top_p, at EM's learning rate, and, as each M-step starts
-a fresh AdamW with a linear warm-up (``warmup_ratio``) then cosine decay, RL restarts the same
-schedule and optimiser every iteration (a new trainer from the previous iteration's weights).
+queries x (2K + free) rollouts (``--queries``, default train-em's tiny preset); RL's steps per iteration
+are chosen to spend the same. The schedules match: RL samples with EM's temperature and top_p, at EM's
+learning rate, and, as each M-step starts a fresh AdamW with a linear warm-up (``warmup_ratio``) then
+cosine decay, RL restarts the same schedule and optimiser every iteration (a new trainer from the
+previous iteration's weights).
 
 Every row is evaluated greedily with `auto` (the model decides) on the same held-out `arith`
 problems after each iteration, through eval's rollout-to-record path and the task's own grader; at the
@@ -58,6 +60,7 @@ class Settings:
     test_size: int
     workers: int
     threads: int
+    queries: int | None = None  # EM's queries per iteration (the rollout budget); None: train-em's tiny preset
 
 
 def parse_variants(text: str) -> dict[str, dict]:
@@ -104,8 +107,12 @@ def held_out(test_size: int) -> tuple[list, str]:
 
 
 def outcomes(backend, samples, grader: str, method, sandbox, max_tokens: int, max_tool_calls: int) -> dict:
-    """Greedy rollouts under ``method``: per problem, correct or not and whether it ran code."""
+    """Greedy rollouts under ``method``: per problem, correct or not, whether it ran code and how many cells
+    it executed; and the section-1 efficiency metrics (``harness.eval.efficiency``) over the records. The
+    wall-time metric (``seconds_per_correct``) is left out: a point is a function of the job alone, and
+    two runs of one seed compare equal."""
     from harness.eval.attempts import Attempt, encode_prompts, run_attempts
+    from harness.eval.efficiency import efficiency_metrics, trust_verdicts
     from harness.eval.rollout import RolloutEngine
     from harness.models import SamplingParams
 
@@ -114,7 +121,10 @@ def outcomes(backend, samples, grader: str, method, sandbox, max_tokens: int, ma
     backend.model.eval()
     prompts = encode_prompts(backend, method, {s.id: s.question for s in samples})
     records = run_attempts(engine, [Attempt(s, 0, seed) for seed, s in enumerate(samples)], prompts, grader)
-    return {"correct": [bool(r["correct"]) for r in records], "used_code": [bool(r["used_code"]) for r in records]}
+    efficiency = efficiency_metrics(records, trust_verdicts(records, grader))
+    del efficiency["seconds_per_correct"]
+    return {"correct": [bool(r["correct"]) for r in records], "used_code": [bool(r["used_code"]) for r in records],
+            "tool_calls": [len(r["tool_calls"]) for r in records], "efficiency": efficiency}
 
 
 def evaluate(backend, samples, grader: str, method, sandbox, max_tokens: int, max_tool_calls: int) -> dict:
@@ -161,7 +171,8 @@ def run_job(job: dict) -> dict:
     torch.set_num_threads(job["threads"])
     samples, grader = held_out(job["test_size"])
     em_config = em_preset("tiny").updated(model=job["model"], seed=job["seed"], iterations=1, device="cpu",
-                                          output_dir=str(Path(job["work"]) / "em"), **job.get("overrides", {}))
+                                          queries_per_iteration=job["queries"], output_dir=str(Path(job["work"]) / "em"),
+                                          **job.get("overrides", {}))
     limits = (em_config.max_tokens, em_config.max_tool_calls)
     with get_sandbox("local", limits=SandboxLimits(timeout_s=em_config.sandbox_timeout)) as sandbox:
         if job["kind"] == "start":
@@ -191,7 +202,8 @@ def _em_iterations(job: dict, config, sandbox):
 def _rl_iterations(job: dict, em_config, sandbox):
     """RL with EM's sampling and schedule: a fresh train-rl run (AdamW, warm-up, cosine) per iteration,
     from the weights the previous one left; the seed moves on with the iteration so each one draws other
-    prompts. train-rl opens its own sandbox (``sandbox`` serves the evaluations)."""
+    prompts. The row's own RLConfig fields (``rl_overrides``, e.g. a strategy) apply on top. train-rl opens
+    its own sandbox (``sandbox`` serves the evaluations)."""
     from harness.rl.config import preset as rl_preset
     from harness.rl.trainer import RLTrainer
     from harness.training.schedule import mix_seed
@@ -203,7 +215,7 @@ def _rl_iterations(job: dict, em_config, sandbox):
             model=model, seed=mix_seed(job["seed"], iteration), steps=job["rl_steps"], save_every=10_000, device="cpu",
             output_dir=str(work / "run"), temperature=em_config.temperature, top_p=em_config.top_p,
             learning_rate=em_config.learning_rate, lr_schedule="cosine",
-            warmup_steps=max(1, round(em_config.warmup_ratio * job["rl_steps"])))
+            warmup_steps=max(1, round(em_config.warmup_ratio * job["rl_steps"])), **job.get("rl_overrides", {}))
         rl = RLTrainer(config)
         rl.train()
         model = str(work / "weights")
@@ -212,23 +224,28 @@ def _rl_iterations(job: dict, em_config, sandbox):
         yield rl.backend
 
 
-def plan(args: Settings, variants: dict, work: Path) -> list[dict]:
-    """Start evaluations, then every (row, seed): RL rows first, EM variants after."""
+def plan(args: Settings, variants: dict, work: Path, rl_rows: dict[str, dict] | None = None, queries: int | None = None) -> list[dict]:
+    """Start evaluations, then every (row, seed): RL rows first (SFT+RL, Base+RL, then ``rl_rows``: more
+    SFT+RL rows, name -> their RLConfig overrides), EM variants after. ``queries`` (default: train-em's
+    tiny preset) is EM's queries per iteration, which sets every row's rollout budget."""
     from harness.em.config import preset as em_preset
     from harness.rl.config import preset as rl_preset
 
     em, rl = em_preset("tiny"), rl_preset("tiny")
-    per_iteration = em.queries_per_iteration * (2 * em.k + em.free_rollouts)
+    queries = queries or em.queries_per_iteration
+    per_iteration = queries * (2 * em.k + em.free_rollouts)
     rl_steps = max(1, round(per_iteration / (rl.prompts_per_step * rl.group_size)))
-    common = {"iterations": args.iterations, "test_size": args.test_size, "threads": args.threads, "rl_steps": rl_steps}
+    common = {"iterations": args.iterations, "test_size": args.test_size, "threads": args.threads, "rl_steps": rl_steps,
+              "queries": queries}
     jobs = [{**common, "row": row, "kind": "start", "model": model, "seed": 0, "work": str(work / f"start-{row}"),
              "per_iteration": 0} for row, model in (("SFT only", args.model), ("Base only", args.base))]
-    rows = [("SFT+RL", "rl", args.model, {}, rl_steps * rl.prompts_per_step * rl.group_size),
-            ("Base+RL", "rl", args.base, {}, rl_steps * rl.prompts_per_step * rl.group_size)]
-    rows += [(f"EM ({name})", "em", args.model, overrides, per_iteration) for name, overrides in variants.items()]
-    for row, kind, model, overrides, spent in rows:
+    rl_spent = rl_steps * rl.prompts_per_step * rl.group_size
+    rows = [("SFT+RL", "rl", args.model, "rl_overrides", {}, rl_spent), ("Base+RL", "rl", args.base, "rl_overrides", {}, rl_spent)]
+    rows += [(name, "rl", args.model, "rl_overrides", overrides, rl_spent) for name, overrides in (rl_rows or {}).items()]
+    rows += [(f"EM ({name})", "em", args.model, "overrides", overrides, per_iteration) for name, overrides in variants.items()]
+    for row, kind, model, key, overrides, spent in rows:
         for seed in args.seeds:
-            jobs.append({**common, "row": row, "kind": kind, "model": model, "seed": seed, "overrides": overrides,
+            jobs.append({**common, "row": row, "kind": kind, "model": model, "seed": seed, key: overrides,
                          "per_iteration": spent, "work": str(work / f"{row}-{seed}".replace(" ", "_"))})
     return jobs
 
@@ -261,17 +278,23 @@ def code_version() -> str:
         return "unknown (not a git checkout)"
 
 
-def write_board(settings: Settings, variants: dict, out: Path, command: str, progress=None) -> float:
-    """Run every job and write the board (``out``: markdown, with .png and .json beside it); returns the wall time."""
+def run_board(settings: Settings, variants: dict, rl_rows: dict[str, dict] | None = None, progress=None) -> tuple[dict, float]:
+    """Run every job of ``plan``; the board's data (the held-out kinds, the start points, each run's curve
+    from its start point on) and the wall time."""
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as work:
-        done = run_all(plan(settings, variants, Path(work)), settings.workers, progress)
+        done = run_all(plan(settings, variants, Path(work), rl_rows, settings.queries), settings.workers, progress)
     data = {"kinds": [s.metadata["kind"] for s in held_out(settings.test_size)[0]],
             "starts": {job["row"]: job["point"] for job in done if job["kind"] == "start"},
             "runs": [{"row": job["row"], "seed": job["seed"],
                       "curve": [[0, next(j["point"] for j in done if j["kind"] == "start" and j["model"] == job["model"])],
                                 *job["curve"]]} for job in done if job["kind"] != "start"]}
-    seconds = time.perf_counter() - started
+    return data, time.perf_counter() - started
+
+
+def write_board(settings: Settings, variants: dict, out: Path, command: str, progress=None) -> float:
+    """Run every job and write the board (``out``: markdown, with .png and .json beside it); returns the wall time."""
+    data, seconds = run_board(settings, variants, progress=progress)
     version = code_version()
     header = (f"# Miniature reproduction on `arith`\n\nCommand: `{command}`\n\nSeeds {settings.seeds}, {settings.iterations} "
               f"iterations, EM variants {json.dumps(variants)}; greedy `auto` evaluation on {len(data['kinds'])} "

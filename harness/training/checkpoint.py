@@ -65,6 +65,32 @@ def save_checkpoint(output: Path, step: int, model, tokenizer, optimizer, schedu
     return final
 
 
+def save_model(folder: Path, model, tokenizer, state_dict: dict | None = None, dtype: str = "bfloat16") -> None:
+    """The model (``state_dict``: its full weights, when ``model`` holds a shard) as a safetensors model folder
+    in ``dtype`` with its tokenizer and chat template, loadable on its own (``harness eval --model hf:FOLDER``);
+    files the folder already holds under other names stay. Written beside it first and moved in with
+    ``config.json`` last, so a folder with ``config.json`` holds a whole model."""
+    import torch
+
+    folder = Path(folder)
+    weights = state_dict if state_dict is not None else model.state_dict()
+    weights = {name: tensor.to(getattr(torch, dtype)) if tensor.is_floating_point() else tensor for name, tensor in weights.items()}
+    partial = folder.with_name(folder.name + ".model-partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    model.save_pretrained(str(partial), state_dict=weights)
+    tokenizer.save_pretrained(str(partial))
+    config = json.loads((partial / "config.json").read_text())
+    # save_pretrained names the module's own dtype (float32 while training), not the weights written.
+    for key in {"torch_dtype", "dtype"} & set(config) or {"torch_dtype"}:
+        config[key] = dtype
+    (partial / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    folder.mkdir(parents=True, exist_ok=True)
+    for path in sorted(partial.iterdir(), key=lambda p: p.name == "config.json"):
+        path.replace(folder / path.name)
+    partial.rmdir()
+
+
 def list_checkpoints(output: Path) -> list[Path]:
     root = Path(output) / "checkpoints"
     found = [p for p in root.glob("step-*") if p.is_dir() and not p.name.endswith(".partial") and (p / INFO_FILE).is_file()]

@@ -80,6 +80,33 @@ def broadcast(accelerator, value):
     return broadcast_object_list([value])[0]
 
 
+def decided_by_main(accelerator, decide):
+    """``decide()`` run by the main process alone, its value handed to every process. When it raises, every
+    process raises the same error: had only the main process raised, the others would wait forever in the
+    broadcast it never reaches. A collective: every process must call it."""
+    outcome = None
+    if accelerator.is_main_process:
+        try:
+            outcome = (decide(), None)
+        except Exception as exc:  # noqa: BLE001 - handed to every process, then raised on every one
+            outcome = (None, exc)
+    value, error = broadcast(accelerator, outcome)
+    if error is not None:
+        raise error
+    return value
+
+
+def save_model_everywhere(accelerator, folder, model, tokenizer, dtype: str = "bfloat16") -> None:
+    """A prepared model's weights as a model folder in ``dtype`` (``checkpoint.save_model``): gathered from every
+    process (a collective under FSDP) and written by the main process; everyone waits for the folder."""
+    from harness.training.checkpoint import save_model
+
+    weights = full_state_to_save(accelerator, model)
+    if accelerator.is_main_process:
+        save_model(folder, accelerator.unwrap_model(model), tokenizer, weights, dtype)
+    accelerator.wait_for_everyone()
+
+
 def save_checkpoint_everywhere(accelerator, output, step: int, model, tokenizer, optimizer, scheduler, extra: dict | None = None):
     """A checkpoint of a prepared model: the full weights gathered (a collective under FSDP) and
     written by the main process; the optimiser state by the main process when it is replicated, and by

@@ -62,7 +62,8 @@ def main() -> int:
         model=str(work / "tiny"), task="arith", task_args={"split": "train", "size": 64}, iterations=2, queries_per_iteration=4,
         k=2, free_rollouts=1, samples_per_query=3, subsample="weight", advantage="sign", batch_size=8, micro_batch_size=8,
         max_tokens=32, max_tool_calls=1, learning_rate=1e-2, output_dir=str(work / "out"), device="cpu", sandbox_timeout=2.0,
-        rollout_backend="vllm", vllm_max_model_len=512,
+        # float32: the engine must match the hf backend token for token, and vLLM's CPU bf16 needs AVX-512.
+        rollout_backend="vllm", vllm_max_model_len=512, vllm_dtype="float32",
         # Compiling takes minutes on the CPU and tests nothing of ours: off unless VLLM_SUITE_EAGER=0.
         vllm_args={"enforce_eager": os.environ.get("VLLM_SUITE_EAGER", "1") == "1"}))
     trainer = EMTrainer(config)
@@ -94,7 +95,7 @@ def main() -> int:
 
     EMTrainer.mstep = mstep
     reports = trainer.train()
-    records = [[json.loads(line) for line in (work / "out" / f"iter-{i}" / "samples.jsonl").read_text().splitlines()] for i in range(2)]
+    records = [[json.loads(line) for line in (work / "out" / f"iter-{i + 1}" / "samples.jsonl").read_text().splitlines()] for i in range(2)]
     planned = config.queries_per_iteration * (2 * config.k + config.free_rollouts)
     checks = {
         "one_engine_per_iteration": len(engines) == 2,

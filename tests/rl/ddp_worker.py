@@ -1,6 +1,8 @@
 """One process of the 2-process gloo check: train-rl (the TRL trainer) for two steps on scripted rollouts.
 
-Run as ``python -m tests.rl.ddp_worker MODEL_DIR TASK_FILE OUT_DIR LOSS_TYPE [save_every=N] [resume=1] [rollouts=real]`` with RANK /
+Run as ``python -m tests.rl.ddp_worker MODEL_DIR TASK_FILE OUT_DIR LOSS_TYPE [save_every=N] [resume=1] [rollouts=real]
+[shaper=otc|adatir|roc] [group=N] [wrong_every=N]`` (the train-rl strategy, rollouts per question, which scripted
+rollouts are wrong) with RANK /
 WORLD_SIZE / MASTER_ADDR / MASTER_PORT set (WORLD_SIZE=1 gives the single-process reference on the same global
 batch), and HARNESS_TEST_SHARDING=fsdp2 for FSDP2 instead of DDP (tests/sharding_on_cpu.py).
 The rollouts are scripted (tests/rl/test_grpo_signal.py) so both runs train on the same sequences, or with
@@ -16,7 +18,7 @@ from pathlib import Path
 
 
 def main(model_dir: str, task_file: str, out: str, loss_type: str, save_every: str = "10", resume: str = "",
-         rollouts: str = "scripted") -> None:
+         rollouts: str = "scripted", shaper: str = "none", group: str = "2", wrong_every: str = "2") -> None:
     import pytest
     import torch
 
@@ -26,9 +28,10 @@ def main(model_dir: str, task_file: str, out: str, loss_type: str, save_every: s
 
     with pytest.MonkeyPatch.context() as monkeypatch:
         if rollouts == "scripted":
-            scripted_rollouts(monkeypatch)
-        trainer = RLTrainer(config(model_dir, task_file, out, steps=2, prompts_per_step=2, group_size=2,
-                                   micro_batch_size=1, learning_rate=1e-2, loss_type=loss_type, save_every=int(save_every)))
+            scripted_rollouts(monkeypatch, wrong_every=int(wrong_every))
+        trainer = RLTrainer(config(model_dir, task_file, out, steps=2, prompts_per_step=2, group_size=int(group),
+                                   micro_batch_size=1, learning_rate=1e-2, loss_type=loss_type, save_every=int(save_every),
+                                   strategy=shaper))
         history = trainer.train(resume=bool(resume))
     from harness.training.distributed import full_weights
 

@@ -85,7 +85,7 @@ WIRING_MUTATIONS = [
      '"answer": json.dumps(s.answer)', '"answer": json.dumps(self.samples[self.samples.index(s) - 1].answer)', [RL_GOLD_SCHEDULE]),
     # 2. π_old per iteration
     ("EM every iteration reads iteration 0's pi_old (MStep._pi_old)", "harness/em/mstep.py",
-     'f"iter-{iteration}" / "pi_old.pt"', 'f"iter-0" / "pi_old.pt"', [EM_PI_OLD]),
+     'iteration_folder(self.out, iteration) / "pi_old.pt"', 'iteration_folder(self.out, 0) / "pi_old.pt"', [EM_PI_OLD]),
     # 3. the learning-rate schedule the trainer steps
     ("EM warm-up dropped from the M-step schedule (MStep.run)", "harness/em/mstep.py",
      "lambda s: lr_factor(s, steps, warmup, config.lr_schedule)", "lambda s: lr_factor(s, steps, 0, config.lr_schedule)", [EM_SCHEDULE]),

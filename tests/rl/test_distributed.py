@@ -48,6 +48,22 @@ def test_two_processes_end_with_the_weights_of_one(tiny_model_dir, task_file, tm
     assert_same_weights(single, double, tiny_model_dir)
 
 
+@pytest.mark.parametrize(("shaper", "wrong_every"), [("adatir", 4), ("roc", 2)])
+def test_two_processes_shape_as_one_process_does(tiny_model_dir, task_file, tmp_path, shaper, wrong_every):  # noqa: F811
+    """A strategy shapes every process's rollouts together (harness/rl/strategies/hook.py gathers them) and each
+    process applies its own slice: AdaTIR's advantage floor, RoC's dropped rollouts (their tokens leave the loss
+    and its normaliser, which spans processes). Groups of 4: 3 right for AdaTIR (an easy question, where it
+    penalises tool calls), 2 right for RoC (which then keeps one right and one wrong)."""
+    options = ("group=4", f"wrong_every={wrong_every}")
+    single = run_workers(1, tiny_model_dir, task_file, tmp_path / "single", "dapo", "ddp", f"shaper={shaper}", *options)
+    double = run_workers(2, tiny_model_dir, task_file, tmp_path / "double", "dapo", "ddp", f"shaper={shaper}", *options)
+    plain = run_workers(1, tiny_model_dir, task_file, tmp_path / "plain", "dapo", "ddp", *options)
+    assert double["loss"] == pytest.approx(single["loss"], rel=1e-4, abs=1e-6)
+    assert_same_weights(single, double, tiny_model_dir)
+    # The strategy changed the update (against plain GRPO on the same rollouts).
+    assert any(not torch.allclose(plain["weights"][name], value, atol=1e-6) for name, value in single["weights"].items())
+
+
 def assert_same_weights(single: dict, other: dict, model_dir) -> None:
     from transformers import AutoModelForCausalLM
 

@@ -1,6 +1,7 @@
-"""The EM E-step on a vLLM engine (harness/em/rollout_backend.py), with a fake engine: an hf backend loaded
-from the folder the trainer saved, so what it generates comes from the saved files alone. The real engine
-runs in the opt-in suite (scripts/vllm-suite.sh, tests/models/vllm_em_iteration.py)."""
+"""The EM E-step on a vLLM engine (harness/em/rollout_backend.py), with a fake engine (tests/rl/fake_vllm.py): an
+hf backend loaded from the folder the trainer saved, so what it generates comes from the saved files alone. The
+real engine runs in the opt-in suite (scripts/vllm-suite.sh, tests/models/vllm_em_iteration.py); two sharded
+processes in tests/training/test_distributed_sft_em.py."""
 
 from __future__ import annotations
 
@@ -16,29 +17,12 @@ from harness.em.config import EMConfig
 from harness.em.mstep import MStep
 from harness.em.trainer import EMTrainer
 
+from .fake_vllm import FakeEngine
 from .test_em_trainer import (
     config,
     length_grader,  # noqa: F401 - fixture
 )
 from .test_trainer import task_file, tiny_model_dir  # noqa: F401 - shared fixtures
-
-
-class FakeEngine:
-    """Stands in for VLLMBackend: built from a saved folder, records its weights and whether it was closed."""
-
-    def __init__(self, folder: str, engine_args: dict) -> None:
-        from harness.models.hf import HFBackend
-
-        self.folder, self.engine_args, self.closed = folder, engine_args, False
-        self.files = sorted(os.listdir(folder))
-        self.inner = HFBackend(folder, {"device": "cpu", "dtype": engine_args["dtype"]})
-        self.weights = {name: p.detach().clone() for name, p in self.inner.model.named_parameters()}
-
-    def generate(self, requests, params):
-        return self.inner.generate(requests, params)
-
-    def close(self) -> None:
-        self.closed = True
 
 
 @pytest.fixture
@@ -57,7 +41,7 @@ def fake_vllm(monkeypatch):
 def samples(out, iteration: int) -> list[dict]:
     """The E-step's records without the run's config hash (the two runs' configs differ in rollout_backend) and
     the time each took."""
-    records = [json.loads(line) for line in (out / f"iter-{iteration}" / "samples.jsonl").read_text().splitlines()]
+    records = [json.loads(line) for line in (out / f"iter-{iteration + 1}" / "samples.jsonl").read_text().splitlines()]
     return [{k: v for k, v in record.items() if k not in ("config_hash", "seconds")} for record in records]
 
 
@@ -67,8 +51,9 @@ def weights(model) -> dict:
 
 def test_each_e_step_runs_on_that_iterations_saved_weights_and_is_closed_before_the_m_step(
         tiny_model_dir, task_file, tmp_path, fake_vllm, monkeypatch):  # noqa: F811
+    # float32 (the default engine dtype is bf16): the records can then equal an hf run's record for record.
     trainer = EMTrainer(config(tiny_model_dir, task_file, tmp_path / "vllm", iterations=2, rollout_backend="vllm",
-                               vllm_args={"enforce_eager": True}))
+                               vllm_dtype="float32", vllm_args={"enforce_eager": True}))
     at_estep = [weights(trainer.model)]
     real_mstep = MStep.run
 
@@ -88,11 +73,29 @@ def test_each_e_step_runs_on_that_iterations_saved_weights_and_is_closed_before_
                                       "seed": 0, "enforce_eager": True}
         assert all(torch.equal(engine.weights[name], value) for name, value in expected.items())
     assert any(not torch.equal(fake_vllm[0].weights[n], fake_vllm[1].weights[n]) for n in at_estep[0])  # reloaded, not reused
-    assert not (tmp_path / "vllm" / "rollout-model.partial").exists()
+    assert not list((tmp_path / "vllm").glob("rollout-model.*"))  # nothing half-written left beside it
 
     # Same weights, same request seeds: the E-step on the reloaded copy equals the in-process hf E-step record for record.
     EMTrainer(config(tiny_model_dir, task_file, tmp_path / "hf", iterations=1)).train()
     assert samples(tmp_path / "vllm", 0) == samples(tmp_path / "hf", 0)
+
+
+def test_the_engine_gets_the_weights_in_bf16_by_default(tiny_model_dir, task_file, tmp_path, fake_vllm):  # noqa: F811
+    from safetensors.torch import load_file
+
+    from harness.sandbox import get_sandbox
+
+    trainer = EMTrainer(config(tiny_model_dir, task_file, tmp_path, rollout_backend="vllm"))
+    with get_sandbox("local") as sandbox:
+        trainer.estep(0, sandbox)
+    (engine,) = fake_vllm
+    assert engine.engine_args["dtype"] == "bfloat16"
+    saved = load_file(tmp_path / "rollout-model" / "model.safetensors")
+    trained = trainer.model.state_dict()
+    assert saved and all(tensor.dtype == torch.bfloat16 for tensor in saved.values())
+    assert all(torch.equal(tensor, trained[name].to(torch.bfloat16)) for name, tensor in saved.items())
+    assert json.loads((tmp_path / "rollout-model" / "config.json").read_text())["dtype"] == "bfloat16"
+    assert next(trainer.model.parameters()).dtype == torch.float32  # the trainer's own weights stay fp32
 
 
 def test_a_finished_e_step_starts_no_engine_on_resume(tiny_model_dir, task_file, tmp_path, fake_vllm):  # noqa: F811
@@ -130,30 +133,22 @@ def test_vllm_args_may_not_repeat_a_field(monkeypatch):
     monkeypatch.setattr(rollout_backend, "vllm_installed", lambda: True)
     settings = EMConfig.from_dict({"rollout_backend": "vllm", "vllm_args": {"tensor_parallel_size": 2}})
     with pytest.raises(ValueError, match="vllm_args: set tensor_parallel_size with the vllm_tensor_parallel field"):
-        rollout_backend.RolloutBackend(settings, None, None, None, "out")
+        rollout_backend.RolloutBackend(settings, None, None, None, None, "out")
 
 
 @pytest.mark.parametrize("rank", [0, 1])
-def test_under_two_ranks_only_the_main_one_saves_and_each_engine_gets_its_own_gpu(tiny_model_dir, tmp_path, monkeypatch, rank):  # noqa: F811
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from harness.models.hf import HFBackend
-
+def test_under_two_ranks_each_engine_gets_its_own_gpu(tmp_path, monkeypatch, rank):
+    """Which rank writes the folder (the main one, after gathering the shards) is checked with two real
+    processes in tests/training/test_distributed_sft_em.py."""
     events = []
     monkeypatch.setattr(rollout_backend, "vllm_installed", lambda: True)
     monkeypatch.setattr(rollout_backend, "rank_and_world", lambda: (rank, 2))
-    monkeypatch.setattr(rollout_backend, "wait_for_all_ranks", lambda: events.append(("barrier", (tmp_path / "rollout-model").exists())))
-    monkeypatch.setattr(rollout_backend, "start_vllm_engine",
-                        lambda folder, args: events.append(("start", os.environ["CUDA_VISIBLE_DEVICES"])))
+    monkeypatch.setattr(rollout_backend, "start_vllm_engine", lambda folder, args: events.append(os.environ["CUDA_VISIBLE_DEVICES"]))
     monkeypatch.setenv("LOCAL_RANK", str(rank))
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,5")
-    model, tokenizer = AutoModelForCausalLM.from_pretrained(tiny_model_dir), AutoTokenizer.from_pretrained(tiny_model_dir)
     settings = EMConfig.from_dict({"rollout_backend": "vllm"})
-    policy = rollout_backend.RolloutBackend(settings, model, tokenizer, HFBackend.from_loaded(model, tokenizer, "tiny"), tmp_path)
-    policy.backend()
-    policy._start()
-    # Rank 0 has written the folder when it reaches the barrier; rank 1 (no folder here: nobody is rank 0) never writes.
-    assert events == [("barrier", rank == 0), ("start", "45"[rank])]
+    rollout_backend.RolloutBackend(settings, None, None, None, None, tmp_path)._start()
+    assert events == ["45"[rank]]
     assert os.environ["CUDA_VISIBLE_DEVICES"] == "4,5"
     with pytest.raises(ValueError, match="vllm_tensor_parallel: must be 1 under a multi-process launch"):
-        rollout_backend.RolloutBackend(settings.updated(vllm_tensor_parallel=2), model, tokenizer, None, tmp_path)
+        rollout_backend.RolloutBackend(settings.updated(vllm_tensor_parallel=2), None, None, None, None, tmp_path)

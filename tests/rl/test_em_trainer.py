@@ -23,13 +23,16 @@ def length_grader(monkeypatch):
     graded against another query's gold is seen. (The real grader's wiring is tested in test_wiring.py, with a
     scripted sampler.)"""
     import harness.grading
+
+    monkeypatch.setattr(harness.grading, "grade_batch", length_grade_batch)
+
+
+def length_grade_batch(items):
+    """The verdicts of ``length_grader``."""
     from harness.grading.scorer import Grade
 
-    def grade_batch(items):
-        verdicts = [(len(response) + int(gold) // 2) % 2 == 0 for response, gold, *_ in items]
-        return [Grade(right, None, "correct" if right else "incorrect") for right in verdicts]
-
-    monkeypatch.setattr(harness.grading, "grade_batch", grade_batch)
+    verdicts = [(len(response) + int(gold) // 2) % 2 == 0 for response, gold, *_ in items]
+    return [Grade(right, None, "correct" if right else "incorrect") for right in verdicts]
 
 
 def config(model_dir, task, out, **overrides) -> EMConfig:
@@ -43,12 +46,12 @@ def config(model_dir, task, out, **overrides) -> EMConfig:
 def test_one_iteration_writes_samples_policy_and_report(tiny_model_dir, task_file, tmp_path):  # noqa: F811
     trainer = EMTrainer(config(tiny_model_dir, task_file, tmp_path))
     [report] = trainer.train()
-    records = [json.loads(line) for line in (tmp_path / "iter-0" / "samples.jsonl").read_text().splitlines()]
+    records = [json.loads(line) for line in (tmp_path / "iter-1" / "samples.jsonl").read_text().splitlines()]
     assert len(records) == 3 * (2 + 2 + 1)
     assert {r["decision"] for r in records} == {"cot", "code", "free"}
     forced_code = [r for r in records if r["decision"] == "code"]
     assert all(r["response"].startswith("Let's write a program.") for r in forced_code)
-    policy = json.loads((tmp_path / "iter-0" / "policy.json").read_text())
+    policy = json.loads((tmp_path / "iter-1" / "policy.json").read_text())
     assert all(abs(sum(p.values()) - 1) < 1e-6 for p in policy.values())
     for key in ("step", "reward", "reward_std", "completions/mean_length", "code_rate", "loss", "em/accuracy/all",
                 "em/code_rate/all", "em/q_hat/cot", "em/q_hat/code", "em/dropped_share", "em/selection_accuracy",
@@ -66,7 +69,7 @@ def test_harness_score_reads_an_e_step_folder(tiny_model_dir, task_file, tmp_pat
     from harness.cli import app
 
     EMTrainer(config(tiny_model_dir, task_file, tmp_path)).train()
-    folder = tmp_path / "iter-0"
+    folder = tmp_path / "iter-1"
     stored = [json.loads(line) for line in (folder / "samples.jsonl").read_text().splitlines()]
     scored = CliRunner().invoke(app, ["score", str(folder)])
     assert scored.exit_code == 0, scored.output
@@ -122,6 +125,35 @@ def test_presets_and_unknowns():
         EMConfig.from_dict({"alfa": 1})
 
 
+def stop_at_optimiser_step(monkeypatch, number: int, run) -> None:
+    """``run()`` stopped at its ``number``-th optimiser step, as a kill would stop it (the steps before it taken
+    and checkpointed); the real optimiser step is back afterwards."""
+    real_step, calls = MStep.optimiser_step, {"n": 0}
+
+    def stop(self, *args):
+        calls["n"] += 1
+        if calls["n"] == number:
+            raise KeyboardInterrupt
+        return real_step(self, *args)
+
+    monkeypatch.setattr(MStep, "optimiser_step", stop)
+    with pytest.raises(KeyboardInterrupt):
+        run()
+    monkeypatch.setattr(MStep, "optimiser_step", real_step)
+
+
+def optimiser_learning_rates(monkeypatch) -> list[float]:
+    """The learning rate each later M-step optimiser step is taken with, appended as it is taken."""
+    used, real_step = [], MStep.optimiser_step
+
+    def recorded_step(self, items, old_rows, strategies, optimizer):
+        used.append(optimizer.param_groups[0]["lr"])
+        return real_step(self, items, old_rows, strategies, optimizer)
+
+    monkeypatch.setattr(MStep, "optimiser_step", recorded_step)
+    return used
+
+
 def test_resume_in_the_middle_of_an_m_step_matches_an_uninterrupted_run(tiny_model_dir, task_file, tmp_path, monkeypatch):  # noqa: F811
     overrides = dict(batch_size=2, micro_batch_size=2, subsample="sample", samples_per_query=2, alpha=float("inf"))
     straight = EMTrainer(config(tiny_model_dir, task_file, tmp_path / "straight", **overrides))
@@ -130,19 +162,7 @@ def test_resume_in_the_middle_of_an_m_step_matches_an_uninterrupted_run(tiny_mod
     assert steps_done >= 2
 
     interrupted = EMTrainer(config(tiny_model_dir, task_file, tmp_path / "resumed", **overrides))
-    real_step = MStep.optimiser_step
-    calls = {"n": 0}
-
-    def stop_after_first(self, *args):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-        return real_step(self, *args)
-
-    monkeypatch.setattr(MStep, "optimiser_step", stop_after_first)
-    with pytest.raises(KeyboardInterrupt):
-        interrupted.train()
-    monkeypatch.setattr(MStep, "optimiser_step", real_step)
+    stop_at_optimiser_step(monkeypatch, 2, interrupted.train)
     resumed = EMTrainer(config(tiny_model_dir, task_file, tmp_path / "resumed", **overrides))
     resumed.train(resume=True)
     for (name, a), (_, b) in zip(straight.model.named_parameters(), resumed.model.named_parameters()):

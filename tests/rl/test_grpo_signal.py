@@ -27,15 +27,16 @@ def answers(question: str) -> tuple[str, str]:
     return f"The answer is \\boxed{{{total}}}.", f"The answer is \\boxed{{{total + 1}}}."
 
 
-def scripted_rollouts(monkeypatch, tool_output: str | None = None) -> None:
-    """Replace the RolloutEngine by a fixed script: even rows answer right, odd rows wrong; with
-    ``tool_output``, each response ends in a tool-output block that env_mask hides from the loss."""
+def scripted_rollouts(monkeypatch, tool_output: str | None = None, wrong_every: int = 2) -> None:
+    """Replace the RolloutEngine by a fixed script: every ``wrong_every``-th row answers wrong, the others right
+    (by default even rows right, odd rows wrong); with ``tool_output``, each response ends in a tool-output block
+    that env_mask hides from the loss."""
 
     def rollout(self, prompts, trainer):
         tokenizer = trainer.processing_class
         prompt_ids, completion_ids, masks = [], [], []
         for row, question in enumerate(prompts):
-            ids = tokenizer.encode(answers(question)[row % 2], add_special_tokens=False)
+            ids = tokenizer.encode(answers(question)[row % wrong_every == wrong_every - 1], add_special_tokens=False)
             mask = [1] * len(ids)
             if tool_output is not None:
                 tail = tokenizer.encode(TOOL_TAIL.format(tool_output), add_special_tokens=False)
@@ -45,8 +46,10 @@ def scripted_rollouts(monkeypatch, tool_output: str | None = None) -> None:
             masks.append(mask)
         texts = [tokenizer.decode(ids) for ids in completion_ids]
         return {"prompt_ids": prompt_ids, "completion_ids": completion_ids, "logprobs": None, "env_mask": masks,
-                "response_text": texts, "used_code": [False] * len(prompts), "tool_calls": [0] * len(prompts),
-                "tool_failures": [0] * len(prompts)}
+                "response_text": texts, "used_code": [False] * len(prompts),
+                # Tool counts that differ between rows (what the strategies shape by), the same whichever process has the row.
+                "tool_calls": [(row + len(q)) % 2 + row % 2 for row, q in enumerate(prompts)],
+                "tool_failures": [row % 2 for row in range(len(prompts))]}
 
     monkeypatch.setattr("harness.rl.rollouts.RolloutFunc.__call__", rollout)
 

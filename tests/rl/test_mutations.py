@@ -16,12 +16,12 @@ import math
 import pytest
 import torch
 
-from harness.em.mstep import MStep
 from harness.em.trainer import EMTrainer
 from harness.training.batch import batch_logprobs
 
 from .em_records import em_record
 from .test_em_trainer import config as em_config
+from .test_em_trainer import stop_at_optimiser_step
 from .test_trainer import task_file, tiny_model_dir  # noqa: F401 - shared fixtures
 
 PROMPT = "What is 2 + 2?"
@@ -88,7 +88,7 @@ def relative_difference(a: torch.Tensor, b: torch.Tensor) -> float:
 def test_em_m_step_raises_a_right_sample_and_lowers_a_wrong_one(tiny_model_dir, task_file, tmp_path, correct):  # noqa: F811
     trainer = em_trainer(tiny_model_dir, task_file, tmp_path)
     record = rollout(trainer, correct=correct)
-    (tmp_path / "iter-0").mkdir()
+    (tmp_path / "iter-1").mkdir()
     before = sequence_logprob(trainer, record)
     trainer.mstep.run(0, {"training": [(record, 1.0)], "strategies": {"q": {"cot": 1.0, "code": 0.0}}})
     after = sequence_logprob(trainer, record)
@@ -155,7 +155,7 @@ def test_em_first_step_ratio_is_exactly_one(tiny_model_dir, task_file, tmp_path,
         return real(logprobs, old_logprobs, advantages, mask, *args, **kwargs)
 
     monkeypatch.setattr(mstep_module, "mstep_loss", watched)
-    (tmp_path / "iter-0").mkdir()
+    (tmp_path / "iter-1").mkdir()
     records = [rollout(trainer), rollout(trainer, "```python\nprint(2 + 2)\n```", tool_tail=TOOL_TAIL_A, correct=False)]
     trainer.mstep.run(0, {"training": [(r, 1.0) for r in records], "strategies": {"q": {"cot": 1.0, "code": 0.0}}})
     assert seen and seen[0] < 1e-5, seen
@@ -171,23 +171,12 @@ def test_em_resume_mid_m_step_restores_the_optimiser_state(tiny_model_dir, task_
 
     settings = dict(learning_rate=1e-2, save_every=1)
     straight = em_trainer(tiny_model_dir, task_file, tmp_path / "straight", **settings)
-    (tmp_path / "straight" / "iter-0").mkdir()
+    (tmp_path / "straight" / "iter-1").mkdir()
     straight.mstep.run(0, estep(straight))
 
     interrupted = em_trainer(tiny_model_dir, task_file, tmp_path / "resumed", **settings)
-    (tmp_path / "resumed" / "iter-0").mkdir()
-    real_step, calls = MStep.optimiser_step, {"n": 0}
-
-    def stop_at_the_third(self, *args):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt
-        return real_step(self, *args)
-
-    monkeypatch.setattr(MStep, "optimiser_step", stop_at_the_third)
-    with pytest.raises(KeyboardInterrupt):
-        interrupted.mstep.run(0, estep(interrupted))
-    monkeypatch.setattr(MStep, "optimiser_step", real_step)
+    (tmp_path / "resumed" / "iter-1").mkdir()
+    stop_at_optimiser_step(monkeypatch, 3, lambda: interrupted.mstep.run(0, estep(interrupted)))
     resumed = em_trainer(tiny_model_dir, task_file, tmp_path / "resumed", **settings)
     load_weights(latest_checkpoint(tmp_path / "resumed"), resumed.model)
     resumed.mstep.run(0, estep(resumed), start_step=2)

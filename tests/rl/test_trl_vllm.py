@@ -70,8 +70,7 @@ def test_server_sends_one_batched_request_and_infers_how_each_completion_ended()
     answer = tokenizer.encode("4", add_special_tokens=False) + [tokenizer.eos_token_id]
     cut = tokenizer.encode("a b c", add_special_tokens=False)
     client = FakeClient([cell, answer, cut])
-    backend = backend_from_trl(SimpleNamespace(mode="server", vllm_client=client), tokenizer)
-    assert isinstance(backend, TRLServerBackend)
+    backend = TRLServerBackend(client, tokenizer)  # on the main process, inside JoinedGeneration (test_joined_generation.py)
     params = SamplingParams(temperature=0.7, max_new_tokens=len(cut), stop=["```output"])
     out = backend.generate([GenerationRequest([1]), GenerationRequest([2]), GenerationRequest([3])], params)
     [(prompts, kwargs)] = client.calls
@@ -86,7 +85,7 @@ def test_rollouts_generate_through_trls_engine_when_it_runs_one(fake_vllm):
     from harness.rl.rollouts import RolloutFunc
 
     tokenizer = build_tokenizer()
-    trainer = SimpleNamespace(use_vllm=True, processing_class=tokenizer,
+    trainer = SimpleNamespace(use_vllm=True, processing_class=tokenizer, accelerator=SimpleNamespace(is_main_process=True),
                               vllm_generation=SimpleNamespace(mode="colocate", llm=FakeLLM(tokenizer, "4")))
     with RolloutFunc(RLConfig(), None, None).backend(trainer) as backend:
         assert isinstance(backend, TRLColocateBackend) and backend.llm is trainer.vllm_generation.llm

@@ -19,7 +19,6 @@ import pytest
 import torch
 
 from harness.em.config import EMConfig
-from harness.em.mstep import MStep
 from harness.em.trainer import EMTrainer
 from harness.eval.attempts import response_ids
 from harness.eval.rollout import RolloutEngine
@@ -28,6 +27,7 @@ from harness.models.types import ModelBackend
 from harness.rl.trainer import RLTrainer
 
 from .em_records import em_record
+from .test_em_trainer import optimiser_learning_rates
 from .test_trainer import config as rl_config
 from .test_trainer import task_file, tiny_model_dir  # noqa: F401 - shared fixtures
 
@@ -130,7 +130,7 @@ def em_run(tiny_model_dir, task_file, tmp_path_factory):  # noqa: F811
         patch.setattr(mstep, "mstep_loss", recorded_loss)
         patch.setattr(EMTrainer, "estep", recorded_estep)
         reports = trainer.train()
-    records = {i: [json.loads(line) for line in (out / f"iter-{i}" / "samples.jsonl").read_text().splitlines()] for i in (0, 1)}
+    records = {i: [json.loads(line) for line in (out / f"iter-{i + 1}" / "samples.jsonl").read_text().splitlines()] for i in (0, 1)}
     return {"out": out, "reports": reports, "records": records, "script": script, **seen}
 
 
@@ -159,7 +159,7 @@ def test_em_each_iteration_uses_its_own_pi_old(em_run):
     assert [iteration for iteration, _, _ in em_run["pi_old"]] == [0, 1]
     for iteration, rollouts, old in em_run["pi_old"]:
         assert [len(row) for row in old] == [len(r["prompt_ids"]) + len(response_ids(r)) - 1 for r in rollouts], iteration
-        saved = torch.load(em_run["out"] / f"iter-{iteration}" / "pi_old.pt")
+        saved = torch.load(em_run["out"] / f"iter-{iteration + 1}" / "pi_old.pt")
         assert len(saved) == len(old) and all(torch.equal(a, b) for a, b in zip(saved, old))
     for iteration in (0, 1):
         steps = [(largest, mean) for seen, largest, mean in em_run["ratios"] if seen == iteration]
@@ -195,19 +195,12 @@ def test_em_learning_rate_schedule_is_the_one_the_optimiser_steps_with(tiny_mode
         model=str(tiny_model_dir), task=str(task_file), advantage="sign", kl_weight=0.0, decision_weight=0.0,
         learning_rate=peak, lr_schedule="cosine", warmup_ratio=0.25, batch_size=1, micro_batch_size=1, save_every=100,
         output_dir=str(tmp_path), device="cpu")))
-    used = []
-    step = MStep.optimiser_step
-
-    def recorded_step(self, items, old_rows, strategies, optimizer):
-        used.append(optimizer.param_groups[0]["lr"])
-        return step(self, items, old_rows, strategies, optimizer)
-
-    monkeypatch.setattr(MStep, "optimiser_step", recorded_step)
+    used = optimiser_learning_rates(monkeypatch)
     prompt = trainer.backend.encode("What is 2 + 2?")
     training = [(em_record("q", prompt, trainer.backend.encode(f"It is {n}."), correct=n == 4), 1.0) for n in range(8)]
     expected = [peak / 2, peak] + [peak * 0.5 * (1 + math.cos(math.pi * s / 6)) for s in range(6)]
     for iteration in (0, 1):
-        (tmp_path / f"iter-{iteration}").mkdir()
+        (tmp_path / f"iter-{iteration + 1}").mkdir()
         used.clear()
         trainer.mstep.run(iteration, {"training": training, "strategies": {"q": {"cot": 1.0, "code": 0.0}}})
         assert used == pytest.approx(expected, rel=1e-9), (iteration, used)

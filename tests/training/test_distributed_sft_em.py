@@ -2,7 +2,8 @@
 that does not divide evenly (3 examples a step, 9 E-step rollouts, a last M-step of one sample); the
 E-step split over the processes reaches every one of them whole; a 2-process resume is exact. Each runs
 under DDP and under FSDP2 (each process holds a shard: tests/sharding_on_cpu.py switches accelerate to
-FSDP2 on CPU), the sharded path of the 7B recipes."""
+FSDP2 on CPU), the sharded path of the 7B recipes. A refused EM resume is one error on every process, and
+every process uses one π."""
 
 from __future__ import annotations
 
@@ -31,8 +32,9 @@ def free_port() -> int:
 STRATEGIES = ("ddp", "fsdp2")
 
 
-def launch(mode: str, world: int, model: Path, data: Path, out: Path, strategy: str = "ddp") -> None:
-    """``world`` worker processes; one process runs here (saves two interpreter start-ups)."""
+def launch(mode: str, world: int, model: Path, data: Path, out: Path, strategy: str = "ddp", timeout: float = 240) -> None:
+    """``world`` worker processes; one process runs here (saves two interpreter start-ups). A hang (collectives
+    out of step) fails after ``timeout`` seconds, the workers killed."""
     out.mkdir(parents=True, exist_ok=True)
     if world == 1:
         from tests.training import distributed_worker
@@ -47,7 +49,12 @@ def launch(mode: str, world: int, model: Path, data: Path, out: Path, strategy: 
                                            str(out)],
                                           cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
     for process in processes:
-        output, _ = process.communicate(timeout=240)  # a hang (collectives out of step) fails here
+        try:
+            output, _ = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            for worker in processes:
+                worker.kill()
+            pytest.fail(f"{mode}: the processes did not finish in {timeout} s (a hang)")
         assert process.returncode == 0, output[-4000:]
 
 
@@ -109,9 +116,65 @@ def test_two_process_em_equals_one_process_with_uneven_shares(tmp_path, strategy
     assert [(h["distributed_type"], h["parameter"]) for h in held] == [expected, expected]
     seen = [json.loads((tmp_path / f"world{w}" / f"estep-rank{r}.json").read_text()) for w, r in ((1, 0), (2, 0), (2, 1))]
     assert len(seen[0]) == 9 and seen[0] == seen[1] == seen[2]  # every process sees the whole E-step
-    assert len((tmp_path / "world2" / "iter-0" / "samples.jsonl").read_text().splitlines()) == 9  # written once
+    assert len((tmp_path / "world2" / "iter-1" / "samples.jsonl").read_text().splitlines()) == 9  # written once
+    from safetensors.torch import load_file
+
     one, two = (torch.load(tmp_path / f"world{w}" / "weights.pt") for w in (1, 2))
     assert_same_weights(one, two)
+    # The iteration's model: the full weights (gathered from the shards under FSDP) in bf16, written once.
+    kept = load_file(tmp_path / "world2" / "iter-1" / "model.safetensors")
+    assert kept.keys() <= two.keys() and all(torch.equal(kept[name], two[name].to(torch.bfloat16)) for name in kept)
+    assert not list(tmp_path.glob("world2/*.model-partial"))
+
+
+def test_a_refused_em_resume_is_one_error_on_every_process(tmp_path):
+    """A resume whose E-step was made under another temperature: the main process finds it out, and every
+    process raises the same one-line error instead of the others waiting for the main one forever."""
+    task = tiny_model_and_sums(tmp_path)
+    out = tmp_path / "run"
+    launch("em_stopped_in_m_step", 1, tmp_path / "model", task, out)
+    launch("em_resume_other_temperature", 2, tmp_path / "model", task, out, timeout=120)
+    errors = [(out / f"error-rank{rank}.txt").read_text() for rank in (0, 1)]
+    assert errors[0] == errors[1] and "\n" not in errors[0]
+    assert "iteration 1's E-step was made with other temperature" in errors[0]
+
+
+def test_every_process_uses_the_main_process_pi(tmp_path):
+    """pi_q_prefix_mean's π measured differently on the second process (prefix log-probs swapped): both
+    processes still hold the main process's π and so the same s*."""
+    task = tiny_model_and_sums(tmp_path)
+    launch("em_policy", 2, tmp_path / "model", task, tmp_path / "run", timeout=120)
+    seen = [json.loads((tmp_path / "run" / f"policy-rank{rank}.json").read_text()) for rank in (0, 1)]
+    assert seen[0] == seen[1] and len(seen[0]["strategies"]) == 3
+
+
+def test_two_fsdp2_processes_roll_out_on_engines_fed_the_gathered_weights_in_bf16(tmp_path):
+    """The 7B E-step's path: vLLM under FSDP. The shards are gathered (a collective), the main process writes the
+    folder in bf16, and each process's engine (a fake: an hf backend on that folder, tests/rl/fake_vllm.py)
+    rolls out its share; no unsharded generation copy is made beside the engine. The records equal those of
+    one process with one engine."""
+    from safetensors.torch import load_file
+
+    task = tiny_model_and_sums(tmp_path)
+    for world in (1, 2):
+        launch("em_vllm", world, tmp_path / "model", task, tmp_path / f"world{world}", "fsdp2")
+    folder = tmp_path / "world2" / "rollout-model"
+    reports = [json.loads((tmp_path / "world2" / f"engine-rank{r}.json").read_text()) for r in (0, 1)]
+    for report in reports:
+        assert report["generation_copy"] is False
+        assert report["engines"] == [{"folder": str(folder), "dtype": "bfloat16", "closed": True, "weight_dtypes": ["torch.bfloat16"]}]
+    initial = load_file(tmp_path / "model" / "model.safetensors")
+    saved = load_file(folder / "model.safetensors")
+    assert saved.keys() == initial.keys()
+    assert all(torch.equal(saved[name], tensor.to(torch.bfloat16)) for name, tensor in initial.items())
+    seen = [json.loads((tmp_path / f"world{w}" / f"estep-rank{r}.json").read_text()) for w, r in ((1, 0), (2, 0), (2, 1))]
+    assert len(seen[0]) == 9 and seen[0] == seen[1] == seen[2]
+
+    def records(world: int) -> list:
+        rows = [json.loads(line) for line in (tmp_path / f"world{world}" / "iter-0" / "samples.jsonl").read_text().splitlines()]
+        return sorted(({k: v for k, v in row.items() if k not in ("seconds", "config_hash")} for row in rows), key=json.dumps)
+
+    assert records(1) == records(2)
 
 
 def test_two_processes_hand_the_optimiser_the_one_process_gradient(tmp_path):

@@ -20,7 +20,7 @@ def test_master_weights_stay_fp32_while_the_forward_runs_in_bf16(tiny_model_dir,
     layer = trainer.model.model.layers[0].mlp.down_proj
     handle = layer.register_forward_hook(lambda module, inputs, output: seen.append(output.dtype))
     record = rollout(trainer)
-    (tmp_path / "iter-0").mkdir()
+    (tmp_path / "iter-1").mkdir()
     before = {name: p.detach().clone() for name, p in trainer.model.named_parameters()}
     trainer.mstep.run(0, {"training": [(record, 1.0)], "strategies": {"q": {"cot": 1.0, "code": 0.0}}})
     handle.remove()
