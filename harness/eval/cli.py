@@ -179,8 +179,10 @@ def tasks_command(data_dir: DataDirOpt = None) -> None:
     rows, unknown = [], False
     for name in available_tasks():
         spec = load_task(name)
-        # Counting never reaches the hub: only generated tasks and local files that are there are read.
-        if spec.generator or (directory is not None and spec.local_file and (directory / spec.local_file).is_file()):
+        # Counting never reaches the hub: only generated tasks and local files that are there are read (a
+        # generated pool with a local_file folder, paper-pool, is built from data: not counted).
+        local = directory / spec.local_file if directory is not None and spec.local_file else None
+        if (spec.generator and not spec.local_file) or (local is not None and local.is_file()):
             try:
                 size = len(load_samples(spec, directory)[0])
             except TaskError:

@@ -98,7 +98,7 @@ def load_task(name: str, **custom_fields: str | None) -> TaskSpec:
     )
 
 
-def _read_rows(path: Path) -> list[dict]:
+def read_rows(path: Path) -> list[dict]:
     if path.suffix == ".parquet":
         import datasets
 
@@ -146,27 +146,33 @@ def task_data_dir(data_dir: str | Path | None) -> Path | None:
     return resolve_data_dir(data_dir)[0]
 
 
-def _generate(task: TaskSpec) -> list[dict]:
+def _generate(task: TaskSpec, data_dir: str | Path | None) -> list[dict]:
+    """The generator's rows; one that takes ``data_dir`` (a pool deduplicated against the benchmarks) gets the
+    folder the other tasks' files come from, unless its arguments name one."""
     import importlib
+    import inspect
 
     module_name, _, function_name = task.generator.partition(":")
     try:
         function = getattr(importlib.import_module(module_name), function_name)
     except (ImportError, AttributeError) as exc:
         raise TaskError(f"task {task.name}: cannot load its generator {task.generator!r} ({exc})") from None
-    return list(function(**task.generator_args))
+    arguments = dict(task.generator_args)
+    if "data_dir" in inspect.signature(function).parameters:
+        arguments.setdefault("data_dir", None if data_dir is None else str(data_dir))
+    return list(function(**arguments))
 
 
 def load_samples(task: TaskSpec, data_dir: str | Path | None = None) -> tuple[list[Sample], str]:
     """The task's samples and a fingerprint of the data they came from."""
     if task.generator:
-        return _to_samples(task, _generate(task))
+        return _to_samples(task, _generate(task, data_dir))
     directory = task_data_dir(data_dir)
     local = None
     if task.local_file:
         local = Path(task.local_file) if Path(task.local_file).is_absolute() else (directory / task.local_file if directory else None)
     if local is not None and local.is_file():
-        rows = _read_rows(local)
+        rows = read_rows(local)
     elif local is not None and Path(task.local_file).is_absolute():
         raise TaskError(f"data file not found: {local}")
     elif task.hub is not None:

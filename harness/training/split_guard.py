@@ -45,9 +45,15 @@ def _benchmark_fingerprints(data_dir: str | None) -> tuple[dict[str, frozenset[s
     return loaded, unchecked
 
 
-def benchmark_overlap(samples, data_dir) -> tuple[dict[str, int], dict[str, str]]:
-    """({benchmark: how many distinct training questions it also holds}, {unchecked benchmark: why})."""
+def benchmark_fingerprints(data_dir) -> tuple[dict[str, frozenset[str]], dict[str, str]]:
+    """({benchmark: its questions' fingerprints}, {benchmark that could not be loaded: why})."""
     directory = task_data_dir(data_dir)
     loaded, unchecked = _benchmark_fingerprints(str(directory) if directory else None)
+    return loaded, dict(unchecked)
+
+
+def benchmark_overlap(samples, data_dir) -> tuple[dict[str, int], dict[str, str]]:
+    """({benchmark: how many distinct training questions it also holds}, {unchecked benchmark: why})."""
+    loaded, unchecked = benchmark_fingerprints(data_dir)
     questions = {fingerprint(sample.question) for sample in samples}
-    return {name: len(questions & benchmark) for name, benchmark in loaded.items()}, dict(unchecked)
+    return {name: len(questions & benchmark) for name, benchmark in loaded.items()}, unchecked

@@ -94,12 +94,13 @@ def test_tiny_presets_of_rl_and_em_match():
 
 
 def test_the_7b_presets_of_rl_and_em_match():
-    """Vanilla RL is EM's baseline: same model, data, rollout budget, response budget, sampling, schedule and batch."""
+    """Vanilla RL is EM's baseline: same data, rollout budget, response budget, sampling and batch. The optimiser
+    settings differ on purpose (on-policy GRPO at its recipes' 1e-6 constant, EM at v1's 2e-5 cosine);
+    tests/test_paper_fidelity.py holds each against the paper."""
     rl, em = rl_preset("qwen2.5-7b"), em_preset("paper-7b")
     assert (rl.model, rl.task, rl.task_args, rl.max_tokens, rl.temperature, rl.top_p) == \
         (em.model, em.task, em.task_args, em.max_tokens, em.temperature, em.top_p)
     assert rl.group_size == 2 * em.k + em.free_rollouts  # rollouts per query
     assert rl.steps * rl.prompts_per_step == em.iterations * em.queries_per_iteration  # queries rolled out in all
     assert rl.prompts_per_step * rl.group_size == em.batch_size  # sequences per optimiser step
-    assert (rl.learning_rate, rl.lr_schedule, rl.micro_batch_size) == (em.learning_rate, em.lr_schedule, em.micro_batch_size)
-    assert rl.warmup_steps == round(em.warmup_ratio * rl.steps)
+    assert (rl.micro_batch_size, rl.gradient_checkpointing) == (em.micro_batch_size, em.gradient_checkpointing)

@@ -171,7 +171,7 @@ def test_two_fsdp2_processes_roll_out_on_engines_fed_the_gathered_weights_in_bf1
     assert len(seen[0]) == 9 and seen[0] == seen[1] == seen[2]
 
     def records(world: int) -> list:
-        rows = [json.loads(line) for line in (tmp_path / f"world{world}" / "iter-0" / "samples.jsonl").read_text().splitlines()]
+        rows = [json.loads(line) for line in (tmp_path / f"world{world}" / "iter-1" / "samples.jsonl").read_text().splitlines()]
         return sorted(({k: v for k, v in row.items() if k not in ("seconds", "config_hash")} for row in rows), key=json.dumps)
 
     assert records(1) == records(2)

@@ -99,3 +99,13 @@ def test_learning_rate_warms_up_then_decays_to_the_floor():
     assert lr_factor(9, 100, 10, "cosine", 0.1) == pytest.approx(1.0)
     assert lr_factor(100, 100, 10, "cosine", 0.1) == pytest.approx(0.1)
     assert lr_factor(55, 100, 10, "cosine", 0.1) == pytest.approx(0.55)
+
+
+def test_the_7b_preset_is_a_real_models_warm_up_not_the_testbeds():
+    """The testbed's lr 3e-3 and 256 tokens (the defaults' too) would wreck a 7B model and cut its solutions;
+    tests/test_paper_fidelity.py holds each value against the paper."""
+    real = SFTConfig.preset("qwen2.5-7b")
+    for testbed in (SFTConfig.preset("tiny"), SFTConfig()):
+        assert real.learning_rate <= testbed.learning_rate / 100
+        assert real.max_length >= 2048 > testbed.max_length
+    assert real.dtype == "bfloat16" and real.gradient_checkpointing and real.micro_batch_size == 2

@@ -79,7 +79,7 @@ def test_train_sft_has_presets_and_help_config_like_the_others():
     lines = {line.split(" ", 1)[0]: line for line in result.output.splitlines()}
     assert lines["steps"].startswith("steps = 2000 (set by --preset tiny; default 1000)")
     assert lines["learning_rate"].startswith("learning_rate = 0.01 (set by --learning-rate; default 0.003)")
-    assert result.output.splitlines()[0] == "train-sft presets: tiny (--help-config --preset NAME shows one)"
+    assert result.output.splitlines()[0] == "train-sft presets: tiny, qwen2.5-7b (--help-config --preset NAME shows one)"
 
 
 @pytest.mark.parametrize("old, new, field, value", [("--lr", "--learning-rate", "learning_rate", "0.01"),

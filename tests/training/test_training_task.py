@@ -16,6 +16,7 @@ from harness.rl.config import RLConfig
 from harness.rl.config import preset as rl_preset
 from harness.training.training_task import ContaminationError, load_training_task, record_training_task
 from tests.conftest import shared_data_dir
+from tests.training.test_paper_pool import gsm8k_test_question, write_sources
 
 BENCHMARK_FILES = ("math500.jsonl", "aime24.jsonl", "aime25.jsonl", "amc23.jsonl")
 SHARED = shared_data_dir()
@@ -73,10 +74,12 @@ def test_a_query_pool_with_its_own_column_names(tmp_path):
     assert [(s.question, s.answer) for s in samples][:2] == [("0 times 2?", "0"), ("1 times 2?", "2")]
 
 
-def test_the_real_gpu_presets_train_on_the_training_pool(data_dir):
+def test_the_real_gpu_presets_train_on_the_papers_pool(data_dir, tmp_path):
+    sources = write_sources(tmp_path / "sources", gsm8k_test_question(data_dir))  # tiny copies of its four sources
     for config in (rl_preset("qwen2.5-7b"), em_preset("paper-7b")):
-        task, *_ = load_training_task(config.updated(data_dir=str(data_dir)))
-        assert task.name == "gsm8k-train"
+        config = config.updated(data_dir=str(data_dir), task_args={**config.task_args, "sources_dir": str(sources)})
+        task, samples, _, record = load_training_task(config)
+        assert task.name == "paper-pool" and record["split"] == "train" and len(samples) == 4
 
 
 def test_a_renamed_copy_of_a_benchmark_is_refused_by_its_content(tmp_path):
