@@ -216,9 +216,11 @@ def render(plan: Plan, shape: ModelShape, hw: Hardware, layout: RunLayout) -> st
 
 
 def trainer_config(trainer: str | None, preset: str | None, config_file: Path | None, settings: list[str]):
-    """The config ``harness <trainer>`` would run with: preset and YAML file through the trainers' own
-    TrainerConfig.resolve, then the ``--set`` fields as one more YAML layer (from_dict over the config, as
-    from_yaml lays a file over a preset: unknown fields and bad values refused alike); ValueError(one line)."""
+    """The config ``harness <trainer>`` would run with, through the trainers' own TrainerConfig.resolve:
+    preset, YAML file, the ``--set`` fields as its flags (YAML values), then a rehearsal's
+    HARNESS_OVERRIDES; ValueError(one line) for what it refuses."""
+    from dataclasses import fields
+
     import yaml
 
     from harness.em.config import EMConfig
@@ -235,18 +237,16 @@ def trainer_config(trainer: str | None, preset: str | None, config_file: Path | 
         trainer = having[0]
     if trainer not in trainers:
         raise ValueError(f"--trainer: must be train-em or train-rl (got {trainer!r})")
-    fields = {}
+    config_class, values = trainers[trainer], {}
     for setting in settings:
         name, equals, text = setting.partition("=")
         if not equals:
             raise ValueError(f"--set {setting}: give FIELD=VALUE")
-        fields[name.strip()] = yaml.safe_load(text)
-    config_class = trainers[trainer]
-    config = config_class.resolve(preset, config_file)
-    try:
-        return config_class.from_dict({**config.to_dict(), **fields})
-    except ValueError as exc:
-        raise ValueError(f"--set: {exc}") from None
+        values[name.strip()] = yaml.safe_load(text)
+    unknown = sorted(set(values) - {spec.name for spec in fields(config_class)})
+    if unknown:
+        raise ValueError(f"--set: {trainer} has no field {unknown[0]!r} (see `harness {trainer} --help-config`)")
+    return config_class.resolve(preset, config_file, **values)
 
 
 def generation_batch(config, processes: int) -> int:

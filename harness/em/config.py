@@ -95,7 +95,8 @@ PRESETS = {
                      code_prefix="Let's first analyze the problem, then consider if python code could help.\n",
                      learning_rate=2e-5, warmup_ratio=0.03, batch_size=128, micro_batch_size=2, max_tokens=2000,
                      micro_batch_tokens=8192, gradient_checkpointing=True,
-                     temperature=1.0, top_p=0.95, rho_cap=1.2, kl_weight=1.0, kl_discount=0.1, dtype="bfloat16"),
+                     temperature=1.0, top_p=0.95, rho_cap=1.2, kl_weight=1.0, kl_discount=0.1, dtype="bfloat16",
+                     rollout_backend="vllm"),  # the 7B E-step's fast path: one engine per process (docs/training-at-scale.md)
 }
 
 EMConfig.PRESETS = PRESETS

@@ -99,6 +99,7 @@ def eval_command(
                         max_tool_calls=max_tool_calls, seed=seed, sandbox=sandbox, sandbox_timeout=sandbox_timeout,
                         limit=limit, batch_size=batch_size, output_dir=str(output_dir),
                         data_dir=str(data_dir) if data_dir else None)
+    config = _rehearsed(config)
     columns = {"question_field": question_field, "answer_field": answer_field, "id_field": id_field}
     rows = []
     try:
@@ -112,6 +113,21 @@ def eval_command(
         typer.echo("interrupted: finished samples are saved; run the same command again to resume", err=True)
         raise typer.Exit(130) from None
     typer.echo(f"\nmodel: {evaluation.backend.name}\n" + tabulate(rows, headers=SUMMARY_HEADERS, tablefmt="github"))
+
+
+def _rehearsed(config):
+    """``config`` with a rehearsal's HARNESS_OVERRIDES ``eval`` section applied (harness/overrides.py)."""
+    from dataclasses import fields, replace
+
+    from harness.overrides import ENV, overrides_for
+
+    try:
+        rehearsal = overrides_for("eval")
+    except ValueError as exc:
+        fail(str(exc))
+    if unknown := sorted(set(rehearsal) - {spec.name for spec in fields(config)}):
+        fail(f"{ENV}: eval has no setting {unknown[0]!r}")
+    return replace(config, **rehearsal)
 
 
 def _run_dirs_under(paths: list[Path]) -> list[Path]:

@@ -132,11 +132,14 @@ class RolloutEngine:
 
     def run(self, prompts: list[list[int]], seeds: list[int], prefixes: list[list[int]] | None = None) -> list[Trajectory]:
         """Roll out every prompt. A prefix forces how the response starts (the EM E-step forces the decision
-        to use code this way): it becomes the first model segment, trained on like any model token."""
+        to use code this way): it becomes the first model segment, trained on like any model token, and counts
+        against the token budget: a prefix that fills it ends the response there ("length")."""
         trajectories = [Trajectory(list(prompt), seed) for prompt, seed in zip(prompts, seeds, strict=True)]
         for trajectory, prefix in zip(trajectories, prefixes or [], strict=False):
             if prefix:
                 trajectory.segments.append(Segment("model", list(prefix), self.backend.decode(prefix)))
+                if self._budget(trajectory) <= 0:
+                    trajectory.finish_reason = "length"
         sessions: dict[int, object] = {}
         try:
             round_index = 0

@@ -109,6 +109,7 @@ class RLTrainer:
     def _train(self, start, state, on_step) -> list[dict]:
         from harness.sandbox import SandboxLimits, get_sandbox
         from harness.training.checkpoint import latest_checkpoint
+        from harness.training.distributed import save_model_everywhere
         from harness.training.training_task import record_training_task
 
         config = self.config
@@ -127,6 +128,9 @@ class RLTrainer:
                 restore_trainer_state(checkpoint)
             self.grpo.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
             self.grpo.metric_logger.close()
+        # The trained model in OUT itself, as train-sft leaves its own (bf16, like EM's OUT/iter-N): `harness eval
+        # --model hf:OUT` evaluates it. A collective under FSDP.
+        save_model_everywhere(self.grpo.accelerator, self.out, self.grpo.model, self.tokenizer)
         self.model = self.grpo.accelerator.unwrap_model(self.grpo.model)
         return history
 

@@ -110,8 +110,10 @@ class TrainerConfig:
 
     @classmethod
     def resolve(cls, preset_name: str | None, config_file: Path | None, **overrides):
-        """The CLI's order: preset (or defaults), then the YAML file, then flags given (None = not given);
-        a bad flag value names the flag."""
+        """The CLI's order: preset (or defaults), then the YAML file, then flags given (None = not given),
+        then a rehearsal's HARNESS_OVERRIDES section (harness/overrides.py); a bad value names its source."""
+        from harness.overrides import ENV, overrides_for
+
         config = cls.preset(preset_name) if preset_name else cls()
         if config_file:
             config = cls.from_yaml(config_file, base=config)
@@ -120,7 +122,13 @@ class TrainerConfig:
                 config = config.updated(**{name: value})
             except ValueError as exc:
                 raise ValueError(f"--{name.replace('_', '-')}: {exc}") from None
-        return config
+        rehearsal = overrides_for(cls.COMMAND)
+        if unknown := sorted(set(rehearsal) - set(config.to_dict())):
+            raise ValueError(f"{ENV}: {cls.COMMAND} has no field {unknown[0]!r}")
+        try:
+            return config.updated(**rehearsal)
+        except ValueError as exc:
+            raise ValueError(f"{ENV}: {exc}") from None
 
     @classmethod
     def help_text(cls, preset_name: str | None = None, config_file: Path | None = None, **overrides) -> str:

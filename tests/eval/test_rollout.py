@@ -150,3 +150,14 @@ def test_a_forced_prefix_starts_the_response_and_is_a_model_segment(sandbox):
     assert trajectory.response_text.startswith("Let's write a program.\n```python")
     assert trajectory.loss_mask[: len(prefix)] == [1] * len(prefix)
     assert trajectory.tool_calls[0].feedback.strip() == "7"
+
+
+def test_a_prefix_that_fills_the_budget_ends_the_response_without_generating(sandbox):
+    backend = ScriptedBackend(lambda text: "\\boxed{7}")
+    prefix = backend.encode("Let's write a program.\n")
+    engine = RolloutEngine(backend, SamplingParams(), tools=True, sandbox=sandbox, max_tokens=len(prefix))
+    forced, free = engine.run([backend.encode("Q"), backend.encode("Q")], [0, 1], prefixes=[prefix, []])
+    assert (forced.response_ids, forced.finish_reason) == (prefix, "length")  # cut at the budget, nothing generated
+    assert free.response_text == "\\boxed{7}"
+    [alone] = engine.run([backend.encode("Q")], [0], prefixes=[prefix])  # with no other response to carry the round
+    assert alone.finish_reason == "length"

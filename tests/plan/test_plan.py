@@ -161,6 +161,15 @@ def test_cli_resolves_the_config_as_the_trainer_does(tmp_path):
     assert "vLLM (0.4 of the GPU)" in from_flag.output
 
 
+def test_cli_plans_a_rehearsal_as_the_trainer_runs_it(tmp_path, monkeypatch):
+    """HARNESS_OVERRIDES comes last for the trainer, after its flags: so for the plan, after --set."""
+    (tmp_path / "rehearsal.yaml").write_text("train-em: {rollout_backend: hf}\n")
+    monkeypatch.setenv("HARNESS_OVERRIDES", str(tmp_path / "rehearsal.yaml"))
+    result = CliRunner().invoke(app, ["plan", "--preset", "paper-7b", "--set", "rollout_backend=vllm", "--gpu-memory", "1000"])
+    assert result.exit_code == 0, result.output
+    assert ", rollouts hf," in result.output.splitlines()[0]
+
+
 def test_the_hf_path_generates_the_trainers_batch_at_once():
     from harness.em.config import EMConfig
     from harness.em.trainer import ESTEP_ROUND
@@ -177,8 +186,8 @@ def test_the_hf_path_generates_the_trainers_batch_at_once():
     (["--preset", "tiny"], "preset 'tiny' is both train-em's and train-rl's: name the trainer with --trainer"),
     (["--preset", "paper-7b", "--shape", "/nonexistent"], "unknown shape"),
     (["--preset", "paper-7b", "--strategy", "zero9"], "unknown strategy"),
-    (["--preset", "paper-7b", "--set", "micro_batch_size=0"], "--set: micro_batch_size: must be at least 1"),
-    (["--preset", "paper-7b", "--set", "no_such_field=1"], "--set: unknown config keys: no_such_field"),
+    (["--preset", "paper-7b", "--set", "micro_batch_size=0"], "--micro-batch-size: micro_batch_size: must be at least 1"),
+    (["--preset", "paper-7b", "--set", "no_such_field=1"], "--set: train-em has no field 'no_such_field'"),
     (["--trainer", "train-rl", "--preset", "paper-7b"], "unknown preset 'paper-7b'; choose one of"),
 ])
 def test_cli_bad_input_is_one_error_line(args, message):

@@ -167,3 +167,4 @@ def test_resume_in_the_middle_of_an_m_step_matches_an_uninterrupted_run(tiny_mod
     resumed.train(resume=True)
     for (name, a), (_, b) in zip(straight.model.named_parameters(), resumed.model.named_parameters()):
         assert torch.allclose(a, b, atol=1e-5), name
+

@@ -55,6 +55,13 @@ def test_a_step_logs_trl_metrics_and_moves_the_weights_the_backend_uses(tiny_mod
     logged = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert logged == [metrics] and logged[0]["step"] == 1
     assert (tmp_path / "checkpoints" / "step-000001" / "config.json").is_file()
+    # The trained model in OUT itself, in bf16: what `harness eval --model hf:OUT` evaluates.
+    from safetensors.torch import load_file
+
+    saved = load_file(tmp_path / "model.safetensors")
+    assert json.loads((tmp_path / "config.json").read_text())["dtype"] == "bfloat16"
+    assert all(torch.equal(tensor, after[name].to(torch.bfloat16)) for name, tensor in saved.items() if name in after)
+    assert saved.keys() <= after.keys() and len(saved) >= len(after) - 1  # a tied lm_head is written once
 
 
 def test_resume_gives_the_same_next_step_as_an_uninterrupted_run(tiny_model_dir, task_file, tmp_path):
