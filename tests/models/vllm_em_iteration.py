@@ -35,6 +35,7 @@ def main() -> int:
     import harness.em.rollout_backend as rollout_backend
     import harness.grading
     from harness.em.config import EMConfig
+    from harness.em.mstep import MStep
     from harness.em.trainer import EMTrainer
     from harness.grading.scorer import Grade
     from harness.models import GenerationRequest, SamplingParams
@@ -84,16 +85,16 @@ def main() -> int:
 
     rollout_backend.start_vllm_engine = start
     closed_before_mstep, left_at_mstep = [], []
-    real_mstep = EMTrainer.mstep
+    real_mstep = MStep.run
 
     def mstep(self, *args, **kwargs):
         # The engine's worker processes must be gone, not just dereferenced: that is what frees the (GPU) memory.
         alive = sorted(engine_processes().values())
         left_at_mstep.append(alive)
-        closed_before_mstep.append(self.rollout_backend.engine is None and all(e["engine"].llm is None for e in engines) and not alive)
+        closed_before_mstep.append(trainer.rollout_backend.engine is None and all(e["engine"].llm is None for e in engines) and not alive)
         return real_mstep(self, *args, **kwargs)
 
-    EMTrainer.mstep = mstep
+    MStep.run = mstep
     reports = trainer.train()
     records = [[json.loads(line) for line in (work / "out" / f"iter-{i + 1}" / "samples.jsonl").read_text().splitlines()] for i in range(2)]
     planned = config.queries_per_iteration * (2 * config.k + config.free_rollouts)
@@ -105,7 +106,7 @@ def main() -> int:
         "engine_matches_hf_on_that_iterations_weights": [e["vllm"] == e["hf"] for e in engines],
         "reload_changes_outputs": len(engines) == 2 and engines[0]["vllm"] != engines[1]["vllm"],
         "records_complete": [len(r) == planned and all(RECORD_FIELDS <= set(x) for x in r) for r in records],
-        "trained": [report["training_samples"] > 0 for report in reports],
+        "trained": [report["em/training_samples"] > 0 for report in reports],
     }
     passed = all(all(v) if isinstance(v, list) else v for v in checks.values())
     summary = {"passed": passed, "total_s": round(time.time() - started, 1),
