@@ -48,7 +48,8 @@ def test_two_processes_end_with_the_weights_of_one(tiny_model_dir, task_file, tm
     assert_same_weights(single, double, tiny_model_dir)
 
 
-@pytest.mark.parametrize(("shaper", "wrong_every"), [("adatir", 4), ("roc", 2)])
+# RoC (dropped rollouts: the mask and the normaliser across processes) in every CI run; AdaTIR's floor with -m slow.
+@pytest.mark.parametrize(("shaper", "wrong_every"), [pytest.param("adatir", 4, marks=pytest.mark.slow), ("roc", 2)])
 def test_two_processes_shape_as_one_process_does(tiny_model_dir, task_file, tmp_path, shaper, wrong_every):  # noqa: F811
     """A strategy shapes every process's rollouts together (harness/rl/strategies/hook.py gathers them) and each
     process applies its own slice: AdaTIR's advantage floor, RoC's dropped rollouts (their tokens leave the loss

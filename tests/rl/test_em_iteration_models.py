@@ -27,7 +27,8 @@ def two_iterations(tiny_model_dir, task_file, tmp_path_factory):  # noqa: F811
         import harness.grading
 
         patch.setattr(harness.grading, "grade_batch", length_grade_batch)
-        trainer = EMTrainer(config(tiny_model_dir, task_file, out, iterations=2, batch_size=2, micro_batch_size=2))
+        # max_tokens above the forced prefixes (22 tokens with this tokenizer), so forced rollouts generate too.
+        trainer = EMTrainer(config(tiny_model_dir, task_file, out, iterations=2, batch_size=2, micro_batch_size=2, max_tokens=40))
         trainer.train()
     return out, trainer
 
@@ -77,6 +78,6 @@ def test_a_run_stopped_before_its_iteration_model_writes_it_on_resume(two_iterat
     before = load_file(copy / "iter-2" / "model.safetensors")
     for name in ("config.json", "model.safetensors"):
         (copy / "iter-2" / name).unlink()
-    EMTrainer(config(tiny_model_dir, task_file, copy, iterations=2, batch_size=2, micro_batch_size=2)).train(resume=True)
+    EMTrainer(config(tiny_model_dir, task_file, copy, iterations=2, batch_size=2, micro_batch_size=2, max_tokens=40)).train(resume=True)
     after = load_file(copy / "iter-2" / "model.safetensors")
     assert after.keys() == before.keys() and all(torch.equal(after[n], before[n]) for n in before)

@@ -158,6 +158,7 @@ def test_rl_rows_chain_train_rl_runs_from_the_weights_the_previous_one_left(tmp_
 
 # Three one-step RL jobs from the warmed-up model, each in a fresh process: 364 s here on 2 cores shared with
 # five other sessions (load average ~15), far less on idle ones.
+@pytest.mark.slow  # the arena's CI smoke runs the same runner; this determinism check runs with -m slow
 @pytest.mark.timeout(900)
 def test_an_rl_job_gives_the_same_curve_alone_and_after_another_job(warmed_testbed_model, tmp_path):
     """Issue 24: a (row, seed) job's curve is a function of the job alone. Seed 0's SFT+RL job run by itself
