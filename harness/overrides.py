@@ -22,6 +22,9 @@ from pathlib import Path
 
 ENV = "HARNESS_OVERRIDES"
 COMMANDS = ("train-sft", "train-em", "train-rl", "eval")
+# What this process has said already: a command resolves its config more than once (--help-config once per
+# layer), and the line should be said once.
+_announced: set[str] = set()
 
 
 def overrides_for(command: str) -> dict:
@@ -41,6 +44,8 @@ def overrides_for(command: str) -> dict:
     if unknown := sorted(set(data) - set(COMMANDS)):
         raise ValueError(f"{ENV}={path}: unknown command {unknown[0]!r} (known: {', '.join(COMMANDS)})")
     section = data.get(command, {})
-    if section:
-        print(f"{ENV}={path}: {command} takes {', '.join(f'{k}={v}' for k, v in section.items())}", file=sys.stderr)
+    line = f"{ENV}={path}: {command} takes {', '.join(f'{k}={v}' for k, v in section.items())}"
+    if section and line not in _announced:
+        _announced.add(line)
+        print(line, file=sys.stderr)
     return section

@@ -155,6 +155,9 @@ def seconds_per_iteration(shape: ModelShape, work: Workload, hw: Hardware, layou
                            f"here{slower})")
     else:
         assumptions.append(f"decode {rollout_tokens_per_s:,.0f} tokens/s per GPU (given)")
+    if layout.rollout == "vllm-server":
+        assumptions.append(f"the vLLM server decodes on {layout.processes} GPUs of its own, as many as the trainer's (the "
+                           f"rollouts line scales with {layout.processes} / its GPUs)")
     response = work.response_tokens * response_fill
     generated = work.rollouts * response
     trained_tokens = work.train_sequences * (work.prompt_tokens + response)

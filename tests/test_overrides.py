@@ -30,6 +30,14 @@ def test_a_trainer_takes_its_section_last_and_only_its_own(monkeypatch, tmp_path
     assert RLConfig.resolve("qwen2.5-7b", None).steps == 3
 
 
+def test_the_line_is_said_once_however_often_the_config_is_resolved(monkeypatch, tmp_path, capsys):
+    settings = tmp_path / "em.yaml"
+    settings.write_text("k: 3\n")
+    rehearse(monkeypatch, tmp_path, {"train-em": {"iterations": 2}})
+    EMConfig.help_text("paper-7b", settings, learning_rate=1e-4)  # resolves once per layer: preset, file, flags
+    assert capsys.readouterr().err.count("train-em takes iterations=2") == 1
+
+
 def test_without_the_variable_nothing_changes(monkeypatch):
     monkeypatch.delenv(ENV, raising=False)
     assert overrides_for("train-em") == {}

@@ -20,7 +20,8 @@ from harness.training.config import option
 @dataclass
 class EMConfig(shared.RolloutTrainerFields):
     COMMAND: ClassVar[str] = "train-em"
-    RESUME_MAY_CHANGE: ClassVar[frozenset[str]] = frozenset({"iterations", "save_every", "output_dir", "report_to", "device"})
+    RESUME_MAY_CHANGE: ClassVar[frozenset[str]] = frozenset({"iterations", "save_every", "output_dir", "report_to", "device",
+                                                             "vllm_server_url", "vllm_server_timeout", "vllm_group_port"})
     # The fields that do not shape what an E-step stores (its rollouts, π, training set and π_old): how the
     # M-step optimises, and where and how fast the run computes. Every other field does, and the E-step's hash
     # (trainer.estep_hash) covers it, so a resume that changes only these (--allow-config-change for those
@@ -62,8 +63,10 @@ class EMConfig(shared.RolloutTrainerFields):
     save_every: int = shared.save_every(10, " (and one at each M-step's end)")
     dtype: str = shared.dtype("weights and AdamW states stay float32")
     # The E-step's generator (harness/em/rollout_backend.py).
-    rollout_backend: str = option("hf", "E-step generator: hf (the trained model, in this process) or vllm (a vLLM engine on "
-                                  "the iteration's weights, saved to OUT/rollout-model; needs vLLM installed)", choices=("hf", "vllm"))
+    rollout_backend: str = option("hf", "E-step generator: hf (the trained model, in this process), vllm (a vLLM engine in each "
+                                  "process on the iteration's weights, saved to OUT/rollout-model) or vllm-server (a vLLM server "
+                                  "on other GPUs, sent the weights over NCCL each E-step); both vllm ones need vLLM installed",
+                                  choices=("hf", "vllm", "vllm-server"))
     vllm_tensor_parallel: int = option(1, "rollout_backend vllm: GPUs per engine (tensor_parallel_size); 1 under a "
                                        "multi-process launch, where each rank runs its own engine on its GPU", minimum=1)
     vllm_gpu_memory_utilization: float = option(0.5, "rollout_backend vllm: share of each GPU the engine may take (weights + "
@@ -75,6 +78,12 @@ class EMConfig(shared.RolloutTrainerFields):
                              "where the engine supports it, for rollouts at the training precision)",
                              choices=("bfloat16", "float16", "float32"))
     vllm_args: dict = option({}, "rollout_backend vllm: further vllm.LLM arguments (enforce_eager, kv_cache_dtype, ...)")
+    vllm_server_url: str = option("http://localhost:8000", "rollout_backend vllm-server: the server's base URL (how to start it: "
+                                  "docs/training-at-scale.md)")
+    vllm_server_timeout: float = option(240.0, "rollout_backend vllm-server: seconds to wait for the server to answer at the start",
+                                        above=0)
+    vllm_group_port: int = option(51216, "rollout_backend vllm-server: port of the NCCL group the main process sends the "
+                                  "weights over", minimum=1, maximum=65535)
 
     def __post_init__(self) -> None:
         super().__post_init__()

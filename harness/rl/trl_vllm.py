@@ -34,9 +34,10 @@ from harness.models.types import Generation, GenerationRequest, ModelBackend, Sa
 from harness.models.vllm_backend import VLLMBackend
 
 
-def backend_from_trl(vllm_generation, tokenizer, is_main_process: bool = True) -> ModelBackend:
+def backend_from_trl(vllm_generation, tokenizer, is_main_process: bool = True, eos_token_ids: set[int] | None = None) -> ModelBackend:
+    """``eos_token_ids``: the model's own end tokens (its generation config), which the server stops on too."""
     if getattr(vllm_generation, "mode", None) == "server":
-        server = TRLServerBackend(vllm_generation.vllm_client, tokenizer) if is_main_process else None
+        server = TRLServerBackend(vllm_generation.vllm_client, tokenizer, eos_token_ids=eos_token_ids) if is_main_process else None
         return JoinedGeneration(server, tokenizer, group=None, main_generates=True)
     colocated = TRLColocateBackend(vllm_generation.llm, tokenizer)
     if getattr(vllm_generation, "tensor_parallel_size", 1) > 1:
@@ -45,14 +46,14 @@ def backend_from_trl(vllm_generation, tokenizer, is_main_process: bool = True) -
 
 
 @contextmanager
-def trl_engine(vllm_generation, tokenizer, is_main_process: bool):
+def trl_engine(vllm_generation, tokenizer, is_main_process: bool, eos_token_ids: set[int] | None = None):
     """The backend on TRL's engine for one rollout call; every process enters and leaves it together."""
     sleeps = getattr(vllm_generation, "mode", None) == "colocate" and getattr(vllm_generation, "enable_sleep_mode", False)
     if sleeps:
         if vllm_generation._llm_weights_sleeping:  # level-2 sleep discarded them since the last sync
             vllm_generation.sync_weights()
         vllm_generation.llm.wake_up(tags=["kv_cache"])
-    backend = backend_from_trl(vllm_generation, tokenizer, is_main_process)
+    backend = backend_from_trl(vllm_generation, tokenizer, is_main_process, eos_token_ids)
     try:
         yield backend
         if isinstance(backend, JoinedGeneration):
@@ -85,6 +86,8 @@ class JoinedGeneration(ModelBackend):
         """One collective round; this process's generations, or None when every process was done."""
         import torch.distributed as dist
 
+        if not dist.is_initialized():  # one process (one GPU trains, the server generates): nobody to join
+            return None if done else self.generator.generate(requests, params)
         size = dist.get_world_size(self.group)
         everyone: list = [None] * size
         dist.all_gather_object(everyone, (requests, params, done), group=self.group)
@@ -127,9 +130,12 @@ class TRLColocateBackend(VLLMBackend):
 
 
 class TRLServerBackend(ModelBackend):
-    def __init__(self, client, tokenizer, name: str = "policy") -> None:
+    """``eos_token_ids``: the ids the server stops on, when the model's generation config adds some to the
+    tokenizer's (Qwen's two end tokens); a completion ending on one of them ended the turn."""
+
+    def __init__(self, client, tokenizer, name: str = "policy", eos_token_ids: set[int] | None = None) -> None:
         self.client, self.tokenizer, self.name = client, tokenizer, name
-        self.eos_token_ids = eos_token_ids_of(None, None, tokenizer)
+        self.eos_token_ids = eos_token_ids_of(None, None, tokenizer) | set(eos_token_ids or ())
 
     def generate(self, requests: list[GenerationRequest], params: SamplingParams) -> list[Generation]:
         if not requests:

@@ -5,8 +5,9 @@ build their run from it and `harness plan` sizes the same run from it, so the tw
   count), else ``ddp`` over several processes, else ``single``.
 * **rollout**: where the rollouts are generated. ``hf``: the policy itself (train-em ``rollout_backend:
   hf``, train-rl ``vllm_mode: off``); ``vllm-colocate``: a vLLM engine in each training process
-  (train-em ``rollout_backend: vllm``, train-rl ``vllm_mode: colocate``); ``vllm-server``: TRL's
-  ``vllm-serve`` on other GPUs.
+  (train-em ``rollout_backend: vllm``, train-rl ``vllm_mode: colocate``); ``vllm-server``: a vLLM
+  server on other GPUs, fed the weights through TRL's client (train-em ``rollout_backend: vllm-server``,
+  train-rl ``vllm_mode: server``); its dtype and tensor parallelism are the server's own launch flags.
 * **compute and weight dtypes**: compute is bf16 for ``dtype: bfloat16`` or ``auto`` on a GPU
   (policy.mixed_precision); the weights are fp32 masters, except train-rl's ``dtype: bfloat16``, which
   loads them in bf16.
@@ -32,7 +33,8 @@ from harness.training.policy import mixed_precision, refuse_deepspeed, uses_cuda
 # GRPOConfig's vllm_gpu_memory_utilization default (trl==1.16.0, pinned): train-rl's colocated engine takes it
 # unless vllm_args sets one.
 TRL_VLLM_GPU_MEMORY_UTILIZATION = 0.3
-# TRL starts its engine with vLLM's dtype "auto", the model folder's: bf16 for the Qwen2.5 models.
+# TRL starts its engine with vLLM's dtype "auto", the model folder's: bf16 for the Qwen2.5 models (and the
+# server's launch command in docs/training-at-scale.md asks for bf16).
 TRL_VLLM_DTYPE = "bfloat16"
 # vllm.LLM arguments train-em sets with fields of its own; setting them in vllm_args too would be ambiguous.
 EM_VLLM_OWN_FIELDS = {"tensor_parallel_size": "vllm_tensor_parallel", "gpu_memory_utilization": "vllm_gpu_memory_utilization",
@@ -68,7 +70,7 @@ def launched() -> tuple[bool, int]:
 
 def rollout_of(config) -> str:
     if config.COMMAND == "train-em":
-        return "vllm-colocate" if config.rollout_backend == "vllm" else "hf"
+        return {"hf": "hf", "vllm": "vllm-colocate", "vllm-server": "vllm-server"}[config.rollout_backend]
     return "hf" if config.vllm_mode == "off" else f"vllm-{config.vllm_mode}"
 
 
@@ -108,7 +110,7 @@ def run_layout(config, strategy: str, processes: int, gpu: bool) -> RunLayout:
     refuse_unsupported(config, strategy, processes)
     compute, weights = precisions(config, gpu)
     if config.COMMAND == "train-em":
-        engine = (config.vllm_tensor_parallel, config.vllm_dtype, False)
+        engine = (config.vllm_tensor_parallel, config.vllm_dtype, False) if config.rollout_backend == "vllm" else (1, TRL_VLLM_DTYPE, False)
     else:
         engine = (config.vllm_args.get("vllm_tensor_parallel_size", 1), TRL_VLLM_DTYPE,
                   not config.vllm_args.get("vllm_enable_sleep_mode", False))

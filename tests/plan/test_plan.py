@@ -99,6 +99,11 @@ def test_the_layout_reads_the_engine_from_the_trainer_config():
     assert (sleeping.vllm_memory_share, sleeping.vllm_held_in_update) == (0.45, False)
     server = run_layout(RLConfig(vllm_mode="server"), "ddp", 8, gpu=True)
     assert (server.rollout, server.vllm_memory_share) == ("vllm-server", 0.0)
+    em_server = run_layout(EMConfig(rollout_backend="vllm-server", vllm_gpu_memory_utilization=0.6), "fsdp", 8, gpu=True)
+    assert (em_server.rollout, em_server.vllm_memory_share, em_server.vllm_tensor_parallel) == ("vllm-server", 0.0, 1)
+    plan = make_plan(SMALL, WORK, Hardware(80, 64), em_server, rollout_tokens_per_s=1.0)
+    assert not [name for name in plan.memory if "vLLM" in name or "KV" in name or "generation copy" in name]
+    assert any("server decodes on 8 GPUs of its own" in line for line in plan.assumptions)
 
 
 def test_weights_pushed_into_vllm_under_fsdp_are_gathered_one_tensor_at_a_time():

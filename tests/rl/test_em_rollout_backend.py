@@ -122,8 +122,10 @@ def test_rollout_backend_vllm_without_vllm_is_a_one_line_error(tiny_model_dir, t
 
 
 def test_bad_vllm_settings_are_refused():
-    with pytest.raises(ValueError, match="rollout_backend: must be one of hf, vllm"):
+    with pytest.raises(ValueError, match="rollout_backend: must be one of hf, vllm, vllm-server"):
         EMConfig.from_dict({"rollout_backend": "sglang"})
+    with pytest.raises(ValueError, match="vllm_group_port: must be at most 65535"):
+        EMConfig.from_dict({"vllm_group_port": 70000})
     with pytest.raises(ValueError, match="vllm_gpu_memory_utilization: must be at most 1"):
         EMConfig.from_dict({"vllm_gpu_memory_utilization": 1.5})
     assert "vllm_tensor_parallel (default 1)" in EMConfig.help_text()
@@ -156,3 +158,61 @@ def test_under_two_ranks_each_engine_gets_its_own_gpu(tmp_path, monkeypatch, ran
     refuse_unsupported(settings.updated(vllm_tensor_parallel=2), "single", 1)  # one process: tensor parallel is fine
     with pytest.raises(ValueError, match="vllm_tensor_parallel: must be 1 under a multi-process launch"):
         refuse_unsupported(settings.updated(vllm_tensor_parallel=2), "ddp", 2)
+
+
+@pytest.fixture
+def fake_server(tiny_model_dir):  # noqa: F811
+    from .fake_vllm import serve_with_fakes
+
+    undo, made = serve_with_fakes(str(tiny_model_dir))
+    yield made
+    undo()
+
+
+def test_each_e_step_samples_on_a_server_sent_that_iterations_weights(tiny_model_dir, task_file, tmp_path, fake_server, monkeypatch):  # noqa: F811
+    """rollout_backend vllm-server in one process: one client for the run; before each E-step the policy's
+    tensors are streamed to it (every one, in the trainer's fp32) and its prefix cache is cleared; nothing is
+    written to disk for it. Greedy, its records equal the in-process hf E-step's."""
+    trainer = EMTrainer(config(tiny_model_dir, task_file, tmp_path / "server", iterations=2, rollout_backend="vllm-server",
+                               temperature=0.0, max_tokens=40, vllm_server_url="http://rollouts:9000"))
+    at_estep = [weights(trainer.model)]
+    real_mstep = MStep.run
+
+    def mstep(self, *args, **kwargs):
+        result = real_mstep(self, *args, **kwargs)
+        at_estep.append(weights(self.model))
+        return result
+
+    monkeypatch.setattr(MStep, "run", mstep)
+    trainer.train()
+    [server] = fake_server
+    assert (server.base_url, server.group_port, server.communicator_device) == ("http://rollouts:9000", 51216, "cpu")
+    assert len(server.syncs) == 2 and server.prefix_cache_resets == 2
+    for sent, expected in zip(server.syncs, at_estep):
+        assert sent.keys() == expected.keys()
+        assert all(torch.equal(sent[name], value) for name, value in expected.items())
+    assert any(not torch.equal(server.syncs[0][n], server.syncs[1][n]) for n in at_estep[0])  # the M-step's update was sent
+    assert sum(server.prompts_per_call) >= 2 * 3 * (2 + 2 + 1)  # every rollout of both E-steps
+    assert not (tmp_path / "server" / "rollout-model").exists()
+
+    EMTrainer(config(tiny_model_dir, task_file, tmp_path / "hf", iterations=1, temperature=0.0, max_tokens=40)).train()
+    assert samples(tmp_path / "server", 0) == samples(tmp_path / "hf", 0)
+
+
+def test_no_server_at_the_url_is_a_one_line_error(tiny_model_dir, task_file, tmp_path, fake_server, monkeypatch):  # noqa: F811
+    import requests
+    import trl.generation.vllm_generation as trl_generation
+
+    from harness.cli import app
+
+    def unreachable(base_url=None, **_):
+        raise requests.ConnectionError(f"The vLLM server can't be reached at {base_url} after 1 seconds.")
+
+    monkeypatch.setattr(trl_generation, "VLLMClient", unreachable)
+    settings = tmp_path / "em.yaml"
+    settings.write_text(f"task: {task_file}\ndevice: cpu\nrollout_backend: vllm-server\nvllm_server_url: http://nowhere:1\n"
+                        f"vllm_server_timeout: 1\n")
+    result = CliRunner().invoke(app, ["train-em", "--model", str(tiny_model_dir), "--config", str(settings), "-o", str(tmp_path / "out")])
+    assert result.exit_code != 0
+    assert result.output.strip().splitlines()[-1] == ("error: rollout_backend vllm-server (http://nowhere:1): The vLLM server "
+                                                      "can't be reached at http://nowhere:1 after 1 seconds.")

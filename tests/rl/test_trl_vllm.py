@@ -85,10 +85,32 @@ def test_rollouts_generate_through_trls_engine_when_it_runs_one(fake_vllm):
     from harness.rl.rollouts import RolloutFunc
 
     tokenizer = build_tokenizer()
-    trainer = SimpleNamespace(use_vllm=True, processing_class=tokenizer, accelerator=SimpleNamespace(is_main_process=True),
+    model = SimpleNamespace(config=SimpleNamespace(eos_token_id=None), generation_config=SimpleNamespace(eos_token_id=None))
+    accelerator = SimpleNamespace(is_main_process=True, unwrap_model=lambda wrapped: wrapped)
+    trainer = SimpleNamespace(use_vllm=True, processing_class=tokenizer, accelerator=accelerator, model_wrapped=model,
                               vllm_generation=SimpleNamespace(mode="colocate", llm=FakeLLM(tokenizer, "4")))
     with RolloutFunc(RLConfig(), None, None).backend(trainer) as backend:
         assert isinstance(backend, TRLColocateBackend) and backend.llm is trainer.vllm_generation.llm
+
+
+def test_one_training_process_generates_on_the_server_directly_and_stops_on_the_models_own_end_tokens():
+    """One process (one GPU trains, the server has its own): no process group to join. A completion ending on
+    an end token of the model's generation config (Qwen's second one) ended its turn: "eos", not "length"."""
+    from harness.rl.config import RLConfig
+    from harness.rl.rollouts import RolloutFunc
+
+    tokenizer = build_tokenizer()
+    own_end = 7
+    assert own_end != tokenizer.eos_token_id
+    client = FakeClient([tokenizer.encode("4", add_special_tokens=False) + [own_end]])
+    model = SimpleNamespace(config=SimpleNamespace(eos_token_id=None), generation_config=SimpleNamespace(eos_token_id=[own_end]))
+    accelerator = SimpleNamespace(is_main_process=True, unwrap_model=lambda wrapped: wrapped)
+    trainer = SimpleNamespace(use_vllm=True, processing_class=tokenizer, accelerator=accelerator, model_wrapped=model,
+                              vllm_generation=SimpleNamespace(mode="server", vllm_client=client))
+    with RolloutFunc(RLConfig(), None, None).backend(trainer) as backend:
+        [generation] = backend.generate([GenerationRequest([1])], SamplingParams(max_new_tokens=8))
+    assert (generation.finish_reason, generation.text) == ("eos", "4")
+    assert len(client.calls) == 1
 
 
 def test_vllm_mode_reaches_grpoconfig():

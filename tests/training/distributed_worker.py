@@ -1,5 +1,5 @@
-"""One process of the gloo checks in test_distributed_sft_em.py: SFT, an EM E-step and M-step, one step's gradients, an
-EM resume refused, or the E-step's π.
+"""One process of the gloo checks in test_distributed_sft_em.py: SFT, an EM E-step (in process, on vLLM engines or
+through a vLLM server) and M-step, one step's gradients, an EM resume refused, or the E-step's π.
 
 Run as ``python -m tests.training.distributed_worker MODE MODEL DATA OUT`` (MODE: a function below) with RANK / WORLD_SIZE /
 MASTER_ADDR / MASTER_PORT set (WORLD_SIZE=1: the one-process reference), and ``HARNESS_TEST_SHARDING=fsdp2`` for
@@ -187,6 +187,33 @@ def em_policy(model: str, data: str, out: Path) -> None:
     reference = trainer._reference(0, records, 0.0)
     (out / f"policy-rank{rank}.json").write_text(json.dumps({key: reference[key] for key in ("policy", "strategies")}))
 
+def em_greedy(model: str, data: str, out: Path) -> None:
+    em_estep(model, data, out, temperature=0.0, max_tokens=40)
+
+
+def em_vllm_server(model: str, data: str, out: Path) -> None:
+    """The E-step through one (fake) vLLM server, in rounds of 2 rollouts so that one process has a round with
+    nothing to generate while the other generates; the main process saves what the server was sent to
+    ``OUT/synced.pt``, and every process writes how it took part to ``OUT/server-rankN.json``."""
+    import torch
+
+    import harness.em.trainer as em_trainer
+    from tests.rl.fake_vllm import serve_with_fakes
+
+    undo, made = serve_with_fakes(model)
+    em_trainer.ESTEP_ROUND = 2
+    try:
+        trainer = em_estep(model, data, out, rollout_backend="vllm-server", temperature=0.0, max_tokens=40)
+    finally:
+        undo()
+    rank = trainer.accelerator.process_index
+    if made:
+        torch.save(made[0].syncs, out / "synced.pt")
+    report = {"clients": [{"url": c.base_url, "syncs": len(c.syncs), "prefix_cache_resets": c.prefix_cache_resets,
+                           "prompts": sum(c.prompts_per_call)} for c in made],
+              "generation_copy": trainer.generation_copy is not None, "engine_folder": (out / "rollout-model").exists()}
+    (out / f"server-rank{rank}.json").write_text(json.dumps(report))
+
 
 if __name__ == "__main__":
     from tests.sharding_on_cpu import install_if_asked
@@ -195,5 +222,5 @@ if __name__ == "__main__":
     mode, model_dir, data_file, out_dir = sys.argv[1:5]
     modes = {"sft": sft, "sft_resume": sft_resume, "em": em, "em_vllm": em_vllm, "gradients": gradients,
              "em_stopped_in_m_step": em_stopped_in_m_step, "em_resume_other_temperature": em_resume_other_temperature,
-             "em_policy": em_policy}
+             "em_policy": em_policy, "em_greedy": em_greedy, "em_vllm_server": em_vllm_server}
     modes[mode](model_dir, data_file, Path(out_dir))
