@@ -73,7 +73,9 @@ class EMConfig(shared.RolloutTrainerFields):
                                                 "KV cache); the policy stays on the GPU during the E-step, leave it room",
                                                 above=0, maximum=1)
     vllm_max_model_len: int = option(0, "rollout_backend vllm: tokens per sequence the engine allocates for (prompt, "
-                                     "response and tool output); 0 = the model's own context", minimum=0)
+                                     "response and tool output); vllm-server: set it to the server's --max_model_len, "
+                                     "so longer prompts are refused before they reach it; 0 = the model's own context",
+                                     minimum=0)
     vllm_dtype: str = option("bfloat16", "rollout_backend vllm: the engine's weights, saved in this dtype each E-step (float32 "
                              "where the engine supports it, for rollouts at the training precision)",
                              choices=("bfloat16", "float16", "float32"))
