@@ -62,7 +62,7 @@ def rehearsal(tmp_path: Path, model: Path) -> Path:
                      "rollout_backend": "hf", "cot_prefix": EMConfig().cot_prefix, "code_prefix": EMConfig().code_prefix},
         "train-rl": {**cpu, **arith, "steps": 1, "prompts_per_step": 2, "group_size": 2, "micro_batch_size": 1, "vllm_mode": "off",
                      "report_to": ["jsonl"]},  # the preset's tensorboard is not installed here
-        "eval": {"limit": 1, "max_tokens": 96, "max_tool_calls": 1, "model_args": {"device": "cpu"}, "sandbox_timeout": 2.0},
+        "eval": {"limit": 1, "max_tokens": 32, "max_tool_calls": 1, "model_args": {"device": "cpu"}, "sandbox_timeout": 2.0},
     }
     path = tmp_path / "rehearsal.yaml"
     path.write_text(yaml.safe_dump(overrides))
