@@ -33,8 +33,8 @@ from harness.training.policy import mixed_precision, refuse_deepspeed, uses_cuda
 # GRPOConfig's vllm_gpu_memory_utilization default (trl==1.16.0, pinned): train-rl's colocated engine takes it
 # unless vllm_args sets one.
 TRL_VLLM_GPU_MEMORY_UTILIZATION = 0.3
-# TRL starts its engine with vLLM's dtype "auto", the model folder's: bf16 for the Qwen2.5 models (and the
-# server's launch command in docs/training-at-scale.md asks for bf16).
+# TRL starts its engine with vLLM's dtype "auto", the model folder's: bf16 for the Qwen2.5 models (`trl vllm-serve`,
+# the server of both trainers' server mode, defaults to "auto" too).
 TRL_VLLM_DTYPE = "bfloat16"
 # vllm.LLM arguments train-em sets with fields of its own; setting them in vllm_args too would be ambiguous.
 EM_VLLM_OWN_FIELDS = {"tensor_parallel_size": "vllm_tensor_parallel", "gpu_memory_utilization": "vllm_gpu_memory_utilization",
@@ -110,7 +110,8 @@ def run_layout(config, strategy: str, processes: int, gpu: bool) -> RunLayout:
     refuse_unsupported(config, strategy, processes)
     compute, weights = precisions(config, gpu)
     if config.COMMAND == "train-em":
-        engine = (config.vllm_tensor_parallel, config.vllm_dtype, False) if config.rollout_backend == "vllm" else (1, TRL_VLLM_DTYPE, False)
+        server = config.rollout_backend == "vllm-server"  # its dtype and tensor parallelism are the server's launch flags
+        engine = (1, TRL_VLLM_DTYPE, False) if server else (config.vllm_tensor_parallel, config.vllm_dtype, False)
     else:
         engine = (config.vllm_args.get("vllm_tensor_parallel_size", 1), TRL_VLLM_DTYPE,
                   not config.vllm_args.get("vllm_enable_sleep_mode", False))
